@@ -1,0 +1,235 @@
+//! The typed `/ticket` command: what the Slack grammar parses text into and what the Discord
+//! adapter builds from typed options. Both platforms then run the same code.
+
+use chrono::{NaiveDate, NaiveTime, Weekday};
+
+use super::contact::ContactTarget;
+use super::people::{Need, Role};
+use super::ticket::{Priority, TicketNo};
+
+/// A user named in a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Who {
+    /// The person running the command.
+    Me,
+    /// A platform user id (Slack `U…`/`W…`, Discord snowflake).
+    User(String),
+    /// Nobody (unassign).
+    Nobody,
+}
+
+/// The queue views of `list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListFilter {
+    Open,
+    Mine,
+    Unassigned,
+    Waiting,
+    All,
+    Priority(Priority),
+    User(String),
+}
+
+impl ListFilter {
+    /// The plain name of a filter with no argument (Discord choice values).
+    pub fn parse_word(s: &str) -> Option<ListFilter> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "open" => ListFilter::Open,
+            "mine" => ListFilter::Mine,
+            "unassigned" => ListFilter::Unassigned,
+            "waiting" => ListFilter::Waiting,
+            "all" => ListFilter::All,
+            other => ListFilter::Priority(Priority::parse(other)?),
+        })
+    }
+}
+
+/// Mail providers a mailbox can be connected from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Google,
+    Microsoft,
+}
+
+impl Provider {
+    pub fn parse(s: &str) -> Option<Provider> {
+        match s.to_ascii_lowercase().as_str() {
+            "google" | "gmail" => Some(Provider::Google),
+            "microsoft" | "outlook" => Some(Provider::Microsoft),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Google => "google",
+            Provider::Microsoft => "microsoft",
+        }
+    }
+}
+
+/// Business hours for the SLA clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hours {
+    pub days: Vec<Weekday>,
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+    pub timezone: String,
+}
+
+/// One `/ticket` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    New {
+        priority: Option<Priority>,
+        description: Option<String>,
+    },
+    Show {
+        no: TicketNo,
+    },
+    List {
+        filter: ListFilter,
+    },
+    Assign {
+        no: TicketNo,
+        who: Who,
+    },
+    Start {
+        no: TicketNo,
+    },
+    Wait {
+        no: TicketNo,
+    },
+    Complete {
+        no: TicketNo,
+        note: Option<String>,
+    },
+    Close {
+        no: TicketNo,
+        reason: Option<String>,
+    },
+    Reopen {
+        no: TicketNo,
+    },
+    Priority {
+        no: TicketNo,
+        level: Priority,
+    },
+    Note {
+        no: TicketNo,
+        text: String,
+    },
+    Contact {
+        no: TicketNo,
+        target: ContactTarget,
+        name: Option<String>,
+    },
+    History {
+        target: ContactTarget,
+    },
+    Link {
+        no: TicketNo,
+        thread: String,
+    },
+    MailboxConnect {
+        provider: Provider,
+    },
+    Channel,
+    SlaShow,
+    SlaSet {
+        priority: Priority,
+        first_response: std::time::Duration,
+        resolution: std::time::Duration,
+    },
+    SlaHours(Hours),
+    SlaHoursOff,
+    SlaHoliday {
+        date: NaiveDate,
+    },
+    DigestNow,
+    DigestSchedule {
+        cron: String,
+        timezone: Option<String>,
+    },
+    DigestOff,
+    DigestMe {
+        cron: String,
+    },
+    DeskLink,
+    DeskJoin {
+        code: String,
+    },
+    Role {
+        user: String,
+        role: Role,
+    },
+    Help {
+        topic: Option<String>,
+    },
+}
+
+impl Command {
+    /// What the command needs of its actor.
+    pub fn need(&self) -> Need {
+        use Command::*;
+        match self {
+            New { .. }
+            | Show { .. }
+            | List { .. }
+            | History { .. }
+            | Help { .. }
+            | SlaShow
+            | DigestNow => Need::Member,
+            Assign { .. }
+            | Start { .. }
+            | Wait { .. }
+            | Complete { .. }
+            | Close { .. }
+            | Reopen { .. }
+            | Priority { .. }
+            | Note { .. }
+            | Contact { .. }
+            | Link { .. }
+            | MailboxConnect { .. }
+            | DigestMe { .. } => Need::Agent,
+            Channel
+            | SlaSet { .. }
+            | SlaHours(_)
+            | SlaHoursOff
+            | SlaHoliday { .. }
+            | DigestSchedule { .. }
+            | DigestOff
+            | DeskLink
+            | DeskJoin { .. }
+            | Role { .. } => Need::Admin,
+        }
+    }
+
+    /// The subcommand's name, as in usage lines.
+    pub fn name(&self) -> &'static str {
+        use Command::*;
+        match self {
+            New { .. } => "new",
+            Show { .. } => "show",
+            List { .. } => "list",
+            Assign { .. } => "assign",
+            Start { .. } => "start",
+            Wait { .. } => "wait",
+            Complete { .. } => "complete",
+            Close { .. } => "close",
+            Reopen { .. } => "reopen",
+            Priority { .. } => "priority",
+            Note { .. } => "note",
+            Contact { .. } => "contact",
+            History { .. } => "history",
+            Link { .. } => "link",
+            MailboxConnect { .. } => "mailbox",
+            Channel => "channel",
+            SlaShow | SlaSet { .. } | SlaHours(_) | SlaHoursOff | SlaHoliday { .. } => "sla",
+            DigestNow | DigestSchedule { .. } | DigestOff | DigestMe { .. } => "digest",
+            DeskLink | DeskJoin { .. } => "desk",
+            Role { .. } => "role",
+            Help { .. } => "help",
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The platform-neutral core: desks, tickets, contacts, the timeline, roles, the `/ticket`
+//! grammar and the neutral views. Nothing here knows axum, sqlx, Slack or Discord.
+
+pub mod command;
+pub mod contact;
+pub mod grammar;
+pub mod outgoing;
+pub mod people;
+pub mod ticket;
+pub mod view;

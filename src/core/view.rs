@@ -1,0 +1,319 @@
+//! Neutral views: what a ticket card, a list and a reply say, before any platform renders them.
+//!
+//! A card is described once here and rendered twice (Block Kit in `slack/`, components in
+//! `discord/`). Views carry people as [`UserRef`]s with names, so each renderer can mention
+//! users of its own platform and name the others.
+
+use serde::{Deserialize, Serialize};
+
+use super::contact::{HistoryLine, Individual, Organization};
+use super::people::UserRef;
+use super::ticket::{Event, EventKind, Priority, Status, Ticket, TicketNo};
+
+/// A person as a view shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    pub user: UserRef,
+    pub name: Option<String>,
+}
+
+impl Person {
+    /// A plain-text label for platforms that cannot mention this user.
+    pub fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.user.id.clone())
+    }
+}
+
+/// A button or menu entry on a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CardAction {
+    AssignToMe,
+    Start,
+    Complete,
+    Reopen,
+    AddNote,
+    LinkEmail,
+    Close,
+    SetPriority,
+}
+
+impl CardAction {
+    /// The stable id carried in action ids and custom ids.
+    pub fn id(self) -> &'static str {
+        match self {
+            CardAction::AssignToMe => "assign_me",
+            CardAction::Start => "start",
+            CardAction::Complete => "complete",
+            CardAction::Reopen => "reopen",
+            CardAction::AddNote => "note",
+            CardAction::LinkEmail => "link",
+            CardAction::Close => "close",
+            CardAction::SetPriority => "priority",
+        }
+    }
+
+    pub fn parse(id: &str) -> Option<CardAction> {
+        use CardAction::*;
+        [
+            AssignToMe,
+            Start,
+            Complete,
+            Reopen,
+            AddNote,
+            LinkEmail,
+            Close,
+            SetPriority,
+        ]
+        .into_iter()
+        .find(|a| a.id() == id)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CardAction::AssignToMe => "Assign to me",
+            CardAction::Start => "Start",
+            CardAction::Complete => "Complete",
+            CardAction::Reopen => "Reopen",
+            CardAction::AddNote => "Add note",
+            CardAction::LinkEmail => "Link email",
+            CardAction::Close => "Close",
+            CardAction::SetPriority => "Priority",
+        }
+    }
+}
+
+/// One ticket's card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Card {
+    pub no: TicketNo,
+    pub description: String,
+    pub priority: Priority,
+    pub status: Status,
+    pub assignee: Option<Person>,
+    pub contact: Option<String>,
+    /// "first response due in 1h 20m", once the SLA clock runs.
+    pub sla: Option<String>,
+    /// The buttons that apply in this state, in order.
+    pub buttons: Vec<CardAction>,
+    /// The overflow menu's entries.
+    pub menu: Vec<CardAction>,
+}
+
+impl Card {
+    /// Describes `ticket` with its assignee's name.
+    pub fn of(ticket: &Ticket, assignee_name: Option<String>) -> Card {
+        let resolved = ticket.status.is_resolved();
+        let mut buttons = Vec::new();
+        if !resolved {
+            buttons.push(CardAction::AssignToMe);
+            if matches!(ticket.status, Status::Open | Status::Waiting) {
+                buttons.push(CardAction::Start);
+            }
+            buttons.push(CardAction::Complete);
+        } else {
+            buttons.push(CardAction::Reopen);
+        }
+        let mut menu = vec![CardAction::AddNote, CardAction::LinkEmail];
+        if ticket.status != Status::Closed {
+            menu.push(CardAction::Close);
+        }
+        Card {
+            no: ticket.no,
+            description: ticket.description.clone(),
+            priority: ticket.priority,
+            status: ticket.status,
+            assignee: ticket.assignee.clone().map(|user| Person {
+                user,
+                name: assignee_name,
+            }),
+            contact: ticket.contact.as_ref().map(|c| c.label()),
+            sla: None,
+            buttons,
+            menu,
+        }
+    }
+
+    /// The one-line plain text that names the ticket (`text` / `content`).
+    pub fn summary(&self) -> String {
+        format!(
+            "{} · {} · {} · {}",
+            self.no,
+            self.priority,
+            self.status,
+            first_line(&self.description, 120)
+        )
+    }
+}
+
+/// The first line of `text`, cut to `max` characters with an ellipsis.
+pub fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    cut(line, max)
+}
+
+/// `text` cut to at most `max` characters, ending in `…` when cut.
+pub fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
+    s.push('…');
+    s
+}
+
+/// One row of a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    pub no: TicketNo,
+    pub description: String,
+    pub priority: Priority,
+    pub status: Status,
+    pub assignee: Option<Person>,
+}
+
+impl Row {
+    pub fn of(ticket: &Ticket, assignee_name: Option<String>) -> Row {
+        Row {
+            no: ticket.no,
+            description: first_line(&ticket.description, 80),
+            priority: ticket.priority,
+            status: ticket.status,
+            assignee: ticket.assignee.clone().map(|user| Person {
+                user,
+                name: assignee_name,
+            }),
+        }
+    }
+}
+
+/// A queue view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListView {
+    pub title: String,
+    pub rows: Vec<Row>,
+    /// How many tickets matched in all (rows may be fewer).
+    pub total: i64,
+}
+
+/// One line of a timeline, in words.
+pub fn describe_event(e: &Event) -> String {
+    let who = e.actor_name.clone().unwrap_or_else(|| e.actor.id.clone());
+    let change = |what: &str| {
+        format!(
+            "{what} {} → {}",
+            e.old_value.as_deref().map(label_value).unwrap_or("none"),
+            e.new_value.as_deref().map(label_value).unwrap_or("none")
+        )
+    };
+    let mut line = match e.kind {
+        EventKind::Created => format!("created ({})", e.new_value.as_deref().unwrap_or("medium")),
+        EventKind::Assigned => match &e.new_value {
+            Some(_) => "assigned".to_owned(),
+            None => "unassigned".to_owned(),
+        },
+        EventKind::Status => change("status"),
+        EventKind::Priority => change("priority"),
+        EventKind::Note => "note".to_owned(),
+        EventKind::Contact => format!("contact → {}", e.new_value.as_deref().unwrap_or("none")),
+        EventKind::Email => "email".to_owned(),
+    };
+    if let Some(note) = &e.note {
+        line.push_str(": ");
+        line.push_str(&cut(note, 300));
+    }
+    format!("{} · {} · {}", e.at.format("%Y-%m-%d %H:%M UTC"), who, line)
+}
+
+fn label_value(v: &str) -> &str {
+    Status::parse(v).map(Status::label).unwrap_or(v)
+}
+
+/// A ticket with its timeline (`show`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detail {
+    pub card: Card,
+    /// Timeline lines, oldest first; the assignee of `assigned` events is resolved here.
+    pub timeline: Vec<String>,
+}
+
+/// A contact's tickets (`history`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    pub title: String,
+    pub lines: Vec<HistoryLine>,
+    pub total: i64,
+}
+
+impl History {
+    pub fn of_individual(i: &Individual, lines: Vec<HistoryLine>, total: i64) -> History {
+        History {
+            title: i.label(),
+            lines,
+            total,
+        }
+    }
+
+    pub fn of_organization(o: &Organization, lines: Vec<HistoryLine>, total: i64) -> History {
+        History {
+            title: o.name.clone(),
+            lines,
+            total,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ticket::{DeskId, Source, TicketId};
+    use chrono::Utc;
+
+    fn ticket(status: Status) -> Ticket {
+        Ticket {
+            id: TicketId(1),
+            desk: DeskId(1),
+            no: TicketNo(3),
+            description: "one\ntwo".into(),
+            priority: Priority::High,
+            status,
+            assignee: None,
+            reporter: UserRef::slack("U1"),
+            contact: None,
+            source: Source::Slack,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            first_response_at: None,
+            resolved_at: None,
+        }
+    }
+
+    #[test]
+    fn buttons_follow_the_status() {
+        use CardAction::*;
+        let b = |s| Card::of(&ticket(s), None).buttons;
+        assert_eq!(b(Status::Open), vec![AssignToMe, Start, Complete]);
+        assert_eq!(b(Status::InProgress), vec![AssignToMe, Complete]);
+        assert_eq!(b(Status::Waiting), vec![AssignToMe, Start, Complete]);
+        assert_eq!(b(Status::Completed), vec![Reopen]);
+        assert_eq!(b(Status::Closed), vec![Reopen]);
+        assert!(
+            !Card::of(&ticket(Status::Closed), None)
+                .menu
+                .contains(&Close)
+        );
+    }
+
+    #[test]
+    fn the_summary_names_the_ticket() {
+        assert_eq!(
+            Card::of(&ticket(Status::InProgress), None).summary(),
+            "#3 · high · in progress · one"
+        );
+    }
+
+    #[test]
+    fn cut_counts_characters_not_bytes() {
+        assert_eq!(cut("äääää", 3), "ää…");
+        assert_eq!(cut("abc", 3), "abc");
+    }
+}

@@ -1,0 +1,333 @@
+//! Running `/ticket` commands: the one place that turns a typed [`Command`] from any platform
+//! into store calls, outbox messages and a neutral [`Reply`].
+//!
+//! Adapters (Slack, Discord) verify and parse a request, build an [`Invocation`], call
+//! [`Desks::execute`] and render the reply. Permissions are checked here, once, for every
+//! platform.
+
+mod contacts;
+mod tickets;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use crate::core::command::Command;
+use crate::core::grammar::USAGE;
+use crate::core::people::{Actor, Need, Platform, SurfaceRef, UserRef};
+use crate::core::ticket::{Priority, TicketNo};
+use crate::core::view::{Card, Detail, History, ListView};
+use crate::store::{Store, StoreError};
+
+/// A clock: the system's in production, a fixed or stepped one in tests.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl Clock {
+    pub fn system() -> Clock {
+        Clock(Arc::new(Utc::now))
+    }
+
+    pub fn fixed(t: DateTime<Utc>) -> Clock {
+        Clock(Arc::new(move || t))
+    }
+
+    /// A clock that reads `f` (tests step one by hand).
+    pub fn from_fn(f: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(f))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+/// Who asked, where, and how to recognise a retry of the same request.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub surface: SurfaceRef,
+    /// The workspace or guild name, when the platform sends it.
+    pub surface_name: Option<String>,
+    pub user: UserRef,
+    pub user_name: Option<String>,
+    pub channel: Option<String>,
+    /// A key unique to this request (Slack trigger id, Discord interaction id): a retry with the
+    /// same key creates nothing new.
+    pub key: Option<String>,
+    /// Whether the platform says this user administers the surface (Discord Manage Guild).
+    pub surface_admin: bool,
+}
+
+/// What a command answers, before a platform renders it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A ticket was created; its card is on its way to the channels.
+    Created { card: Card, replayed: bool },
+    /// A ticket's card, updated (buttons answer with this to replace the card in place).
+    Card { card: Card, note: String },
+    /// A ticket with its timeline; private.
+    Detail(Detail),
+    /// A queue view; private.
+    List(ListView),
+    /// A contact's history; private.
+    History(History),
+    /// Open the new-ticket form (Slack modal, Discord modal).
+    Form { priority: Option<Priority> },
+    /// A message; `private` ones only the actor sees.
+    Text { text: String, private: bool },
+    /// Something the actor must fix; always private, says what to type.
+    Error(String),
+}
+
+impl Reply {
+    fn private(text: impl Into<String>) -> Reply {
+        Reply::Text {
+            text: text.into(),
+            private: true,
+        }
+    }
+}
+
+/// Every desk, behind one store.
+#[derive(Clone)]
+pub struct Desks {
+    pub store: Arc<dyn Store>,
+    pub clock: Clock,
+    /// Poked after every write that queues outgoing messages.
+    pub outbox_wake: Arc<Notify>,
+}
+
+/// The most rows a list or history returns; renderers summarise the rest.
+pub const LIST_LIMIT: i64 = 100;
+
+impl Desks {
+    pub fn new(store: Arc<dyn Store>, clock: Clock) -> Desks {
+        Desks {
+            store,
+            clock,
+            outbox_wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Resolves the desk and the actor's standing for an invocation.
+    pub async fn actor(&self, inv: &Invocation) -> Result<Actor, StoreError> {
+        let now = self.clock.now();
+        let desk = self
+            .store
+            .desk_for_surface(&inv.surface, inv.surface_name.as_deref(), now)
+            .await?;
+        let mut membership = self
+            .store
+            .see_member(desk, &inv.user, inv.user_name.as_deref(), now)
+            .await?;
+        if inv.surface_admin {
+            membership.role = crate::core::people::Role::Admin;
+        }
+        Ok(Actor {
+            desk,
+            user: inv.user.clone(),
+            name: inv.user_name.clone(),
+            role: membership.role,
+            small_team: membership.small_team,
+            surface: inv.surface.clone(),
+            channel: inv.channel.clone(),
+        })
+    }
+
+    /// Runs one command. Store failures become a private apology and a log line; refusals and
+    /// mistakes become a private message that says what to do.
+    pub async fn execute(&self, inv: &Invocation, cmd: Command) -> Reply {
+        let result = async {
+            let actor = self.actor(inv).await?;
+            if !actor.may(cmd.need()) {
+                return Ok(refusal(&actor, &cmd));
+            }
+            self.run(&actor, inv, cmd).await
+        }
+        .await;
+        match result {
+            Ok(reply) => reply,
+            Err(StoreError::NoTicket(no)) => Reply::Error(format!(
+                "There is no ticket {no} on this desk. Try /ticket list all"
+            )),
+            Err(StoreError::Refused(e)) => Reply::Error(format!("{e}.")),
+            Err(e) => {
+                tracing::error!(error = %e, surface = %inv.surface, "A command failed in the store.");
+                Reply::Error("Something went wrong on our side; nothing was changed. Please try again in a moment.".into())
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        actor: &Actor,
+        inv: &Invocation,
+        cmd: Command,
+    ) -> Result<Reply, StoreError> {
+        use Command::*;
+        match cmd {
+            New {
+                priority,
+                description: None,
+            } => Ok(Reply::Form { priority }),
+            New {
+                priority,
+                description: Some(text),
+            } => {
+                self.create(
+                    actor,
+                    inv,
+                    &text,
+                    priority.unwrap_or(crate::core::ticket::Priority::Medium),
+                    None,
+                    None,
+                )
+                .await
+            }
+            Show { no } => self.show(actor, no).await,
+            List { filter } => self.list(actor, filter).await,
+            Assign { no, who } => self.assign(actor, no, who).await,
+            Start { no } => {
+                self.move_to(actor, no, crate::core::ticket::Status::InProgress, None)
+                    .await
+            }
+            Wait { no } => {
+                self.move_to(actor, no, crate::core::ticket::Status::Waiting, None)
+                    .await
+            }
+            Complete { no, note } => {
+                self.move_to(actor, no, crate::core::ticket::Status::Completed, note)
+                    .await
+            }
+            Close { no, reason } => {
+                self.move_to(actor, no, crate::core::ticket::Status::Closed, reason)
+                    .await
+            }
+            Reopen { no } => {
+                self.move_to(actor, no, crate::core::ticket::Status::Open, None)
+                    .await
+            }
+            Priority { no, level } => self.set_priority(actor, no, level).await,
+            Note { no, text } => self.note(actor, no, text).await,
+            Contact { no, target, name } => self.link_contact(actor, no, target, name).await,
+            History { target } => self.history(actor, target).await,
+            Channel => self.set_channel(actor).await,
+            Role { user, role } => self.set_role(actor, user, role).await,
+            Help { topic } => Ok(help(topic.as_deref())),
+            Link { .. }
+            | MailboxConnect { .. }
+            | SlaShow
+            | SlaSet { .. }
+            | SlaHours(_)
+            | SlaHoursOff
+            | SlaHoliday { .. }
+            | DigestNow
+            | DigestSchedule { .. }
+            | DigestOff
+            | DigestMe { .. }
+            | DeskLink
+            | DeskJoin { .. } => Ok(Reply::Error(format!(
+                "/ticket {} is not available on this server yet; see /ticket help for what is.",
+                cmd.name()
+            ))),
+        }
+    }
+
+    async fn set_channel(&self, actor: &Actor) -> Result<Reply, StoreError> {
+        let Some(channel) = &actor.channel else {
+            return Ok(Reply::Error(
+                "Run /ticket channel in the channel that should get new tickets.".into(),
+            ));
+        };
+        self.store
+            .set_notify_channel(actor.desk, &actor.surface, channel)
+            .await?;
+        Ok(Reply::Text {
+            text: "New tickets of this desk will be posted in this channel.".into(),
+            private: false,
+        })
+    }
+
+    async fn set_role(
+        &self,
+        actor: &Actor,
+        user: String,
+        role: crate::core::people::Role,
+    ) -> Result<Reply, StoreError> {
+        let target = UserRef::new(actor.surface.platform, user);
+        if target == actor.user && role != crate::core::people::Role::Admin {
+            return Ok(Reply::Error(
+                "You cannot lower your own role; ask another admin.".into(),
+            ));
+        }
+        self.store
+            .set_role(actor.desk, &target, role, self.clock.now())
+            .await?;
+        let article = if role == crate::core::people::Role::Member {
+            "a"
+        } else {
+            "an"
+        };
+        Ok(Reply::private(format!(
+            "{} is now {article} {role} of this desk.",
+            mention_text(&target)
+        )))
+    }
+}
+
+/// How a user is written in neutral text; renderers turn `<@id>` into a mention on the
+/// user's own platform.
+pub fn mention_text(user: &UserRef) -> String {
+    match user.platform {
+        Platform::Slack | Platform::Discord => format!("<@{}>", user.id),
+        _ => user.id.clone(),
+    }
+}
+
+fn refusal(actor: &Actor, cmd: &Command) -> Reply {
+    let who = match cmd.need() {
+        Need::Admin => "desk admins",
+        Need::Agent => "agents",
+        Need::Member => "members",
+    };
+    Reply::Error(format!(
+        "Only {who} can use /ticket {}; you are a {} of this desk. An admin can change that with /ticket role.",
+        cmd.name(),
+        actor.role
+    ))
+}
+
+/// The help text: every usage line, or one subcommand's.
+pub fn help(topic: Option<&str>) -> Reply {
+    let lines: Vec<String> = USAGE
+        .iter()
+        .filter(|(name, _)| topic.is_none_or(|t| t == *name))
+        .map(|(_, usage)| format!("/ticket {usage}"))
+        .collect();
+    if lines.is_empty() {
+        return Reply::Error(format!(
+            "There is no subcommand {:?}. Try /ticket help",
+            topic.unwrap_or_default()
+        ));
+    }
+    Reply::private(format!(
+        "Piraja tickets: what you can type\n{}",
+        lines.join("\n")
+    ))
+}
+
+/// The number a reply is about, for logs.
+pub fn reply_ticket(reply: &Reply) -> Option<TicketNo> {
+    match reply {
+        Reply::Created { card, .. } | Reply::Card { card, .. } => Some(card.no),
+        Reply::Detail(d) => Some(d.card.no),
+        _ => None,
+    }
+}

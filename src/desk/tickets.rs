@@ -1,0 +1,342 @@
+//! Ticket commands: create, show, list, assign, move, prioritise, note; and the outgoing
+//! messages each change causes.
+
+use crate::core::command::{ListFilter, Who};
+use crate::core::outgoing::Outgoing;
+use crate::core::people::{Actor, Surface, UserRef};
+use crate::core::ticket::{Action, Priority, Source, Status, Ticket, TicketNo};
+use crate::core::view::{Card, Detail, ListView, Row, describe_event};
+use crate::store::{Changed, ListQuery, NewTicket, StoreError};
+
+use super::{Desks, Invocation, LIST_LIMIT, Reply, mention_text};
+
+/// Where a new ticket's card goes: the channel it was created in and every surface's
+/// notification channel, once per channel.
+fn new_card_posts(
+    ticket: &Ticket,
+    origin: Option<(&Actor, &str)>,
+    surfaces: &[Surface],
+) -> Vec<Outgoing> {
+    let mut out: Vec<Outgoing> = Vec::new();
+    let mut push = |surface: &crate::core::people::SurfaceRef, channel: &str| {
+        let msg = Outgoing::PostCard {
+            surface: surface.clone(),
+            channel: channel.to_owned(),
+            ticket: ticket.id,
+        };
+        if !out.contains(&msg) {
+            out.push(msg);
+        }
+    };
+    if let Some((actor, channel)) = origin {
+        push(&actor.surface, channel);
+    }
+    for s in surfaces {
+        if let Some(channel) = &s.notify_channel {
+            push(&s.surface, channel);
+        }
+    }
+    out
+}
+
+/// What a change says: every surface's cards are refreshed with a note in their threads, and a
+/// newly assigned user gets a direct message on their own platform.
+fn change_messages(
+    ticket: &Ticket,
+    note: &str,
+    surfaces: &[Surface],
+    newly_assigned: Option<&UserRef>,
+    actor: &UserRef,
+) -> Vec<Outgoing> {
+    let mut out: Vec<Outgoing> = surfaces
+        .iter()
+        .map(|s| Outgoing::UpdateCards {
+            surface: s.surface.clone(),
+            ticket: ticket.id,
+            note: Some(note.to_owned()),
+        })
+        .collect();
+    out.extend(newly_assigned.and_then(|u| assignment_dm(ticket, u, actor, surfaces)));
+    out
+}
+
+/// A direct message telling `user` that `actor` assigned them the ticket, on the user's own
+/// platform; none when they assigned themselves or the desk has no surface there.
+fn assignment_dm(
+    ticket: &Ticket,
+    user: &UserRef,
+    actor: &UserRef,
+    surfaces: &[Surface],
+) -> Option<Outgoing> {
+    if user == actor {
+        return None;
+    }
+    let surface = surfaces
+        .iter()
+        .find(|s| s.surface.platform == user.platform)?;
+    Some(Outgoing::DirectMessage {
+        surface: surface.surface.clone(),
+        user: user.clone(),
+        text: format!(
+            "{} assigned {} to you: {}",
+            mention_text(actor),
+            ticket.no,
+            crate::core::view::first_line(&ticket.description, 200)
+        ),
+        ticket: Some(ticket.id),
+    })
+}
+
+impl Desks {
+    /// Creates a ticket from any surface (commands, forms, email intake).
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        inv: &Invocation,
+        description: &str,
+        priority: Priority,
+        assignee: Option<UserRef>,
+        individual: Option<i64>,
+    ) -> Result<Reply, StoreError> {
+        let surfaces = self.store.surfaces(actor.desk).await?;
+        let source = match actor.surface.platform {
+            crate::core::people::Platform::Slack => Source::Slack,
+            crate::core::people::Platform::Discord => Source::Discord,
+            crate::core::people::Platform::Email => Source::Email,
+            crate::core::people::Platform::Cli => Source::Cli,
+        };
+        let new = NewTicket {
+            description: description.to_owned(),
+            priority,
+            reporter: actor.user.clone(),
+            assignee: assignee.clone(),
+            individual,
+            source,
+        };
+        let origin = actor.channel.as_deref().map(|c| (actor, c));
+        let out = |t: &Ticket| {
+            let mut out = new_card_posts(t, origin, &surfaces);
+            out.extend(
+                assignee
+                    .as_ref()
+                    .and_then(|a| assignment_dm(t, a, &actor.user, &surfaces)),
+            );
+            out
+        };
+        let created = self
+            .store
+            .create_ticket(actor.desk, &new, inv.key.as_deref(), &out, self.clock.now())
+            .await?;
+        if !created.replayed {
+            metrics::counter!("piraja_tickets_created_total", "source" => source.as_str())
+                .increment(1);
+            tracing::info!(desk.id = %actor.desk, ticket.no = created.ticket.no.0, "A ticket was created.");
+        }
+        self.outbox_wake.notify_one();
+        let name = match &created.ticket.assignee {
+            Some(a) => self.store.member_name(actor.desk, a).await?,
+            None => None,
+        };
+        Ok(Reply::Created {
+            card: Card::of(&created.ticket, name),
+            replayed: created.replayed,
+        })
+    }
+
+    pub(super) async fn show(&self, actor: &Actor, no: TicketNo) -> Result<Reply, StoreError> {
+        let record = self
+            .store
+            .ticket(actor.desk, no)
+            .await?
+            .ok_or(StoreError::NoTicket(no))?;
+        let timeline = self
+            .store
+            .timeline(actor.desk, record.ticket.id)
+            .await?
+            .iter()
+            .map(describe_event)
+            .collect();
+        Ok(Reply::Detail(Detail {
+            card: Card::of(&record.ticket, record.assignee_name),
+            timeline,
+        }))
+    }
+
+    pub(super) async fn list(
+        &self,
+        actor: &Actor,
+        filter: ListFilter,
+    ) -> Result<Reply, StoreError> {
+        let active = ListQuery {
+            active_only: true,
+            ..ListQuery::default()
+        };
+        let (query, title) = match &filter {
+            ListFilter::Open => (active, "Open tickets".to_owned()),
+            ListFilter::Mine => (
+                ListQuery {
+                    assignee: Some(actor.user.clone()),
+                    ..active
+                },
+                "Your open tickets".to_owned(),
+            ),
+            ListFilter::Unassigned => (
+                ListQuery {
+                    unassigned: true,
+                    ..active
+                },
+                "Unassigned open tickets".to_owned(),
+            ),
+            ListFilter::Waiting => (
+                ListQuery {
+                    status: Some(Status::Waiting),
+                    ..ListQuery::default()
+                },
+                "Tickets waiting on the customer".to_owned(),
+            ),
+            ListFilter::All => (ListQuery::default(), "All tickets".to_owned()),
+            ListFilter::Priority(p) => (
+                ListQuery {
+                    priority: Some(*p),
+                    ..active
+                },
+                format!("Open {p} tickets"),
+            ),
+            ListFilter::User(id) => {
+                let user = UserRef::new(actor.surface.platform, id.clone());
+                let title = format!("Open tickets of {}", mention_text(&user));
+                (
+                    ListQuery {
+                        assignee: Some(user),
+                        ..active
+                    },
+                    title,
+                )
+            }
+        };
+        let (records, total) = self.store.list(actor.desk, &query, LIST_LIMIT).await?;
+        Ok(Reply::List(ListView {
+            title,
+            rows: records
+                .iter()
+                .map(|r| Row::of(&r.ticket, r.assignee_name.clone()))
+                .collect(),
+            total,
+        }))
+    }
+
+    /// Applies one action and answers with the updated card.
+    pub(super) async fn change(
+        &self,
+        actor: &Actor,
+        no: TicketNo,
+        action: Action,
+        note: String,
+    ) -> Result<Reply, StoreError> {
+        let surfaces = self.store.surfaces(actor.desk).await?;
+        let newly_assigned = match &action {
+            Action::Assign(Some(u)) => Some(u.clone()),
+            _ => None,
+        };
+        let out =
+            |t: &Ticket| change_messages(t, &note, &surfaces, newly_assigned.as_ref(), &actor.user);
+        let changed = self
+            .store
+            .change_ticket(actor.desk, no, &actor.user, &action, &out, self.clock.now())
+            .await?;
+        let (ticket, note) = match changed {
+            Changed::Yes(t) => {
+                self.outbox_wake.notify_one();
+                (t, note)
+            }
+            Changed::No(t) => (t, format!("Nothing to change: {no} is already so.")),
+        };
+        let name = match &ticket.assignee {
+            Some(a) => self.store.member_name(actor.desk, a).await?,
+            None => None,
+        };
+        Ok(Reply::Card {
+            card: Card::of(&ticket, name),
+            note,
+        })
+    }
+
+    pub(super) async fn assign(
+        &self,
+        actor: &Actor,
+        no: TicketNo,
+        who: Who,
+    ) -> Result<Reply, StoreError> {
+        let (user, note) = match who {
+            Who::Me => (
+                Some(actor.user.clone()),
+                format!("{} took {no}.", mention_text(&actor.user)),
+            ),
+            Who::User(id) => {
+                let user = UserRef::new(actor.surface.platform, id);
+                let note = format!(
+                    "{} assigned {no} to {}.",
+                    mention_text(&actor.user),
+                    mention_text(&user)
+                );
+                // Anyone in the workspace can be assigned: they become a member of the desk.
+                self.store
+                    .see_member(actor.desk, &user, None, self.clock.now())
+                    .await?;
+                (Some(user), note)
+            }
+            Who::Nobody => (
+                None,
+                format!("{} unassigned {no}.", mention_text(&actor.user)),
+            ),
+        };
+        self.change(actor, no, Action::Assign(user), note).await
+    }
+
+    pub(super) async fn move_to(
+        &self,
+        actor: &Actor,
+        no: TicketNo,
+        to: Status,
+        note: Option<String>,
+    ) -> Result<Reply, StoreError> {
+        let verb = match to {
+            Status::Open => "reopened",
+            Status::InProgress => "started",
+            Status::Waiting => "set to waiting on the customer",
+            Status::Completed => "completed",
+            Status::Closed => "closed",
+        };
+        let mut text = format!("{} {verb} {no}.", mention_text(&actor.user));
+        if let Some(n) = &note {
+            text.push(' ');
+            text.push_str(&crate::core::view::cut(n, 300));
+        }
+        self.change(actor, no, Action::Move(to, note), text).await
+    }
+
+    pub(super) async fn set_priority(
+        &self,
+        actor: &Actor,
+        no: TicketNo,
+        level: Priority,
+    ) -> Result<Reply, StoreError> {
+        let note = format!("{} set {no} to {level}.", mention_text(&actor.user));
+        self.change(actor, no, Action::SetPriority(level), note)
+            .await
+    }
+
+    pub(super) async fn note(
+        &self,
+        actor: &Actor,
+        no: TicketNo,
+        text: String,
+    ) -> Result<Reply, StoreError> {
+        let note = format!(
+            "{} noted on {no}: {}",
+            mention_text(&actor.user),
+            crate::core::view::cut(&text, 300)
+        );
+        self.change(actor, no, Action::Note(text), note).await
+    }
+}

@@ -1,0 +1,12 @@
+//! Piraja Tickets: a self-hosted support desk that lives in Slack and Discord.
+//!
+//! See ARCHITECTURE.md for the map of the parts and their invariants.
+
+pub mod config;
+pub mod core;
+pub mod desk;
+pub mod export;
+pub mod http;
+pub mod outbox;
+pub mod server;
+pub mod store;

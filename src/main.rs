@@ -1,0 +1,173 @@
+//! The `piraja` binary: `serve`, `migrate`, `export`.
+//!
+//! Settings come from the environment (and `piraja.toml`); a missing or invalid one stops the
+//! binary with one line naming the variable and exit code 2.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use piraja::config::{LogFormat, Settings};
+use piraja::core::people::{Platform, SurfaceRef};
+use piraja::core::ticket::DeskId;
+use piraja::export;
+use piraja::store::{DeskStore, SqliteStore, TicketStore};
+
+/// Piraja Tickets: a support desk that lives in Slack and Discord.
+///
+/// Settings are environment variables (see the README); a piraja.toml in the working
+/// directory may set the same keys in lower case.
+#[derive(Debug, Parser)]
+#[command(name = "piraja", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server and the background jobs; migrates the database first.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Write a desk's tickets, with contacts and timeline, to stdout.
+    Export {
+        /// The desk: its number, or a surface such as slack:T0123 or discord:80351110224678912.
+        #[arg(long)]
+        desk: String,
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Json,
+    Csv,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("piraja: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("piraja: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("piraja: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve => {
+            if let Err(e) = settings.load_secret_key() {
+                eprintln!("piraja: {e}");
+                return Ok(ExitCode::from(2));
+            }
+            for line in settings.integrations() {
+                tracing::info!("{line}");
+            }
+            let bind = settings.bind;
+            let state = piraja::server::state(settings).await?;
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on {bind} (PIRAJA_BIND)"))?;
+            tracing::info!(address = %bind, "Piraja is listening.");
+            piraja::server::serve(listener, state, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            SqliteStore::migrate(&settings.database_url)
+                .await
+                .context("cannot migrate the database (DATABASE_URL)")?;
+            tracing::info!("The database is up to date.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { desk, format } => {
+            let store = SqliteStore::open(&settings.database_url)
+                .await
+                .context("cannot open the database (DATABASE_URL)")?;
+            let Some(desk) = find_desk(&store, &desk).await? else {
+                eprintln!(
+                    "piraja: no desk {desk:?}; give a desk number or a surface like slack:T0123"
+                );
+                return Ok(ExitCode::from(2));
+            };
+            let tickets = store.export(desk).await?;
+            let mut out = std::io::stdout().lock();
+            match format {
+                Format::Json => export::write_json(&mut out, &tickets)?,
+                Format::Csv => export::write_csv(&mut out, &tickets)?,
+            }
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn find_desk(store: &SqliteStore, spec: &str) -> anyhow::Result<Option<DeskId>> {
+    if let Ok(n) = spec.parse::<i64>() {
+        return Ok(store.desk_exists(DeskId(n)).await?.then_some(DeskId(n)));
+    }
+    let Some((platform, id)) = spec.split_once(':') else {
+        return Ok(None);
+    };
+    let Some(platform) = Platform::parse(platform) else {
+        return Ok(None);
+    };
+    let surface = SurfaceRef::new(platform, id);
+    let desk = store.desk_of_surface(&surface).await?;
+    Ok(desk)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

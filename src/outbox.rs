@@ -1,0 +1,256 @@
+//! The outbox worker: delivers queued messages through the platform senders.
+//!
+//! Delivery is at least once. Each destination (a ticket's cards on one surface, one user's
+//! direct messages, one channel) gets its messages in the order they were written: the store
+//! hands out only the oldest pending message of each destination. A failed attempt is retried
+//! with exponential backoff and full jitter, or exactly when the platform's `Retry-After` says;
+//! after [`RetryPolicy::max_attempts`] the message is dead-lettered, logged and counted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::core::people::Platform;
+use crate::desk::Clock;
+use crate::store::{CardMessage, OutboxItem, Store};
+
+/// What one delivery attempt came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// Delivered; a posted card is recorded so later changes edit it.
+    Sent { card: Option<CardMessage> },
+    /// Failed for now (network, 5xx, rate limit); `after` is the platform's `Retry-After`.
+    Retry {
+        after: Option<Duration>,
+        error: String,
+    },
+    /// Will never succeed (bad channel, revoked token): dead-letter it now.
+    Failed(String),
+}
+
+/// Delivers messages to one platform.
+#[async_trait]
+pub trait Sender: Send + Sync {
+    async fn deliver(&self, item: &OutboxItem) -> Delivery;
+}
+
+/// How hard to try.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub cap: Duration,
+    pub max_attempts: i64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(15 * 60),
+            max_attempts: 10,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempts + 1`: the platform's `Retry-After` when it gave one,
+    /// else `base·2^(attempts-1)` capped, with full jitter over its upper half.
+    pub fn delay(
+        &self,
+        attempts: i64,
+        retry_after: Option<Duration>,
+        rng: &mut impl Rng,
+    ) -> Duration {
+        if let Some(after) = retry_after {
+            return after;
+        }
+        let exp = attempts.saturating_sub(1).clamp(0, 30) as u32;
+        let ceiling = self
+            .base
+            .checked_mul(2u32.saturating_pow(exp))
+            .unwrap_or(self.cap)
+            .min(self.cap);
+        let half = ceiling / 2;
+        half + Duration::from_millis(rng.random_range(0..=half.as_millis().max(1) as u64))
+    }
+}
+
+/// The background worker.
+pub struct Worker {
+    store: Arc<dyn Store>,
+    senders: HashMap<Platform, Arc<dyn Sender>>,
+    clock: Clock,
+    wake: Arc<Notify>,
+    policy: RetryPolicy,
+    /// Deliveries under way at once (each to a different destination).
+    concurrency: usize,
+}
+
+impl Worker {
+    pub fn new(store: Arc<dyn Store>, clock: Clock, wake: Arc<Notify>) -> Worker {
+        Worker {
+            store,
+            senders: HashMap::new(),
+            clock,
+            wake,
+            policy: RetryPolicy::default(),
+            concurrency: 16,
+        }
+    }
+
+    /// Plugs in the sender for a platform.
+    pub fn with_sender(mut self, platform: Platform, sender: Arc<dyn Sender>) -> Worker {
+        self.senders.insert(platform, sender);
+        self
+    }
+
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Worker {
+        self.policy = policy;
+        self
+    }
+
+    /// Delivers every message due now, once each; returns how many were attempted.
+    pub async fn tick(&self) -> usize {
+        let now = self.clock.now();
+        let due = match self.store.outbox_due(now, self.concurrency as i64).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(error = %e, "The outbox could not be read.");
+                return 0;
+            }
+        };
+        let count = due.len();
+        let mut running = JoinSet::new();
+        for item in due {
+            let sender = self.senders.get(&item.message.surface().platform).cloned();
+            running.spawn(async move {
+                let outcome = match sender {
+                    Some(s) => s.deliver(&item).await,
+                    None => Delivery::Failed(format!(
+                        "no sender is configured for {}",
+                        item.message.surface().platform.as_str()
+                    )),
+                };
+                (item, outcome)
+            });
+        }
+        while let Some(joined) = running.join_next().await {
+            match joined {
+                Ok((item, outcome)) => self.settle(&item, outcome).await,
+                Err(e) => tracing::error!(error = %e, "An outbox delivery task panicked."),
+            }
+        }
+        self.observe().await;
+        count
+    }
+
+    async fn settle(&self, item: &OutboxItem, outcome: Delivery) {
+        let now = self.clock.now();
+        let attempts = item.attempts + 1;
+        let result = match outcome {
+            Delivery::Sent { card } => {
+                metrics::counter!("piraja_outbox_deliveries_total", "outcome" => "sent")
+                    .increment(1);
+                self.store.outbox_done(item, card.as_ref(), now).await
+            }
+            Delivery::Retry { after, error } if attempts < self.policy.max_attempts => {
+                let delay = self.policy.delay(attempts, after, &mut rand::rng());
+                tracing::warn!(
+                    outbox.id = item.id,
+                    destination = %item.destination,
+                    attempts,
+                    retry_in_ms = delay.as_millis() as u64,
+                    error = %error,
+                    "A message could not be delivered; it will be retried."
+                );
+                metrics::counter!("piraja_outbox_deliveries_total", "outcome" => "retry")
+                    .increment(1);
+                let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+                self.store.outbox_retry(item.id, attempts, at, &error).await
+            }
+            Delivery::Retry { error, .. } | Delivery::Failed(error) => {
+                tracing::error!(
+                    outbox.id = item.id,
+                    destination = %item.destination,
+                    attempts,
+                    error = %error,
+                    "A message was given up on and dead-lettered."
+                );
+                metrics::counter!("piraja_outbox_deliveries_total", "outcome" => "dead")
+                    .increment(1);
+                self.store.outbox_dead(item.id, attempts, &error, now).await
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(outbox.id = item.id, error = %e, "An outbox delivery could not be recorded; it will be sent again.");
+        }
+    }
+
+    async fn observe(&self) {
+        if let Ok(stats) = self.store.outbox_stats(self.clock.now()).await {
+            metrics::gauge!("piraja_outbox_depth").set(stats.pending as f64);
+            metrics::gauge!("piraja_outbox_oldest_age_seconds").set(stats.oldest_age_secs);
+            metrics::gauge!("piraja_outbox_dead_letters").set(stats.dead as f64);
+        }
+    }
+
+    /// Runs until `shutdown` turns true. A delivery under way when it does is finished first.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let attempted = self.tick().await;
+            if attempted > 0 {
+                continue;
+            }
+            let wait = match self.store.outbox_next_due().await {
+                Ok(Some(next)) => (next - self.clock.now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(Duration::from_secs(5)),
+                _ => Duration::from_secs(5),
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!("The outbox worker stopped.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        let p = RetryPolicy {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(60),
+            max_attempts: 10,
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for attempts in 1..20 {
+            let d = p.delay(attempts, None, &mut rng);
+            let ceiling =
+                (Duration::from_secs(2) * 2u32.pow((attempts - 1).min(20) as u32)).min(p.cap);
+            assert!(
+                d >= ceiling / 2 && d <= ceiling + Duration::from_millis(1),
+                "{attempts}: {d:?}"
+            );
+        }
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(37)), &mut rng),
+            Duration::from_secs(37)
+        );
+    }
+}

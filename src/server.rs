@@ -1,0 +1,64 @@
+//! Assembling the running server: the store, the desks, the outbox worker and the router,
+//! with one shutdown signal for all of them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::desk::{Clock, Desks};
+use crate::http::{AppState, metrics_handle, router, run};
+use crate::outbox::Worker;
+use crate::store::SqliteStore;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// Opens the store and builds the app state.
+pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
+    use anyhow::Context;
+    let store = SqliteStore::open(&settings.database_url)
+        .await
+        .with_context(|| "cannot open the database (DATABASE_URL)".to_owned())?;
+    let desks = Desks::new(Arc::new(store), Clock::system());
+    Ok(AppState {
+        desks,
+        settings: Arc::new(settings),
+        metrics: metrics_handle(),
+    })
+}
+
+/// Runs the HTTP server and the background jobs until `shutdown` resolves; then stops
+/// accepting, lets in-flight requests finish (up to [`DRAIN`]) and lets the outbox worker
+/// finish the message it is sending.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = Worker::new(
+        state.desks.store.clone(),
+        state.desks.clock.clone(),
+        state.desks.outbox_wake.clone(),
+    );
+    let worker = tokio::spawn(worker.run(stop_rx.clone()));
+    let app = router(state.clone());
+    let mut drain_rx = stop_rx.clone();
+    let server = tokio::spawn(run(listener, app, async move {
+        let _ = drain_rx.wait_for(|stop| *stop).await;
+    }));
+    shutdown.await;
+    tracing::info!("Shutting down: no new requests; finishing those in flight.");
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(DRAIN, server).await {
+        Ok(joined) => joined??,
+        Err(_) => tracing::warn!("Some requests did not finish within 10 seconds."),
+    }
+    let _ = worker.await;
+    state.desks.store.close().await;
+    tracing::info!("Stopped.");
+    Ok(())
+}

@@ -1,0 +1,328 @@
+//! Storage behind traits, with a SQLite implementation in [`sqlite`].
+//!
+//! **Every query takes a desk.** No method reads or writes a ticket, contact or event without
+//! the desk it belongs to, and the SQLite implementation filters every statement on `desk_id`.
+//! The one exception is the outbox worker's scan of due messages ([`OutboxStore::outbox_due`]):
+//! it is the only reader across desks, and every row it returns carries its desk.
+//!
+//! **One change, one transaction.** A ticket change, its timeline events and the outbox rows it
+//! causes are written in a single transaction: either all of them are durable or none is.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::core::contact::{Email, HistoryLine, Individual, Organization};
+use crate::core::outgoing::Outgoing;
+use crate::core::people::{Role, Surface, SurfaceRef, UserRef};
+use crate::core::ticket::{
+    Action, DeskId, Event, Priority, Source, Ticket, TicketError, TicketId, TicketNo,
+};
+
+pub use sqlite::SqliteStore;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("ticket {0} does not exist on this desk")]
+    NoTicket(TicketNo),
+    #[error(transparent)]
+    Refused(#[from] TicketError),
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a change must say: the outbox rows for the ticket as it is after the change.
+pub type OutFn<'a> = dyn for<'t> Fn(&'t Ticket) -> Vec<Outgoing> + Send + Sync + 'a;
+
+/// A member's standing on a desk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Membership {
+    pub role: Role,
+    /// True while the desk has no agents (small-team mode).
+    pub small_team: bool,
+}
+
+/// A ticket with the names a view needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketRecord {
+    pub ticket: Ticket,
+    pub assignee_name: Option<String>,
+}
+
+/// A ticket about to be created.
+#[derive(Debug, Clone)]
+pub struct NewTicket {
+    pub description: String,
+    pub priority: Priority,
+    pub reporter: UserRef,
+    pub assignee: Option<UserRef>,
+    pub individual: Option<i64>,
+    pub source: Source,
+}
+
+/// The result of a create.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub ticket: Ticket,
+    /// True when the idempotency key was seen before: this is the earlier request's ticket.
+    pub replayed: bool,
+}
+
+/// The result of a change.
+#[derive(Debug, Clone)]
+pub enum Changed {
+    /// The action changed the ticket; events and outbox rows were written.
+    Yes(Ticket),
+    /// The action changed nothing (it was already so); nothing was written.
+    No(Ticket),
+}
+
+/// Which tickets a list shows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListQuery {
+    /// Only open, in-progress and waiting tickets.
+    pub active_only: bool,
+    pub status: Option<crate::core::ticket::Status>,
+    pub priority: Option<Priority>,
+    pub assignee: Option<UserRef>,
+    pub unassigned: bool,
+}
+
+/// Where a ticket's card shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardMessage {
+    pub ticket: TicketId,
+    pub surface: SurfaceRef,
+    pub channel: String,
+    pub message_id: String,
+}
+
+/// One outbox row due for delivery.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub desk: DeskId,
+    pub destination: String,
+    pub idempotency_key: String,
+    pub message: Outgoing,
+    pub attempts: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// How the outbox is doing, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OutboxStats {
+    pub pending: i64,
+    pub dead: i64,
+    /// Age of the oldest pending message, in seconds.
+    pub oldest_age_secs: f64,
+}
+
+/// A ticket as exported, with contact and timeline.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportedTicket {
+    pub ticket: Ticket,
+    pub assignee_name: Option<String>,
+    pub timeline: Vec<Event>,
+}
+
+/// Desks, surfaces and members.
+#[async_trait]
+pub trait DeskStore: Send + Sync {
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+    /// Finishes pending writes and closes the database.
+    async fn close(&self);
+    /// The desk a surface serves; a surface seen for the first time gets a new desk.
+    async fn desk_for_surface(
+        &self,
+        surface: &SurfaceRef,
+        name: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<DeskId>;
+    /// The desk a surface serves, without creating one.
+    async fn desk_of_surface(&self, surface: &SurfaceRef) -> Result<Option<DeskId>>;
+    /// Whether a desk exists.
+    async fn desk_exists(&self, desk: DeskId) -> Result<bool>;
+    /// The surfaces serving a desk.
+    async fn surfaces(&self, desk: DeskId) -> Result<Vec<Surface>>;
+    /// Makes `channel` the surface's notification channel.
+    async fn set_notify_channel(
+        &self,
+        desk: DeskId,
+        surface: &SurfaceRef,
+        channel: &str,
+    ) -> Result<()>;
+    /// Records that `user` was seen on the desk (the first member becomes admin) and returns
+    /// their standing. A known `name` updates the stored one.
+    async fn see_member(
+        &self,
+        desk: DeskId,
+        user: &UserRef,
+        name: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Membership>;
+    /// Sets a member's role, adding them if new.
+    async fn set_role(
+        &self,
+        desk: DeskId,
+        user: &UserRef,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// A member's display name, when known.
+    async fn member_name(&self, desk: DeskId, user: &UserRef) -> Result<Option<String>>;
+}
+
+/// Tickets and their timelines.
+#[async_trait]
+pub trait TicketStore: Send + Sync {
+    /// Creates a ticket with the next number, its `created` event and `out` in one transaction.
+    /// With a `key` seen before on this desk, returns that request's ticket and writes nothing.
+    async fn create_ticket(
+        &self,
+        desk: DeskId,
+        new: &NewTicket,
+        key: Option<&str>,
+        out: &OutFn<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Created>;
+    /// Applies `action` to ticket `no` through [`Ticket::apply`], writing the changed ticket,
+    /// its events and the outbox rows `out` returns, in one transaction.
+    async fn change_ticket(
+        &self,
+        desk: DeskId,
+        no: TicketNo,
+        actor: &UserRef,
+        action: &Action,
+        out: &OutFn<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Changed>;
+    async fn ticket(&self, desk: DeskId, no: TicketNo) -> Result<Option<TicketRecord>>;
+    async fn ticket_by_id(&self, desk: DeskId, id: TicketId) -> Result<Option<TicketRecord>>;
+    /// The timeline, oldest first.
+    async fn timeline(&self, desk: DeskId, id: TicketId) -> Result<Vec<Event>>;
+    /// Tickets matching `query`, most urgent first, then oldest; and how many match in all.
+    async fn list(
+        &self,
+        desk: DeskId,
+        query: &ListQuery,
+        limit: i64,
+    ) -> Result<(Vec<TicketRecord>, i64)>;
+    /// Every ticket of a desk with its timeline, in number order.
+    async fn export(&self, desk: DeskId) -> Result<Vec<ExportedTicket>>;
+}
+
+/// Individuals and organizations.
+#[async_trait]
+pub trait ContactStore: Send + Sync {
+    /// Finds the individual with `email`, or creates them (joining the organization that owns
+    /// the email's domain). A given `name` replaces a missing one.
+    async fn upsert_individual(
+        &self,
+        desk: DeskId,
+        email: &Email,
+        name: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Individual>;
+    /// Finds the organization named `name` (case-insensitively), or creates it.
+    async fn upsert_organization(
+        &self,
+        desk: DeskId,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Organization>;
+    /// Makes `individual` a member of `organization` and teaches the organization the
+    /// individual's email domains that are not free-mail and not yet another's.
+    async fn join_organization(
+        &self,
+        desk: DeskId,
+        individual: i64,
+        organization: i64,
+    ) -> Result<()>;
+    async fn find_individual(&self, desk: DeskId, email: &Email) -> Result<Option<Individual>>;
+    async fn find_organization(&self, desk: DeskId, name: &str) -> Result<Option<Organization>>;
+    /// The individual's tickets, newest first, and their count.
+    async fn history_of_individual(
+        &self,
+        desk: DeskId,
+        individual: i64,
+        limit: i64,
+    ) -> Result<(Vec<HistoryLine>, i64)>;
+    /// The organization's tickets (linked directly or through its people), newest first.
+    async fn history_of_organization(
+        &self,
+        desk: DeskId,
+        organization: i64,
+        limit: i64,
+    ) -> Result<(Vec<HistoryLine>, i64)>;
+}
+
+/// The durable outbox and the card messages it records.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Queues messages outside a ticket change (notices); `key` makes them idempotent.
+    async fn enqueue(
+        &self,
+        desk: DeskId,
+        key: &str,
+        out: &[Outgoing],
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Up to `limit` due messages, each the oldest pending one of its destination.
+    async fn outbox_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OutboxItem>>;
+    /// When the next pending message falls due, if any.
+    async fn outbox_next_due(&self) -> Result<Option<DateTime<Utc>>>;
+    /// Marks a message delivered, recording the card it posted, in one transaction.
+    async fn outbox_done(
+        &self,
+        item: &OutboxItem,
+        card: Option<&CardMessage>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Schedules another attempt.
+    async fn outbox_retry(
+        &self,
+        id: i64,
+        attempts: i64,
+        at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<()>;
+    /// Gives up on a message.
+    async fn outbox_dead(
+        &self,
+        id: i64,
+        attempts: i64,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats>;
+    /// Where a ticket's card shows on one surface.
+    async fn card_messages(
+        &self,
+        desk: DeskId,
+        ticket: TicketId,
+        surface: &SurfaceRef,
+    ) -> Result<Vec<CardMessage>>;
+    /// The ticket whose card is the message `message_id` in `channel`, if any.
+    async fn ticket_of_card(
+        &self,
+        desk: DeskId,
+        surface: &SurfaceRef,
+        channel: &str,
+        message_id: &str,
+    ) -> Result<Option<TicketId>>;
+}
+
+/// Everything the desk stores.
+pub trait Store: DeskStore + TicketStore + ContactStore + OutboxStore + 'static {}
+
+impl<T: DeskStore + TicketStore + ContactStore + OutboxStore + 'static> Store for T {}

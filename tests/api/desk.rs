@@ -1,0 +1,464 @@
+//! The desk core through the real SQLite store: tenancy, numbering, roles, the status machine,
+//! the timeline, contacts and the outbox rows that changes write.
+
+use std::collections::HashSet;
+
+use piraja::core::outgoing::Outgoing;
+use piraja::core::people::{Platform, SurfaceRef};
+use piraja::core::ticket::{DeskId, TicketId, TicketNo};
+use piraja::desk::Reply;
+use piraja::store::{ContactStore, OutboxStore, TicketStore};
+
+use crate::helpers::{TestDesks, slack_inv, text};
+
+fn far_future() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(4_000_000_000, 0).unwrap()
+}
+
+#[tokio::test]
+async fn a_new_ticket_gets_the_next_number_and_a_created_event() {
+    let t = TestDesks::new().await;
+    let r = t.slack("T1", "U1", "C1", "new high VPN is down").await;
+    assert_eq!(text(&r), "#1 · high · open · VPN is down");
+    let r = t.slack("T1", "U1", "C1", "new printer on fire").await;
+    assert_eq!(text(&r), "#2 · medium · open · printer on fire");
+    let shown = text(&t.slack("T1", "U1", "C1", "show 1").await);
+    assert!(shown.contains("name-U1 · created (high)"), "{shown}");
+}
+
+#[tokio::test]
+async fn desk_b_never_sees_desk_a() {
+    let t = TestDesks::new().await;
+    t.slack("TA", "UA", "C1", "new secret of desk A").await;
+    t.slack("TA", "UA", "C1", "contact 1 jane@acme.com Jane")
+        .await;
+    t.slack("TA", "UA", "C1", "note 1 a private note").await;
+
+    // Desk B's first ticket is its own #1, and A's ticket is nowhere in B's views.
+    assert_eq!(
+        text(&t.slack("TB", "UB", "C9", "list all").await),
+        "All tickets (0): "
+    );
+    assert_eq!(
+        text(&t.slack("TB", "UB", "C9", "show 1").await),
+        "There is no ticket #1 on this desk. Try /ticket list all"
+    );
+    assert!(
+        text(&t.slack("TB", "UB", "C9", "history jane@acme.com").await).starts_with("No contact")
+    );
+    assert!(matches!(
+        t.slack("TB", "UB", "C9", "note 1 sneaky").await,
+        Reply::Error(_)
+    ));
+    t.slack("TB", "UB", "C9", "new desk B's own").await;
+    assert_eq!(
+        text(&t.slack("TB", "UB", "C9", "list all").await),
+        "All tickets (1): #1"
+    );
+
+    // At the store level too: A's ticket id read through B's desk is nothing.
+    let a = t
+        .store
+        .ticket(DeskId(1), TicketNo(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.ticket.description, "secret of desk A");
+    assert!(
+        t.store
+            .ticket_by_id(DeskId(2), a.ticket.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        t.store
+            .timeline(DeskId(2), a.ticket.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        t.store
+            .timeline(DeskId(1), a.ticket.id)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let jane = piraja::core::contact::Email::parse("jane@acme.com").unwrap();
+    assert!(
+        t.store
+            .find_individual(DeskId(2), &jane)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        t.store
+            .find_individual(DeskId(1), &jane)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        t.store
+            .card_messages(
+                DeskId(2),
+                a.ticket.id,
+                &SurfaceRef::new(Platform::Slack, "TA")
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn fifty_concurrent_creators_get_numbers_one_to_fifty() {
+    let t = TestDesks::new().await;
+    t.slack("T1", "U0", "C1", "new warm-up").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let desks = t.desks.clone();
+        tasks.spawn(async move {
+            let inv = slack_inv("T1", &format!("U{i}"), "C1");
+            let cmd = piraja::core::grammar::parse(&format!("new request {i}")).unwrap();
+            desks.execute(&inv, cmd).await
+        });
+    }
+    let mut numbers = HashSet::new();
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Reply::Created { card, .. } => assert!(numbers.insert(card.no.0)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let want: HashSet<i64> = (2..=51).collect();
+    assert_eq!(numbers, want);
+}
+
+#[tokio::test]
+async fn a_retried_request_returns_the_same_ticket() {
+    let t = TestDesks::new().await;
+    let mut inv = slack_inv("T1", "U1", "C1");
+    inv.key = Some("trigger-123".into());
+    let cmd = piraja::core::grammar::parse("new only once").unwrap();
+    let first = t.desks.execute(&inv, cmd.clone()).await;
+    let second = t.desks.execute(&inv, cmd).await;
+    match (first, second) {
+        (
+            Reply::Created {
+                card: a,
+                replayed: false,
+            },
+            Reply::Created {
+                card: b,
+                replayed: true,
+            },
+        ) => {
+            assert_eq!(a.no, b.no)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        text(&t.slack("T1", "U1", "C1", "list all").await),
+        "All tickets (1): #1"
+    );
+}
+
+#[tokio::test]
+async fn the_first_user_is_admin_and_members_act_as_agents_until_an_agent_exists() {
+    let t = TestDesks::new().await;
+    t.slack("T1", "UADMIN", "C1", "new first").await;
+    // Small-team mode: a plain member may work tickets.
+    let r = t.slack("T1", "UMEMBER", "C1", "start 1").await;
+    assert_eq!(
+        text(&r),
+        "#1 · medium · in progress · first | <@UMEMBER> started #1."
+    );
+    // Settings stay with admins.
+    let r = t.slack("T1", "UMEMBER", "C1", "channel").await;
+    assert!(
+        text(&r).starts_with("Only desk admins can use /ticket channel; you are a member"),
+        "{}",
+        text(&r)
+    );
+    // Once the admin names an agent, members no longer work tickets.
+    let r = t
+        .slack("T1", "UADMIN", "C1", "role <@UAGENT|agent> agent")
+        .await;
+    assert_eq!(text(&r), "<@UAGENT> is now an agent of this desk.");
+    let r = t.slack("T1", "UMEMBER", "C1", "complete 1").await;
+    assert!(
+        text(&r).starts_with("Only agents can use /ticket complete"),
+        "{}",
+        text(&r)
+    );
+    let r = t.slack("T1", "UAGENT", "C1", "complete 1 done").await;
+    assert_eq!(
+        text(&r),
+        "#1 · medium · completed · first | <@UAGENT> completed #1. done"
+    );
+    // Members still create and view.
+    assert!(matches!(
+        t.slack("T1", "UMEMBER", "C1", "new second").await,
+        Reply::Created { .. }
+    ));
+    assert!(matches!(
+        t.slack("T1", "UMEMBER", "C1", "show 1").await,
+        Reply::Detail(_)
+    ));
+}
+
+#[tokio::test]
+async fn tickets_move_only_as_the_status_table_allows_and_every_change_is_on_the_timeline() {
+    let t = TestDesks::new().await;
+    let run = |s: &'static str| t.slack("T1", "U1", "C1", s);
+    run("new the thing").await;
+    run("assign 1 me").await;
+    run("start 1").await;
+    assert_eq!(
+        text(&run("reopen 1").await),
+        "#1 is in progress and cannot move to open; it is not resolved."
+    );
+    // A double click on Start changes nothing and records nothing.
+    assert_eq!(
+        text(&run("start 1").await),
+        "#1 · medium · in progress · the thing | Nothing to change: #1 is already so."
+    );
+    run("wait 1").await;
+    run("priority 1 urgent").await;
+    run("note 1 customer called back").await;
+    run("complete 1 fixed").await;
+    assert_eq!(
+        text(&run("start 1").await),
+        "#1 is completed and cannot move to in progress; reopen it first."
+    );
+    run("reopen 1").await;
+    run("close 1 duplicate").await;
+    let shown = text(&run("show 1").await);
+    let lines: Vec<&str> = shown
+        .lines()
+        .skip(1)
+        .map(|l| l.split(" · ").nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "created (medium)",
+            "assigned",
+            "status open → in progress",
+            "status in progress → waiting",
+            "priority medium → urgent",
+            "note: customer called back",
+            "status waiting → completed: fixed",
+            "status completed → open",
+            "status open → closed: duplicate",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn lists_filter_and_put_the_most_urgent_first() {
+    let t = TestDesks::new().await;
+    let run = |s: &'static str| t.slack("T1", "U1", "C1", s);
+    run("new low one").await; // #1, low
+    run("new urgent fire").await; // #2
+    run("new high smoke").await; // #3
+    run("new low dust").await; // #4
+    run("assign 3 me").await;
+    run("wait 4").await;
+    assert_eq!(text(&run("list").await), "Open tickets (4): #2 #3 #1 #4");
+    assert_eq!(text(&run("list mine").await), "Your open tickets (1): #3");
+    assert_eq!(
+        text(&run("list <@U1|me>").await),
+        "Open tickets of <@U1> (1): #3"
+    );
+    assert_eq!(
+        text(&run("list unassigned").await),
+        "Unassigned open tickets (3): #2 #1 #4"
+    );
+    assert_eq!(
+        text(&run("list waiting").await),
+        "Tickets waiting on the customer (1): #4"
+    );
+    assert_eq!(
+        text(&run("list urgent").await),
+        "Open urgent tickets (1): #2"
+    );
+    run("close 2").await;
+    assert_eq!(text(&run("list").await), "Open tickets (3): #3 #1 #4");
+    assert_eq!(text(&run("list all").await), "All tickets (4): #2 #3 #1 #4");
+}
+
+#[tokio::test]
+async fn contacts_join_organizations_by_domain_and_histories_are_newest_first() {
+    let t = TestDesks::new().await;
+    let run = |s: &'static str| t.slack("T1", "U1", "C1", s);
+    run("new first problem").await;
+    run("new second problem").await;
+    run("new third problem").await;
+    let r = run("contact 1 <mailto:Jane@Acme.com|Jane@Acme.com> Jane Doe").await;
+    assert!(
+        text(&r).ends_with("linked #1 to Jane Doe <jane@acme.com>."),
+        "{}",
+        text(&r)
+    );
+    // Linking Jane's ticket to Acme teaches Acme the acme.com domain.
+    let r = run("contact 1 Acme Oy").await;
+    assert!(
+        text(&r).ends_with("linked #1 to Jane Doe <jane@acme.com> (Acme Oy)."),
+        "{}",
+        text(&r)
+    );
+    // A colleague at acme.com joins Acme on sight.
+    run("contact 2 bob@acme.com Bob").await;
+    let bob = piraja::core::contact::Email::parse("bob@acme.com").unwrap();
+    let bob = t
+        .store
+        .find_individual(DeskId(1), &bob)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bob.organization.map(|(_, n)| n), Some("Acme Oy".to_owned()));
+    // Free-mail domains never become an organization's.
+    run("contact 3 someone@gmail.com").await;
+    run("contact 3 acme oy").await;
+    let other = piraja::core::contact::Email::parse("other@gmail.com").unwrap();
+    let other = t
+        .store
+        .upsert_individual(DeskId(1), &other, None, t.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(other.organization, None);
+
+    t.clock.advance(chrono::Duration::minutes(1));
+    run("close 2").await;
+    assert_eq!(
+        text(&run("history acme oy").await),
+        "Acme Oy (3): #3 open, #2 closed, #1 open"
+    );
+    assert_eq!(
+        text(&run("history jane@acme.com").await),
+        "Jane Doe <jane@acme.com> (1): #1 open"
+    );
+    assert!(
+        text(&run("history nobody@nowhere.org").await).starts_with("No contact has the address")
+    );
+}
+
+#[tokio::test]
+async fn odd_text_is_stored_verbatim() {
+    let t = TestDesks::new().await;
+    let nasty = "Robert'); DROP TABLE tickets;-- ✓ 日本語 \u{1F525} \"quoted\"";
+    let r = t.slack("T1", "U1", "C1", &format!("new {nasty}")).await;
+    assert!(matches!(r, Reply::Created { .. }));
+    let stored = t
+        .store
+        .ticket(DeskId(1), TicketNo(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.ticket.description, nasty);
+    let r = t.slack("T1", "U1", "C1", "new a\u{7}bell").await;
+    assert!(
+        text(&r).contains("control character (U+0007)"),
+        "{}",
+        text(&r)
+    );
+}
+
+#[tokio::test]
+async fn changes_queue_card_posts_updates_and_assignment_messages() {
+    let t = TestDesks::new().await;
+    t.slack("T1", "U1", "CSUPPORT", "channel").await;
+    // Created in the notification channel itself: one post, not two.
+    t.slack("T1", "U1", "CSUPPORT", "new in the same channel")
+        .await;
+    // Created elsewhere: a post there and one in the notification channel.
+    t.slack("T1", "U1", "CRANDOM", "new somewhere else").await;
+    t.slack("T1", "U1", "CRANDOM", "assign 2 <@U2|two>").await;
+    let due = t.store.outbox_due(far_future(), 100).await.unwrap();
+    // Only the head of each destination is due; deliver in order to see the rest.
+    let surface = SurfaceRef::new(Platform::Slack, "T1");
+    let heads: Vec<&Outgoing> = due.iter().map(|i| &i.message).collect();
+    assert_eq!(
+        heads,
+        vec![
+            &Outgoing::PostCard {
+                surface: surface.clone(),
+                channel: "CSUPPORT".into(),
+                ticket: TicketId(1)
+            },
+            &Outgoing::PostCard {
+                surface: surface.clone(),
+                channel: "CRANDOM".into(),
+                ticket: TicketId(2)
+            },
+            &Outgoing::DirectMessage {
+                surface: surface.clone(),
+                user: piraja::core::people::UserRef::slack("U2"),
+                text: "<@U1> assigned #2 to you: somewhere else".into(),
+                ticket: Some(TicketId(2)),
+            },
+        ]
+    );
+    let mut all = Vec::new();
+    loop {
+        let due = t.store.outbox_due(far_future(), 100).await.unwrap();
+        if due.is_empty() {
+            break;
+        }
+        for item in due {
+            all.push(item.message.clone());
+            t.store
+                .outbox_done(&item, None, t.clock.now())
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(all.len(), 5, "{all:#?}");
+    assert!(all.contains(&Outgoing::UpdateCards {
+        surface: surface.clone(),
+        ticket: TicketId(2),
+        note: Some("<@U1> assigned #2 to <@U2>.".into()),
+    }));
+    assert!(all.contains(&Outgoing::PostCard {
+        surface,
+        channel: "CSUPPORT".into(),
+        ticket: TicketId(2)
+    }));
+}
+
+#[tokio::test]
+async fn export_writes_tickets_with_contact_and_timeline_as_json_and_csv() {
+    let t = TestDesks::new().await;
+    t.slack("T1", "U1", "C1", "new first, with \"quotes\"")
+        .await;
+    t.slack("T1", "U1", "C1", "contact 1 jane@acme.com Jane")
+        .await;
+    t.slack("T1", "U1", "C1", "new second").await;
+    let tickets = t.store.export(DeskId(1)).await.unwrap();
+    let mut json = Vec::new();
+    piraja::export::write_json(&mut json, &tickets).unwrap();
+    let parsed: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(parsed[0]["ticket"]["no"], 1);
+    assert_eq!(
+        parsed[0]["ticket"]["contact"]["individual"][1],
+        "Jane <jane@acme.com>"
+    );
+    assert_eq!(parsed[0]["timeline"].as_array().unwrap().len(), 2);
+    assert_eq!(parsed[1]["ticket"]["description"], "second");
+
+    let mut csv_out = Vec::new();
+    piraja::export::write_csv(&mut csv_out, &tickets).unwrap();
+    let mut reader = csv::Reader::from_reader(csv_out.as_slice());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(&rows[0][1], "first, with \"quotes\"");
+    assert_eq!(&rows[0][6], "Jane <jane@acme.com>");
+    assert_eq!(rows[0][12].lines().count(), 2);
+    // Another desk exports nothing of this one.
+    assert!(t.store.export(DeskId(2)).await.unwrap().is_empty());
+}

@@ -1,0 +1,115 @@
+//! Test harness: a fresh SQLite database per test, a hand-stepped clock, and invocations as
+//! the platform adapters build them.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeZone, Utc};
+use piraja::core::grammar;
+use piraja::core::people::{Platform, SurfaceRef, UserRef};
+use piraja::desk::{Clock, Desks, Invocation, Reply};
+use piraja::store::SqliteStore;
+use tempfile::TempDir;
+
+/// A clock the test moves by hand.
+#[derive(Clone)]
+pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl ManualClock {
+    pub fn new() -> ManualClock {
+        ManualClock(Arc::new(Mutex::new(
+            Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap(),
+        )))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+
+    pub fn advance(&self, d: chrono::Duration) {
+        *self.0.lock().unwrap() += d;
+    }
+
+    pub fn clock(&self) -> Clock {
+        let inner = self.0.clone();
+        Clock::from_fn(move || *inner.lock().unwrap())
+    }
+}
+
+/// Desks over a fresh database in a temporary directory.
+pub struct TestDesks {
+    pub desks: Desks,
+    pub store: Arc<SqliteStore>,
+    pub clock: ManualClock,
+    /// Keeps the database's directory alive for the test's length.
+    pub _dir: TempDir,
+}
+
+impl TestDesks {
+    pub async fn new() -> TestDesks {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let store = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let clock = ManualClock::new();
+        let desks = Desks::new(store.clone(), clock.clock());
+        TestDesks {
+            desks,
+            store,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    /// Parses `text` as Slack text and runs it as `user` in `channel` of workspace `team`.
+    pub async fn slack(&self, team: &str, user: &str, channel: &str, text: &str) -> Reply {
+        let cmd = match grammar::parse(text) {
+            Ok(cmd) => cmd,
+            Err(e) => return Reply::Error(e.to_string()),
+        };
+        self.desks
+            .execute(&slack_inv(team, user, channel), cmd)
+            .await
+    }
+}
+
+pub fn slack_inv(team: &str, user: &str, channel: &str) -> Invocation {
+    Invocation {
+        surface: SurfaceRef::new(Platform::Slack, team),
+        surface_name: None,
+        user: UserRef::slack(user),
+        user_name: Some(format!("name-{user}")),
+        channel: Some(channel.to_owned()),
+        key: None,
+        surface_admin: false,
+    }
+}
+
+/// The text of a reply, for assertions.
+pub fn text(reply: &Reply) -> String {
+    match reply {
+        Reply::Text { text, .. } | Reply::Error(text) => text.clone(),
+        Reply::Card { card, note } => format!("{} | {note}", card.summary()),
+        Reply::Created { card, .. } => card.summary(),
+        Reply::Detail(d) => format!("{}\n{}", d.card.summary(), d.timeline.join("\n")),
+        Reply::List(l) => format!(
+            "{} ({}): {}",
+            l.title,
+            l.total,
+            l.rows
+                .iter()
+                .map(|r| r.no.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        Reply::History(h) => format!(
+            "{} ({}): {}",
+            h.title,
+            h.total,
+            h.lines
+                .iter()
+                .map(|l| format!("{} {}", l.no, l.status.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Reply::Form { priority } => format!("form {priority:?}"),
+    }
+}

@@ -1,0 +1,7 @@
+//! One integration-test binary: the desk core, the outbox and the HTTP server, each through
+//! the real SQLite store.
+
+mod desk;
+mod helpers;
+mod outbox;
+mod server;

@@ -1,0 +1,189 @@
+//! The outbox worker against a fake destination that fails, rate-limits and recovers.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use piraja::core::outgoing::Outgoing;
+use piraja::core::people::{Platform, SurfaceRef};
+use piraja::core::ticket::DeskId;
+use piraja::outbox::{Delivery, RetryPolicy, Sender, Worker};
+use piraja::store::{OutboxItem, OutboxStore};
+
+use crate::helpers::TestDesks;
+
+/// A destination that answers from a script, then succeeds; it records what it delivered.
+#[derive(Default)]
+struct FakeDestination {
+    script: Mutex<VecDeque<Delivery>>,
+    delivered: Mutex<Vec<String>>,
+    attempts: Mutex<usize>,
+}
+
+#[async_trait]
+impl Sender for FakeDestination {
+    async fn deliver(&self, item: &OutboxItem) -> Delivery {
+        *self.attempts.lock().unwrap() += 1;
+        if let Some(next) = self.script.lock().unwrap().pop_front() {
+            return next;
+        }
+        if let Outgoing::ChannelMessage { text, .. } = &item.message {
+            self.delivered.lock().unwrap().push(text.clone());
+        }
+        Delivery::Sent { card: None }
+    }
+}
+
+fn notice(text: &str) -> Outgoing {
+    Outgoing::ChannelMessage {
+        surface: SurfaceRef::new(Platform::Slack, "T1"),
+        channel: "C1".into(),
+        text: text.into(),
+    }
+}
+
+fn retry(after: Option<u64>) -> Delivery {
+    Delivery::Retry {
+        after: after.map(Duration::from_secs),
+        error: "http 503".into(),
+    }
+}
+
+async fn setup(
+    script: Vec<Delivery>,
+    policy: RetryPolicy,
+) -> (TestDesks, Arc<FakeDestination>, Worker) {
+    let t = TestDesks::new().await;
+    // A desk must exist for the rows' foreign key.
+    t.slack("T1", "U1", "C1", "help").await;
+    let fake = Arc::new(FakeDestination {
+        script: Mutex::new(script.into()),
+        ..Default::default()
+    });
+    let worker = Worker::new(
+        t.store.clone(),
+        t.clock.clock(),
+        t.desks.outbox_wake.clone(),
+    )
+    .with_sender(Platform::Slack, fake.clone())
+    .with_policy(policy);
+    (t, fake, worker)
+}
+
+#[tokio::test]
+async fn a_failing_destination_is_retried_with_backoff_honours_retry_after_and_recovers_in_order() {
+    let policy = RetryPolicy {
+        base: Duration::from_secs(2),
+        cap: Duration::from_secs(60),
+        max_attempts: 10,
+    };
+    let (t, fake, worker) = setup(vec![retry(None), retry(None), retry(Some(30))], policy).await;
+    t.store
+        .enqueue(
+            DeskId(1),
+            "k1",
+            &[notice("first"), notice("second")],
+            t.clock.now(),
+        )
+        .await
+        .unwrap();
+
+    // Attempt 1 fails; the second message waits behind the first.
+    assert_eq!(worker.tick().await, 1);
+    assert_eq!(worker.tick().await, 0, "nothing is due during the backoff");
+    // Backoff after attempt 1 is 1–2 s.
+    t.clock.advance(chrono::Duration::milliseconds(2001));
+    assert_eq!(worker.tick().await, 1); // attempt 2 fails
+    t.clock.advance(chrono::Duration::milliseconds(4001));
+    assert_eq!(worker.tick().await, 1); // attempt 3: rate-limited, Retry-After 30 s
+    t.clock.advance(chrono::Duration::seconds(29));
+    assert_eq!(worker.tick().await, 0, "Retry-After is honoured");
+    t.clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(worker.tick().await, 1); // attempt 4 succeeds
+    assert_eq!(worker.tick().await, 1); // then the second message
+    assert_eq!(*fake.delivered.lock().unwrap(), vec!["first", "second"]);
+    assert_eq!(*fake.attempts.lock().unwrap(), 5);
+    let stats = t.store.outbox_stats(t.clock.now()).await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (0, 0));
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_failing_is_dead_lettered_and_the_destination_moves_on() {
+    let policy = RetryPolicy {
+        base: Duration::from_secs(1),
+        cap: Duration::from_secs(1),
+        max_attempts: 3,
+    };
+    let (t, fake, worker) = setup(vec![retry(None), retry(None), retry(None)], policy).await;
+    t.store
+        .enqueue(
+            DeskId(1),
+            "k1",
+            &[notice("doomed"), notice("next")],
+            t.clock.now(),
+        )
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        worker.tick().await;
+        t.clock.advance(chrono::Duration::seconds(2));
+    }
+    let stats = t.store.outbox_stats(t.clock.now()).await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (1, 1));
+    worker.tick().await;
+    assert_eq!(*fake.delivered.lock().unwrap(), vec!["next"]);
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_dead_lettered_at_once() {
+    let (t, _fake, worker) = setup(
+        vec![Delivery::Failed("channel_not_found".into())],
+        RetryPolicy::default(),
+    )
+    .await;
+    t.store
+        .enqueue(DeskId(1), "k1", &[notice("nowhere")], t.clock.now())
+        .await
+        .unwrap();
+    worker.tick().await;
+    let stats = t.store.outbox_stats(t.clock.now()).await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (0, 1));
+}
+
+#[tokio::test]
+async fn the_same_message_key_is_queued_once() {
+    let (t, fake, worker) = setup(vec![], RetryPolicy::default()).await;
+    for _ in 0..3 {
+        t.store
+            .enqueue(DeskId(1), "same-cause", &[notice("once")], t.clock.now())
+            .await
+            .unwrap();
+    }
+    while worker.tick().await > 0 {}
+    assert_eq!(*fake.delivered.lock().unwrap(), vec!["once"]);
+}
+
+#[tokio::test]
+async fn the_worker_wakes_when_a_message_is_queued_and_stops_on_shutdown() {
+    let (t, fake, worker) = setup(vec![], RetryPolicy::default()).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(worker.run(stopped));
+    t.store
+        .enqueue(DeskId(1), "k", &[notice("wake up")], t.clock.now())
+        .await
+        .unwrap();
+    t.desks.outbox_wake.notify_one();
+    for _ in 0..200 {
+        if !fake.delivered.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(*fake.delivered.lock().unwrap(), vec!["wake up"]);
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+}
