@@ -9,4 +9,5 @@ pub mod export;
 pub mod http;
 pub mod outbox;
 pub mod server;
+pub mod slack;
 pub mod store;

@@ -8,9 +8,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Settings;
+use crate::core::people::Platform;
 use crate::desk::{Clock, Desks};
 use crate::http::{AppState, metrics_handle, router, run};
 use crate::outbox::Worker;
+use crate::slack::SlackApp;
+use crate::slack::api::{SlackSender, WebApi};
 use crate::store::SqliteStore;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -23,10 +26,18 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         .await
         .with_context(|| "cannot open the database (DATABASE_URL)".to_owned())?;
     let desks = Desks::new(Arc::new(store), Clock::system());
+    let slack = settings.slack.as_ref().map(|s| {
+        Arc::new(SlackApp {
+            signing_secret: s.signing_secret.clone(),
+            bot_token: s.bot_token.clone(),
+            api: WebApi::new(&s.api_url),
+        })
+    });
     Ok(AppState {
         desks,
         settings: Arc::new(settings),
         metrics: metrics_handle(),
+        slack,
     })
 }
 
@@ -39,11 +50,19 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = Worker::new(
+    let mut worker = Worker::new(
         state.desks.store.clone(),
         state.desks.clock.clone(),
         state.desks.outbox_wake.clone(),
     );
+    if let Some(slack) = &state.slack {
+        let sender = SlackSender {
+            api: slack.api.clone(),
+            store: state.desks.store.clone(),
+            token: slack.bot_token.clone(),
+        };
+        worker = worker.with_sender(Platform::Slack, Arc::new(sender));
+    }
     let worker = tokio::spawn(worker.run(stop_rx.clone()));
     let app = router(state.clone());
     let mut drain_rx = stop_rx.clone();

@@ -36,6 +36,8 @@ pub struct AppState {
     pub desks: Desks,
     pub settings: Arc<Settings>,
     pub metrics: PrometheusHandle,
+    /// Present when `SLACK_SIGNING_SECRET` is set.
+    pub slack: Option<Arc<crate::slack::SlackApp>>,
 }
 
 /// The process-wide Prometheus recorder (installed once, shared by every server in a process).
@@ -63,6 +65,7 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
+        .merge(crate::slack::routes())
         .fallback(not_found);
     with_layers(routes).with_state(state)
 }

@@ -161,6 +161,16 @@ pub trait DeskStore: Send + Sync {
         surface: &SurfaceRef,
         channel: &str,
     ) -> Result<()>;
+    /// Records a request key (an event id); false when it was seen before on this desk.
+    async fn remember_request(&self, desk: DeskId, key: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// Marks a surface's token revoked (`Some`) or usable again (`None`).
+    async fn set_surface_revoked(
+        &self,
+        surface: &SurfaceRef,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<()>;
+    /// Whether the surface's token was revoked.
+    async fn surface_revoked(&self, surface: &SurfaceRef) -> Result<bool>;
     /// Records that `user` was seen on the desk (the first member becomes admin) and returns
     /// their standing. A known `name` updates the stored one.
     async fn see_member(

@@ -5,3 +5,4 @@ mod desk;
 mod helpers;
 mod outbox;
 mod server;
+mod slack;

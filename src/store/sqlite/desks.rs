@@ -130,6 +130,55 @@ impl DeskStore for SqliteStore {
         Ok(())
     }
 
+    async fn remember_request(&self, desk: DeskId, key: &str, now: DateTime<Utc>) -> Result<bool> {
+        let now = ms(now);
+        let mut tx = self.write().await?;
+        let inserted = sqlx::query!(
+            "INSERT INTO request_keys (desk_id, key, created_at) VALUES (?, ?, ?)
+             ON CONFLICT (desk_id, key) DO NOTHING",
+            desk.0,
+            key,
+            now
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
+    }
+
+    async fn set_surface_revoked(
+        &self,
+        surface: &SurfaceRef,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let platform = surface.platform.as_str();
+        let at = at.map(ms);
+        let mut tx = self.write().await?;
+        sqlx::query!(
+            "UPDATE surfaces SET token_revoked_at = ? WHERE platform = ? AND external_id = ?",
+            at,
+            platform,
+            surface.external_id
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn surface_revoked(&self, surface: &SurfaceRef) -> Result<bool> {
+        let platform = surface.platform.as_str();
+        let revoked = sqlx::query_scalar!(
+            "SELECT token_revoked_at FROM surfaces WHERE platform = ? AND external_id = ?",
+            platform,
+            surface.external_id
+        )
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(revoked.flatten().is_some())
+    }
+
     async fn see_member(
         &self,
         desk: DeskId,

@@ -1,0 +1,257 @@
+//! A thin Slack Web API client on reqwest, and the outbox sender built on it.
+//!
+//! Thin on purpose: we call five methods with JSON bodies, every base URL is a setting (tests
+//! point it at wiremock over plain HTTP), and rate limits must surface as `Retry-After` for the
+//! outbox rather than be slept on inside a client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use super::render::{self, card_blocks};
+use crate::core::outgoing::Outgoing;
+use crate::core::view::Card;
+use crate::outbox::{Delivery, Sender};
+use crate::store::{CardMessage, OutboxItem, Store};
+
+/// Why a Web API call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    #[error("rate limited")]
+    RateLimited(Option<Duration>),
+    #[error("slack answered {0}")]
+    Slack(String),
+    #[error("http {0}")]
+    Status(u16),
+    #[error("network: {0}")]
+    Network(String),
+}
+
+impl ApiError {
+    /// Whether trying again later may work.
+    pub fn transient(&self) -> bool {
+        match self {
+            ApiError::RateLimited(_) | ApiError::Network(_) => true,
+            ApiError::Status(s) => *s >= 500,
+            ApiError::Slack(code) => matches!(
+                code.as_str(),
+                "ratelimited"
+                    | "internal_error"
+                    | "fatal_error"
+                    | "service_unavailable"
+                    | "request_timeout"
+            ),
+        }
+    }
+}
+
+/// The Web API at one base URL.
+#[derive(Clone, Debug)]
+pub struct WebApi {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl WebApi {
+    pub fn new(base: &str) -> WebApi {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        WebApi {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// Calls `method` with a JSON body; returns the response when `ok` is true.
+    pub async fn call(
+        &self,
+        token: &SecretString,
+        method: &str,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let response = self
+            .http
+            .post(format!("{}/{method}", self.base))
+            .bearer_auth(token.expose_secret())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        let status = response.status();
+        if status.as_u16() == 429 {
+            let after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(ApiError::RateLimited(after));
+        }
+        if !status.is_success() {
+            return Err(ApiError::Status(status.as_u16()));
+        }
+        let value: Value = response
+            .json()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        if value["ok"].as_bool() == Some(true) {
+            Ok(value)
+        } else {
+            let code = value["error"]
+                .as_str()
+                .unwrap_or("unknown_error")
+                .to_owned();
+            Err(ApiError::Slack(code))
+        }
+    }
+
+    /// Posts a JSON body to a `response_url` (no token: the URL is the credential).
+    pub async fn respond(&self, response_url: &str, body: &Value) -> Result<(), ApiError> {
+        let response = self
+            .http
+            .post(response_url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(ApiError::Status(response.status().as_u16()))
+        }
+    }
+}
+
+/// Delivers outbox messages to Slack with the workspace's bot token.
+pub struct SlackSender {
+    pub api: WebApi,
+    pub store: Arc<dyn Store>,
+    /// The single-workspace token (`SLACK_BOT_TOKEN`).
+    pub token: Option<SecretString>,
+}
+
+impl SlackSender {
+    async fn card(
+        &self,
+        item: &OutboxItem,
+        ticket: crate::core::ticket::TicketId,
+    ) -> Result<Option<Card>, String> {
+        let record = self
+            .store
+            .ticket_by_id(item.desk, ticket)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(record.map(|r| Card::of(&r.ticket, r.assignee_name)))
+    }
+
+    async fn send(
+        &self,
+        token: &SecretString,
+        item: &OutboxItem,
+    ) -> Result<Option<CardMessage>, ApiError> {
+        match &item.message {
+            Outgoing::PostCard {
+                surface,
+                channel,
+                ticket,
+            } => {
+                let Some(card) = self.card(item, *ticket).await.map_err(ApiError::Network)? else {
+                    return Ok(None);
+                };
+                let existing = self
+                    .store
+                    .card_messages(item.desk, *ticket, surface)
+                    .await
+                    .map_err(|e| ApiError::Network(e.to_string()))?
+                    .into_iter()
+                    .find(|m| &m.channel == channel);
+                let body = json!({ "channel": channel, "text": card.summary(), "blocks": card_blocks(&card) });
+                if let Some(m) = existing {
+                    let mut body = body;
+                    body["ts"] = json!(m.message_id);
+                    self.api.call(token, "chat.update", &body).await?;
+                    return Ok(None);
+                }
+                let posted = self.api.call(token, "chat.postMessage", &body).await?;
+                let ts = posted["ts"].as_str().unwrap_or_default().to_owned();
+                let channel = posted["channel"].as_str().unwrap_or(channel).to_owned();
+                Ok(Some(CardMessage {
+                    ticket: *ticket,
+                    surface: surface.clone(),
+                    channel,
+                    message_id: ts,
+                }))
+            }
+            Outgoing::UpdateCards {
+                surface,
+                ticket,
+                note,
+            } => {
+                let Some(card) = self.card(item, *ticket).await.map_err(ApiError::Network)? else {
+                    return Ok(None);
+                };
+                let cards = self
+                    .store
+                    .card_messages(item.desk, *ticket, surface)
+                    .await
+                    .map_err(|e| ApiError::Network(e.to_string()))?;
+                for m in cards {
+                    let body = json!({ "channel": m.channel, "ts": m.message_id, "text": card.summary(), "blocks": card_blocks(&card) });
+                    self.api.call(token, "chat.update", &body).await?;
+                    if let Some(note) = note.as_deref().filter(|n| !n.is_empty()) {
+                        let reply = json!({ "channel": m.channel, "thread_ts": m.message_id, "text": render::escape(note) });
+                        self.api.call(token, "chat.postMessage", &reply).await?;
+                    }
+                }
+                Ok(None)
+            }
+            Outgoing::DirectMessage { user, text, .. } => {
+                let body = json!({ "channel": user.id, "text": render::escape(text) });
+                self.api.call(token, "chat.postMessage", &body).await?;
+                Ok(None)
+            }
+            Outgoing::ChannelMessage { channel, text, .. } => {
+                let body = json!({ "channel": channel, "text": render::escape(text) });
+                self.api.call(token, "chat.postMessage", &body).await?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Sender for SlackSender {
+    async fn deliver(&self, item: &OutboxItem) -> Delivery {
+        let Some(token) = &self.token else {
+            return Delivery::Failed("no Slack bot token for this workspace".into());
+        };
+        match self.store.surface_revoked(item.message.surface()).await {
+            Ok(false) => {}
+            Ok(true) => return Delivery::Failed("the workspace revoked the app's token".into()),
+            Err(e) => {
+                return Delivery::Retry {
+                    after: None,
+                    error: e.to_string(),
+                };
+            }
+        }
+        match self.send(token, item).await {
+            Ok(card) => Delivery::Sent { card },
+            Err(ApiError::RateLimited(after)) => Delivery::Retry {
+                after,
+                error: "rate limited".into(),
+            },
+            Err(e) if e.transient() => Delivery::Retry {
+                after: None,
+                error: e.to_string(),
+            },
+            Err(e) => Delivery::Failed(e.to_string()),
+        }
+    }
+}

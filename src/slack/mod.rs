@@ -1,0 +1,533 @@
+//! The Slack adapter: the only module that knows Slack's JSON.
+//!
+//! Each endpoint verifies the signature on the raw body first (401 on any failure, before
+//! parsing), then parses leniently (400 with a short reason when the body is not what Slack
+//! sends), builds an [`Invocation`], runs it through [`crate::desk::Desks`] and renders the reply
+//! as Block Kit. Work that talks to Slack (opening a modal, answering through `response_url`)
+//! runs after the acknowledgement, in a spawned task.
+
+pub mod api;
+pub mod payload;
+pub mod render;
+pub mod verify;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::post;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use crate::core::command::{Command, Who};
+use crate::core::contact::{ContactTarget, Email};
+use crate::core::grammar;
+use crate::core::people::{Platform, SurfaceRef, UserRef};
+use crate::core::ticket::{Description, Priority, TicketNo};
+use crate::core::view::CardAction;
+use crate::desk::{Invocation, Reply};
+use crate::http::AppState;
+use payload::{EventEnvelope, Interaction, SlashCommand};
+
+/// Slack's configuration as the handlers need it.
+#[derive(Debug, Clone)]
+pub struct SlackApp {
+    pub signing_secret: SecretString,
+    pub bot_token: Option<SecretString>,
+    pub api: api::WebApi,
+}
+
+/// The Slack routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/slack/commands", post(commands))
+        .route("/slack/interactions", post(interactions))
+        .route("/slack/events", post(events))
+}
+
+fn refuse(status: StatusCode, reason: &str) -> Response {
+    (status, format!("{reason}\n")).into_response()
+}
+
+/// A refusal: the status and a short reason.
+type Refusal = (StatusCode, &'static str);
+
+/// The Slack app when the request is signed by Slack; otherwise why not.
+fn verified(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Arc<SlackApp>, Refusal> {
+    let Some(app) = state.slack.clone() else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            "Slack is not configured on this server\n",
+        ));
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    verify::verify(
+        app.signing_secret.expose_secret().as_bytes(),
+        header("x-slack-request-timestamp"),
+        header("x-slack-signature"),
+        body,
+        state.desks.clock.now(),
+    )
+    .map_err(|e| {
+        tracing::warn!(reason = %e, "A Slack request was refused: bad signature.");
+        (StatusCode::UNAUTHORIZED, "invalid signature\n")
+    })?;
+    Ok(app)
+}
+
+fn invocation(
+    team: &str,
+    user: &str,
+    user_name: Option<String>,
+    channel: Option<&str>,
+    key: Option<&str>,
+) -> Invocation {
+    Invocation {
+        surface: SurfaceRef::new(Platform::Slack, team),
+        surface_name: None,
+        user: UserRef::slack(user),
+        user_name,
+        channel: channel.map(str::to_owned),
+        key: key.map(|k| format!("slack:{k}")),
+        surface_admin: false,
+    }
+}
+
+async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let app = match verified(&state, &headers, &body) {
+        Ok(app) => app,
+        Err(r) => return r.into_response(),
+    };
+    let Ok(form) = serde_urlencoded::from_bytes::<SlashCommand>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "not a slash command form");
+    };
+    if form.team_id.is_empty() || form.user_id.is_empty() {
+        return refuse(StatusCode::BAD_REQUEST, "team_id and user_id are required");
+    }
+    let cmd = match grammar::parse(&form.text) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            return Json(render::message(&Reply::Error(e.to_string())).response(false))
+                .into_response();
+        }
+    };
+    let inv = invocation(
+        &form.team_id,
+        &form.user_id,
+        form.user_name.clone(),
+        form.channel_id.as_deref(),
+        form.trigger_id.as_deref(),
+    );
+    let reply = state.desks.execute(&inv, cmd).await;
+    if let Reply::Form { priority } = reply {
+        let view =
+            render::new_ticket_modal(priority, form.channel_id.as_deref().unwrap_or_default());
+        open_view(&app, form.trigger_id, view, form.response_url);
+        return StatusCode::OK.into_response();
+    }
+    Json(render::message(&reply).response(false)).into_response()
+}
+
+/// Opens a modal after the acknowledgement; a failure is told through `response_url`.
+fn open_view(
+    app: &Arc<SlackApp>,
+    trigger_id: Option<String>,
+    view: Value,
+    response_url: Option<String>,
+) {
+    let app = app.clone();
+    tokio::spawn(async move {
+        let result = match (&app.bot_token, trigger_id) {
+            (Some(token), Some(trigger)) => app
+                .api
+                .call(
+                    token,
+                    "views.open",
+                    &json!({ "trigger_id": trigger, "view": view }),
+                )
+                .await
+                .map(|_| ()),
+            _ => Err(api::ApiError::Slack("no bot token or trigger".into())),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "A Slack modal could not be opened.");
+            if let Some(url) = response_url {
+                let text = "The form could not be opened. Try /ticket new <description> instead.";
+                let _ = app
+                    .api
+                    .respond(&url, &json!({ "response_type": "ephemeral", "text": text }))
+                    .await;
+            }
+        }
+    });
+}
+
+/// Answers through `response_url` after the acknowledgement.
+fn respond_later(app: &Arc<SlackApp>, url: Option<String>, body: Value) {
+    let Some(url) = url else { return };
+    let app = app.clone();
+    tokio::spawn(async move {
+        if let Err(e) = app.api.respond(&url, &body).await {
+            tracing::warn!(error = %e, "A Slack response_url answer failed.");
+        }
+    });
+}
+
+async fn interactions(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let app = match verified(&state, &headers, &body) {
+        Ok(app) => app,
+        Err(r) => return r.into_response(),
+    };
+    #[derive(serde::Deserialize)]
+    struct Form {
+        payload: String,
+    }
+    let Ok(form) = serde_urlencoded::from_bytes::<Form>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "the payload field is missing");
+    };
+    let Ok(payload) = serde_json::from_str::<Interaction>(&form.payload) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the payload is not JSON of an interaction",
+        );
+    };
+    let Some(team) = payload.team_id().map(str::to_owned) else {
+        return refuse(StatusCode::BAD_REQUEST, "the payload names no team");
+    };
+    match payload.kind.as_str() {
+        "block_actions" => block_actions(&state, &app, &team, payload).await,
+        "view_submission" => view_submission(&state, &team, payload).await,
+        other => {
+            tracing::debug!(
+                kind = other,
+                "An interaction type we do not handle was acknowledged."
+            );
+            StatusCode::OK.into_response()
+        }
+    }
+}
+
+async fn block_actions(
+    state: &AppState,
+    app: &Arc<SlackApp>,
+    team: &str,
+    p: Interaction,
+) -> Response {
+    let Some(action) = p.actions.first() else {
+        return StatusCode::OK.into_response();
+    };
+    let channel = p.channel_id().map(str::to_owned);
+    let number = |v: &str| TicketNo::parse(v);
+    let (cmd, no) = match action.action_id.as_str() {
+        "menu" => {
+            let chosen = action
+                .selected_option
+                .as_ref()
+                .map(|o| o.value.as_str())
+                .unwrap_or_default();
+            let (what, n) = chosen.split_once(':').unwrap_or_default();
+            let Some(no) = number(n) else {
+                return StatusCode::OK.into_response();
+            };
+            match CardAction::parse(what) {
+                Some(a @ (CardAction::AddNote | CardAction::LinkEmail)) => {
+                    let view = render::text_modal(a, no.0, channel.as_deref().unwrap_or_default());
+                    open_view(app, p.trigger_id.clone(), view, p.response_url.clone());
+                    return StatusCode::OK.into_response();
+                }
+                Some(CardAction::Close) => (Command::Close { no, reason: None }, no),
+                _ => return StatusCode::OK.into_response(),
+            }
+        }
+        id => {
+            let Some(no) = action.value.as_deref().and_then(number).or_else(|| {
+                action
+                    .block_id
+                    .as_deref()
+                    .and_then(|b| b.strip_prefix("actions:"))
+                    .and_then(number)
+            }) else {
+                tracing::debug!(
+                    action = id,
+                    "A block action without a ticket was acknowledged."
+                );
+                return StatusCode::OK.into_response();
+            };
+            let cmd = match CardAction::parse(id) {
+                Some(CardAction::AssignToMe) => Command::Assign { no, who: Who::Me },
+                Some(CardAction::Start) => Command::Start { no },
+                Some(CardAction::Complete) => Command::Complete { no, note: None },
+                Some(CardAction::Reopen) => Command::Reopen { no },
+                Some(CardAction::SetPriority) => {
+                    let level = action
+                        .selected_option
+                        .as_ref()
+                        .and_then(|o| Priority::parse(&o.value));
+                    let Some(level) = level else {
+                        return StatusCode::OK.into_response();
+                    };
+                    Command::Priority { no, level }
+                }
+                _ => return StatusCode::OK.into_response(),
+            };
+            (cmd, no)
+        }
+    };
+    let inv = invocation(
+        team,
+        &p.user.id,
+        p.user.name.clone().or(p.user.username.clone()),
+        channel.as_deref(),
+        None,
+    );
+    let reply = state.desks.execute(&inv, cmd).await;
+    tracing::debug!(ticket.no = no.0, "A card button was handled.");
+    let body = match &reply {
+        Reply::Card { card, .. } => json!({
+            "replace_original": true,
+            "text": card.summary(),
+            "blocks": render::card_blocks(card),
+        }),
+        other => {
+            let mut m = render::message(other).response(false);
+            m["replace_original"] = json!(false);
+            m
+        }
+    };
+    respond_later(app, p.response_url.clone(), body);
+    StatusCode::OK.into_response()
+}
+
+async fn view_submission(state: &AppState, team: &str, p: Interaction) -> Response {
+    let Some(view) = p.view.clone() else {
+        return refuse(StatusCode::BAD_REQUEST, "a view submission without a view");
+    };
+    let user_name = p.user.name.clone().or(p.user.username.clone());
+    let errors = |block: &str, msg: String| {
+        Json(json!({ "response_action": "errors", "errors": { block: msg } })).into_response()
+    };
+    match view.callback_id.as_str() {
+        "new_ticket" => {
+            let channel = Some(view.private_metadata.as_str()).filter(|c| !c.is_empty());
+            let description =
+                match Description::parse(&view.state.get("description").unwrap_or_default()) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        return errors(
+                            "description",
+                            format!("The description is not valid: {e}."),
+                        );
+                    }
+                };
+            let priority = view.state.get("priority").and_then(|p| Priority::parse(&p));
+            let contact = match view.state.get("contact") {
+                None => None,
+                Some(e) => match Email::parse(&e) {
+                    Some(email) => Some(email),
+                    None => return errors("contact", format!("{e:?} is not an email address.")),
+                },
+            };
+            let inv = invocation(team, &p.user.id, user_name, channel, view.id.as_deref());
+            let created = state
+                .desks
+                .execute(
+                    &inv,
+                    Command::New {
+                        priority,
+                        description: Some(description.as_str().to_owned()),
+                    },
+                )
+                .await;
+            let Reply::Created { card, replayed } = created else {
+                return errors("description", render::message(&created).text);
+            };
+            if !replayed {
+                if let Some(email) = contact {
+                    let cmd = Command::Contact {
+                        no: card.no,
+                        target: ContactTarget::Individual(email),
+                        name: None,
+                    };
+                    state.desks.execute(&inv, cmd).await;
+                }
+                if let Some(user) = view.state.get("assignee") {
+                    let cmd = Command::Assign {
+                        no: card.no,
+                        who: Who::User(user),
+                    };
+                    state.desks.execute(&inv, cmd).await;
+                }
+            }
+            StatusCode::OK.into_response()
+        }
+        "add_note" | "link_email" => {
+            let (n, channel) = view
+                .private_metadata
+                .split_once('|')
+                .unwrap_or((&view.private_metadata, ""));
+            let Some(no) = TicketNo::parse(n) else {
+                return refuse(StatusCode::BAD_REQUEST, "the form lost its ticket number");
+            };
+            let text = view.state.get("text").unwrap_or_default();
+            let cmd = if view.callback_id == "add_note" {
+                match grammar::parse(&format!("note {} {}", no.0, text)) {
+                    Ok(cmd) => cmd,
+                    Err(e) => return errors("text", e.to_string()),
+                }
+            } else {
+                Command::Link {
+                    no,
+                    thread: text.trim().to_owned(),
+                }
+            };
+            let inv = invocation(
+                team,
+                &p.user.id,
+                user_name,
+                Some(channel).filter(|c| !c.is_empty()),
+                None,
+            );
+            match state.desks.execute(&inv, cmd).await {
+                Reply::Error(e) => errors("text", e),
+                _ => StatusCode::OK.into_response(),
+            }
+        }
+        other => {
+            tracing::debug!(
+                callback = other,
+                "A view submission we do not know was acknowledged."
+            );
+            StatusCode::OK.into_response()
+        }
+    }
+}
+
+/// What an emoji reaction on a card does.
+fn reaction_command(reaction: &str, no: TicketNo) -> Option<Command> {
+    match reaction {
+        "eyes" => Some(Command::Assign { no, who: Who::Me }),
+        "white_check_mark" | "heavy_check_mark" => Some(Command::Complete { no, note: None }),
+        "rotating_light" => Some(Command::Priority {
+            no,
+            level: Priority::Urgent,
+        }),
+        _ => None,
+    }
+}
+
+async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = verified(&state, &headers, &body) {
+        return r.into_response();
+    }
+    let Ok(envelope) = serde_json::from_slice::<EventEnvelope>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "not an Events API request");
+    };
+    if envelope.kind == "url_verification" {
+        return Json(json!({ "challenge": envelope.challenge.unwrap_or_default() }))
+            .into_response();
+    }
+    let (Some(team), Some(event)) = (envelope.team_id.as_deref(), envelope.event.as_ref()) else {
+        tracing::debug!(kind = %envelope.kind, "An event without a team or body was acknowledged.");
+        return StatusCode::OK.into_response();
+    };
+    let surface = SurfaceRef::new(Platform::Slack, team);
+    let now = state.desks.clock.now();
+    let desk = match state
+        .desks
+        .store
+        .desk_for_surface(&surface, None, now)
+        .await
+    {
+        Ok(desk) => desk,
+        Err(e) => {
+            tracing::error!(error = %e, "An event could not be stored.");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "try again");
+        }
+    };
+    // Slack retries an event it thinks we missed: the event id makes it happen once.
+    if let Some(id) = &envelope.event_id {
+        match state
+            .desks
+            .store
+            .remember_request(desk, &format!("slack:event:{id}"), now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return StatusCode::OK.into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "An event id could not be recorded.");
+                return refuse(StatusCode::SERVICE_UNAVAILABLE, "try again");
+            }
+        }
+    }
+    match event.kind.as_str() {
+        "reaction_added" => {
+            let (Some(user), Some(reaction), Some(item)) =
+                (&event.user, &event.reaction, &event.item)
+            else {
+                return StatusCode::OK.into_response();
+            };
+            let (Some(channel), Some(ts)) = (&item.channel, &item.ts) else {
+                return StatusCode::OK.into_response();
+            };
+            let Ok(Some(ticket)) = state
+                .desks
+                .store
+                .ticket_of_card(desk, &surface, channel, ts)
+                .await
+            else {
+                return StatusCode::OK.into_response();
+            };
+            let Ok(Some(record)) = state.desks.store.ticket_by_id(desk, ticket).await else {
+                return StatusCode::OK.into_response();
+            };
+            if let Some(cmd) = reaction_command(reaction, record.ticket.no) {
+                let inv = invocation(team, user, None, Some(channel), None);
+                let reply = state.desks.execute(&inv, cmd).await;
+                if let Reply::Error(e) = reply {
+                    tracing::debug!(reason = %e, "A reaction on a card was not applied.");
+                }
+            }
+        }
+        "app_mention" => {
+            if let (Some(channel), Some(id)) = (&event.channel, &envelope.event_id) {
+                let Reply::Text { text, .. } = crate::desk::help(None) else {
+                    return StatusCode::OK.into_response();
+                };
+                let msg = crate::core::outgoing::Outgoing::ChannelMessage {
+                    surface: surface.clone(),
+                    channel: channel.clone(),
+                    text,
+                };
+                if let Err(e) = state
+                    .desks
+                    .store
+                    .enqueue(desk, &format!("mention:{id}"), &[msg], now)
+                    .await
+                {
+                    tracing::error!(error = %e, "A mention reply could not be queued.");
+                }
+                state.desks.outbox_wake.notify_one();
+            }
+        }
+        "app_uninstalled" | "tokens_revoked" => {
+            if let Err(e) = state
+                .desks
+                .store
+                .set_surface_revoked(&surface, Some(now))
+                .await
+            {
+                tracing::error!(error = %e, "A revoked token could not be recorded.");
+            }
+            tracing::info!(surface = %surface, "Slack revoked this workspace's token; posting there stops.");
+        }
+        other => tracing::debug!(
+            kind = other,
+            "An event type we do not handle was acknowledged."
+        ),
+    }
+    StatusCode::OK.into_response()
+}

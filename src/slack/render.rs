@@ -1,0 +1,404 @@
+//! Rendering neutral replies as Block Kit, within Slack's limits: at most 50 blocks a message,
+//! 3,000 characters a section text, 2,000 a field or button value, 255 an action id, 75 a
+//! button or option label.
+
+use serde_json::{Value, json};
+
+use crate::core::people::Platform;
+use crate::core::ticket::Priority;
+use crate::core::view::{Card, CardAction, Person, cut};
+use crate::desk::Reply;
+
+pub const MAX_BLOCKS: usize = 50;
+pub const MAX_SECTION: usize = 3000;
+pub const MAX_FIELD: usize = 2000;
+pub const MAX_VALUE: usize = 2000;
+pub const MAX_ACTION_ID: usize = 255;
+
+/// A message ready for `chat.postMessage`, a slash command response or `response_url`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// The plain text: notifications and screen readers read it; it names the ticket as `#n`.
+    pub text: String,
+    pub blocks: Vec<Value>,
+    /// Only the actor sees it.
+    pub private: bool,
+}
+
+impl Message {
+    /// The slash-command / `response_url` JSON body.
+    pub fn response(&self, replace_original: bool) -> Value {
+        let mut body = json!({
+            "response_type": if self.private { "ephemeral" } else { "in_channel" },
+            "text": self.text,
+        });
+        if !self.blocks.is_empty() {
+            body["blocks"] = Value::Array(self.blocks.clone());
+        }
+        if replace_original {
+            body["replace_original"] = json!(true);
+        }
+        body
+    }
+}
+
+/// Escapes `&`, `<` and `>` for mrkdwn, keeping Slack's own markup (`<@U1>`, `<#C1>`,
+/// `<!here>`, `<https://…|label>`, `<mailto:…>`) as it is.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(['&', '<', '>']) {
+        out.push_str(&rest[..i]);
+        let c = rest.as_bytes()[i];
+        if c == b'<'
+            && let Some(end) = rest[i..].find('>')
+        {
+            let inner = &rest[i + 1..i + end];
+            let markup = inner.starts_with(['@', '#', '!'])
+                || inner.starts_with("http://")
+                || inner.starts_with("https://")
+                || inner.starts_with("mailto:");
+            if markup && !inner.contains('<') {
+                out.push_str(&rest[i..=i + end]);
+                rest = &rest[i + end + 1..];
+                continue;
+            }
+        }
+        out.push_str(match c {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            _ => "&gt;",
+        });
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// How a person shows in Slack: a mention for Slack users, a name for the others.
+fn person(p: &Person) -> String {
+    match p.user.platform {
+        Platform::Slack => format!("<@{}>", p.user.id),
+        _ => escape(&p.label()),
+    }
+}
+
+fn mrkdwn(text: &str, max: usize) -> Value {
+    json!({ "type": "mrkdwn", "text": cut(text, max) })
+}
+
+fn plain(text: &str, max: usize) -> Value {
+    json!({ "type": "plain_text", "text": cut(text, max), "emoji": true })
+}
+
+fn priority_option(p: Priority) -> Value {
+    json!({ "text": plain(p.as_str(), 75), "value": p.as_str() })
+}
+
+/// A ticket's card: its text, fields, buttons, priority select and overflow menu.
+pub fn card_blocks(card: &Card) -> Vec<Value> {
+    let no = card.no.0.to_string();
+    let head = format!("*{}* {}", card.no, escape(&card.description));
+    let mut fields = vec![
+        mrkdwn(&format!("*Priority*\n{}", card.priority), MAX_FIELD),
+        mrkdwn(&format!("*Status*\n{}", card.status), MAX_FIELD),
+        mrkdwn(
+            &format!(
+                "*Assignee*\n{}",
+                card.assignee
+                    .as_ref()
+                    .map(person)
+                    .unwrap_or_else(|| "nobody".into())
+            ),
+            MAX_FIELD,
+        ),
+    ];
+    if let Some(contact) = &card.contact {
+        fields.push(mrkdwn(
+            &format!("*Contact*\n{}", escape(contact)),
+            MAX_FIELD,
+        ));
+    }
+    if let Some(sla) = &card.sla {
+        fields.push(mrkdwn(&format!("*SLA*\n{}", escape(sla)), MAX_FIELD));
+    }
+    let mut elements: Vec<Value> = card
+        .buttons
+        .iter()
+        .map(|a| {
+            let mut b = json!({
+                "type": "button",
+                "text": plain(a.label(), 75),
+                "action_id": a.id(),
+                "value": no,
+            });
+            if matches!(a, CardAction::Complete) {
+                b["style"] = json!("primary");
+            }
+            b
+        })
+        .collect();
+    elements.push(json!({
+        "type": "static_select",
+        "action_id": CardAction::SetPriority.id(),
+        "placeholder": plain("Priority", 75),
+        "initial_option": priority_option(card.priority),
+        "options": Priority::ALL.iter().map(|p| priority_option(*p)).collect::<Vec<_>>(),
+    }));
+    elements.push(json!({
+        "type": "overflow",
+        "action_id": "menu",
+        "options": card.menu.iter().map(|a| json!({
+            "text": plain(a.label(), 75),
+            "value": format!("{}:{no}", a.id()),
+        })).collect::<Vec<_>>(),
+    }));
+    vec![
+        json!({ "type": "section", "block_id": format!("card:{no}"), "text": mrkdwn(&head, MAX_SECTION) }),
+        json!({ "type": "section", "fields": fields }),
+        json!({ "type": "actions", "block_id": format!("actions:{no}"), "elements": elements }),
+    ]
+}
+
+/// Sections of at most [`MAX_SECTION`] characters holding `lines`, and how many lines fit
+/// within `max_blocks` sections.
+fn line_sections(lines: &[String], max_blocks: usize) -> (Vec<Value>, usize) {
+    let mut blocks = Vec::new();
+    let mut current = String::new();
+    let mut used = 0;
+    for line in lines {
+        let line = cut(line, MAX_SECTION - 1);
+        if current.chars().count() + line.chars().count() + 1 > MAX_SECTION {
+            if blocks.len() + 1 >= max_blocks {
+                break;
+            }
+            blocks.push(json!({ "type": "section", "text": mrkdwn(&current, MAX_SECTION) }));
+            current.clear();
+        }
+        if !current.is_empty() {
+            current.push('\n');
+        }
+        current.push_str(&line);
+        used += 1;
+    }
+    if !current.is_empty() {
+        blocks.push(json!({ "type": "section", "text": mrkdwn(&current, MAX_SECTION) }));
+    }
+    (blocks, used)
+}
+
+/// Renders any reply.
+pub fn message(reply: &Reply) -> Message {
+    match reply {
+        Reply::Created { card, replayed } => Message {
+            text: if *replayed {
+                format!("{} was already created: {}", card.no, card.summary())
+            } else {
+                format!("Created {}", card.summary())
+            },
+            blocks: Vec::new(),
+            private: true,
+        },
+        Reply::Card { card, note } => {
+            let mut blocks = vec![
+                json!({ "type": "context", "elements": [mrkdwn(&escape(note), MAX_SECTION)] }),
+            ];
+            blocks.extend(card_blocks(card));
+            Message {
+                text: format!("{} {}", card.summary(), cut(note, 200)),
+                blocks,
+                private: true,
+            }
+        }
+        Reply::Detail(detail) => {
+            let mut blocks = card_blocks(&detail.card);
+            blocks.push(json!({ "type": "divider" }));
+            let lines: Vec<String> = detail.timeline.iter().map(|l| escape(l)).collect();
+            let room = MAX_BLOCKS - blocks.len() - 1;
+            let (sections, used) = line_sections(&lines, room);
+            blocks.extend(sections);
+            if used < lines.len() {
+                blocks.push(json!({ "type": "context", "elements": [mrkdwn(&format!("{} earlier events not shown", lines.len() - used), 200)] }));
+            }
+            Message {
+                text: detail.card.summary(),
+                blocks,
+                private: true,
+            }
+        }
+        Reply::List(list) => {
+            let lines: Vec<String> = list
+                .rows
+                .iter()
+                .map(|r| {
+                    format!(
+                        "*{}* · {} · {} · {} · {}",
+                        r.no,
+                        r.priority,
+                        r.status,
+                        r.assignee
+                            .as_ref()
+                            .map(person)
+                            .unwrap_or_else(|| "unassigned".into()),
+                        escape(&r.description)
+                    )
+                })
+                .collect();
+            counted(&list.title, list.total, &lines)
+        }
+        Reply::History(h) => {
+            let lines: Vec<String> = h
+                .lines
+                .iter()
+                .map(|l| {
+                    format!(
+                        "*{}* · {} · {} · {} · {}",
+                        l.no,
+                        l.status,
+                        l.priority,
+                        l.created_at.format("%Y-%m-%d"),
+                        escape(&cut(&l.description, 100))
+                    )
+                })
+                .collect();
+            counted(&format!("Tickets of {}", h.title), h.total, &lines)
+        }
+        Reply::Text { text, private } => Message {
+            text: text.clone(),
+            blocks: Vec::new(),
+            private: *private,
+        },
+        Reply::Error(text) => Message {
+            text: text.clone(),
+            blocks: Vec::new(),
+            private: true,
+        },
+        Reply::Form { .. } => Message {
+            text: "Opening the new ticket form…".into(),
+            blocks: Vec::new(),
+            private: true,
+        },
+    }
+}
+
+/// A titled, private list of lines that says how many more there are.
+fn counted(title: &str, total: i64, lines: &[String]) -> Message {
+    let mut blocks = vec![json!({ "type": "header", "text": plain(title, 150) })];
+    if lines.is_empty() {
+        blocks.push(json!({ "type": "section", "text": mrkdwn("Nothing here.", 100) }));
+    }
+    let (sections, used) = line_sections(lines, MAX_BLOCKS - 2);
+    blocks.extend(sections);
+    let shown = used as i64;
+    if shown < total {
+        blocks.push(json!({ "type": "context", "elements": [mrkdwn(&format!("{shown} of {total} shown; narrow the list with a filter."), 200)] }));
+    }
+    Message {
+        text: format!("{title}: {total}"),
+        blocks,
+        private: true,
+    }
+}
+
+/// The new-ticket modal. `channel` returns in `private_metadata` so the card goes there.
+pub fn new_ticket_modal(priority: Option<Priority>, channel: &str) -> Value {
+    let initial = priority.unwrap_or(Priority::Medium);
+    json!({
+        "type": "modal",
+        "callback_id": "new_ticket",
+        "private_metadata": channel,
+        "title": plain("New ticket", 24),
+        "submit": plain("Create", 24),
+        "close": plain("Cancel", 24),
+        "blocks": [
+            { "type": "input", "block_id": "description", "label": plain("Description", 75),
+              "element": { "type": "plain_text_input", "action_id": "value", "multiline": true, "max_length": 3000 } },
+            { "type": "input", "block_id": "priority", "label": plain("Priority", 75),
+              "element": { "type": "static_select", "action_id": "value",
+                           "initial_option": priority_option(initial),
+                           "options": Priority::ALL.iter().map(|p| priority_option(*p)).collect::<Vec<_>>() } },
+            { "type": "input", "block_id": "contact", "optional": true, "label": plain("Contact email", 75),
+              "element": { "type": "email_text_input", "action_id": "value" } },
+            { "type": "input", "block_id": "assignee", "optional": true, "label": plain("Assignee", 75),
+              "element": { "type": "users_select", "action_id": "value" } }
+        ]
+    })
+}
+
+/// The modal behind a card's "Add note" and "Link email" menu entries.
+pub fn text_modal(action: CardAction, no: i64, channel: &str) -> Value {
+    let (title, label, callback) = match action {
+        CardAction::LinkEmail => (
+            "Link email",
+            "Gmail or Outlook thread (URL or id)",
+            "link_email",
+        ),
+        _ => ("Add note", "Note", "add_note"),
+    };
+    json!({
+        "type": "modal",
+        "callback_id": callback,
+        "private_metadata": format!("{no}|{channel}"),
+        "title": plain(&format!("{title} #{no}"), 24),
+        "submit": plain("Save", 24),
+        "close": plain("Cancel", 24),
+        "blocks": [
+            { "type": "input", "block_id": "text", "label": plain(label, 75),
+              "element": { "type": "plain_text_input", "action_id": "value", "multiline": action != CardAction::LinkEmail, "max_length": 3000 } }
+        ]
+    })
+}
+
+/// Every limit violation in a list of blocks (empty when it respects them all).
+pub fn limit_violations(blocks: &[Value]) -> Vec<String> {
+    let mut errors = Vec::new();
+    if blocks.len() > MAX_BLOCKS {
+        errors.push(format!("{} blocks", blocks.len()));
+    }
+    for b in blocks {
+        if let Some(t) = b.pointer("/text/text").and_then(Value::as_str)
+            && t.chars().count() > MAX_SECTION
+        {
+            errors.push(format!("section text of {}", t.chars().count()));
+        }
+        for f in b["fields"].as_array().into_iter().flatten() {
+            if f["text"]
+                .as_str()
+                .is_some_and(|t| t.chars().count() > MAX_FIELD)
+            {
+                errors.push("field text over 2000".into());
+            }
+        }
+        for e in b["elements"].as_array().into_iter().flatten() {
+            if e["action_id"]
+                .as_str()
+                .is_some_and(|a| a.len() > MAX_ACTION_ID)
+            {
+                errors.push("action_id over 255".into());
+            }
+            if e["value"].as_str().is_some_and(|v| v.len() > MAX_VALUE) {
+                errors.push("button value over 2000".into());
+            }
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_keeps_slack_markup_and_escapes_the_rest() {
+        assert_eq!(escape("a & b < c > d"), "a &amp; b &lt; c &gt; d");
+        assert_eq!(
+            escape("ping <@U123|bob> in <#C1|general>"),
+            "ping <@U123|bob> in <#C1|general>"
+        );
+        assert_eq!(
+            escape("<https://x.io|x> <script>"),
+            "<https://x.io|x> &lt;script&gt;"
+        );
+        assert_eq!(escape("1 < 2 <@U1>"), "1 &lt; 2 <@U1>");
+    }
+}

@@ -1,0 +1,574 @@
+//! The Slack app through the real router, signed as Slack signs, with wiremock standing in for
+//! the Web API and for `response_url`, using the platform's own fixtures.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use piraja::core::ticket::{DeskId, TicketNo};
+use piraja::desk::Desks;
+use piraja::http::AppState;
+use piraja::outbox::Worker;
+use piraja::slack::api::{SlackSender, WebApi};
+use piraja::slack::{SlackApp, render, verify};
+use piraja::store::{DeskStore, TicketStore};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{ManualClock, TestDesks};
+
+const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../shared/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+struct SlackTest {
+    t: TestDesks,
+    mock: MockServer,
+    state: AppState,
+    worker: Worker,
+}
+
+impl SlackTest {
+    async fn new() -> SlackTest {
+        let t = TestDesks::new().await;
+        let mock = MockServer::start().await;
+        let desks = Desks {
+            store: t.desks.store.clone(),
+            clock: t.desks.clock.clone(),
+            outbox_wake: t.desks.outbox_wake.clone(),
+        };
+        let api = WebApi::new(&mock.uri());
+        let token = Some(SecretString::from("xoxb-test-token"));
+        let slack = Arc::new(SlackApp {
+            signing_secret: SecretString::from(SECRET),
+            bot_token: token.clone(),
+            api: api.clone(),
+        });
+        let mut settings =
+            piraja::config::Settings::load_from(std::path::Path::new("/nonexistent.toml")).unwrap();
+        settings.database_url = "sqlite::memory:".into();
+        let state = AppState {
+            desks,
+            settings: Arc::new(settings),
+            metrics: piraja::http::metrics_handle(),
+            slack: Some(slack),
+        };
+        let sender = SlackSender {
+            api,
+            store: t.desks.store.clone(),
+            token,
+        };
+        let worker = Worker::new(
+            t.desks.store.clone(),
+            t.desks.clock.clone(),
+            t.desks.outbox_wake.clone(),
+        )
+        .with_sender(piraja::core::people::Platform::Slack, Arc::new(sender));
+        SlackTest {
+            t,
+            mock,
+            state,
+            worker,
+        }
+    }
+
+    fn clock(&self) -> &ManualClock {
+        &self.t.clock
+    }
+
+    async fn post_signed(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, String) {
+        let ts = self.clock().now().timestamp();
+        let sig = verify::sign(SECRET.as_bytes(), ts, &body);
+        self.post(path, content_type, body, Some((ts.to_string(), sig)))
+            .await
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        signed: Option<(String, String)>,
+    ) -> (StatusCode, String) {
+        let mut req = Request::post(path).header("content-type", content_type);
+        if let Some((ts, sig)) = signed {
+            req = req
+                .header("x-slack-request-timestamp", ts)
+                .header("x-slack-signature", sig);
+        }
+        let response = piraja::http::router(self.state.clone())
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// A slash command from the bolt fixture with our text, user and channel.
+    async fn command(&self, user: &str, text: &str) -> (StatusCode, String) {
+        let mut form: Vec<(String, String)> =
+            serde_urlencoded::from_str(&fixture("slack-slash-command-bolt.txt")).unwrap();
+        for (k, v) in form.iter_mut() {
+            match k.as_str() {
+                "text" => *v = text.to_owned(),
+                "user_id" => *v = user.to_owned(),
+                "response_url" => *v = format!("{}/respond", self.mock.uri()),
+                "trigger_id" => *v = format!("trigger-{text}-{user}"),
+                _ => {}
+            }
+        }
+        let body = serde_urlencoded::to_string(&form).unwrap();
+        self.post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            body.into_bytes(),
+        )
+        .await
+    }
+
+    async fn interaction(&self, payload: &Value) -> (StatusCode, String) {
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        self.post_signed(
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            body.into_bytes(),
+        )
+        .await
+    }
+
+    async fn event(&self, envelope: &Value) -> (StatusCode, String) {
+        self.post_signed(
+            "/slack/events",
+            "application/json",
+            envelope.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    async fn mock_ok(&self, api_method: &str, response: Value) {
+        Mock::given(method("POST"))
+            .and(path(format!("/{api_method}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(response))
+            .mount(&self.mock)
+            .await;
+    }
+
+    async fn deliver_all(&self) {
+        for _ in 0..20 {
+            if self.worker.tick().await == 0 {
+                break;
+            }
+        }
+    }
+
+    async fn calls(&self, api_path: &str) -> Vec<Value> {
+        self.mock
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.url.path() == api_path)
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+            .collect()
+    }
+}
+
+fn posted(channel: &str, ts: &str) -> Value {
+    let mut v: Value =
+        serde_json::from_str(&fixture("slack-web-chat.postMessage-ok.json")).unwrap();
+    v["channel"] = json!(channel);
+    v["ts"] = json!(ts);
+    v
+}
+
+#[tokio::test]
+async fn slacks_example_request_is_refused_as_stale_today_and_bad_signatures_get_401() {
+    let s = SlackTest::new().await;
+    let vector: Value = serde_json::from_str(&fixture("slack-signature-test-vector.json")).unwrap();
+    let body = fixture("slack-signature-test-vector-body.txt").into_bytes();
+    let signed = Some((
+        vector["x_slack_request_timestamp"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        vector["x_slack_signature"].as_str().unwrap().to_owned(),
+    ));
+    let (status, _) = s
+        .post(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            body.clone(),
+            signed,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = s
+        .post(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            body.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let ts = s.clock().now().timestamp().to_string();
+    let (status, _) = s
+        .post(
+            "/slack/events",
+            "application/json",
+            b"{}".to_vec(),
+            Some((ts, "v0=00".into())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Nothing was created by any of them.
+    assert!(
+        s.t.store
+            .desk_of_surface(&piraja::core::people::SurfaceRef::new(
+                piraja::core::people::Platform::Slack,
+                "T1DC2JH3J"
+            ))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_body_slack_would_not_send_gets_400_and_an_oversized_one_413() {
+    let s = SlackTest::new().await;
+    let (status, body) = s
+        .post_signed(
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            b"payload=not-json".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "the payload is not JSON of an interaction\n"
+        )
+    );
+    let (status, _) = s
+        .post_signed("/slack/events", "application/json", b"[1,2".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = s
+        .post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            vec![b'a'; 1024 * 1024 + 10],
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_slash_command_creates_a_ticket_whose_card_is_posted_then_edited_in_place_by_a_button() {
+    let s = SlackTest::new().await;
+    s.mock_ok("chat.postMessage", posted("C111", "1700000000.000100"))
+        .await;
+    s.mock_ok(
+        "chat.update",
+        serde_json::from_str(&fixture("slack-web-chat.update-ok.json")).unwrap(),
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/respond"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&s.mock)
+        .await;
+
+    let (status, body) = s
+        .command("W111", "new high VPN is down for &lt;everyone&gt;")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["response_type"], "ephemeral");
+    assert_eq!(
+        reply["text"],
+        "Created #1 · high · open · VPN is down for <everyone>"
+    );
+
+    s.deliver_all().await;
+    let posts = s.calls("/chat.postMessage").await;
+    assert_eq!(posts.len(), 1, "{posts:#?}");
+    assert_eq!(posts[0]["channel"], "C111");
+    assert_eq!(
+        posts[0]["text"],
+        "#1 · high · open · VPN is down for <everyone>"
+    );
+    assert_eq!(
+        posts[0]["blocks"][0]["text"]["text"],
+        "*#1* VPN is down for &lt;everyone&gt;"
+    );
+    assert!(render::limit_violations(posts[0]["blocks"].as_array().unwrap()).is_empty());
+
+    // "Start" on the card: the click answers at once; the card is replaced through
+    // response_url, edited with chat.update, and the thread hears what happened.
+    let mut click: Value = serde_json::from_str(&fixture("slack-block-actions.json")).unwrap();
+    click["actions"][0]["action_id"] = json!("start");
+    click["actions"][0]["value"] = json!("1");
+    click["container"]["message_ts"] = json!("1700000000.000100");
+    click["response_url"] = json!(format!("{}/respond", s.mock.uri()));
+    let (status, _) = s.interaction(&click).await;
+    assert_eq!(status, StatusCode::OK);
+    let t =
+        s.t.store
+            .ticket(DeskId(1), TicketNo(1))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(t.ticket.status, piraja::core::ticket::Status::InProgress);
+    s.deliver_all().await;
+    let updates = s.calls("/chat.update").await;
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0]["ts"], "1700000000.000100");
+    assert_eq!(
+        updates[0]["text"],
+        "#1 · high · in progress · VPN is down for <everyone>"
+    );
+    let thread = s.calls("/chat.postMessage").await;
+    assert_eq!(thread.last().unwrap()["thread_ts"], "1700000000.000100");
+    assert_eq!(thread.last().unwrap()["text"], "<@W111> started #1.");
+    for _ in 0..50 {
+        if !s.calls("/respond").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let responded = s.calls("/respond").await;
+    assert_eq!(responded[0]["replace_original"], true);
+    assert_eq!(
+        responded[0]["text"],
+        "#1 · high · in progress · VPN is down for <everyone>"
+    );
+
+    // The priority select and the overflow's Close work the same way.
+    click["actions"][0] = json!({"action_id": "priority", "block_id": "actions:1", "type": "static_select", "selected_option": {"value": "urgent"}});
+    s.interaction(&click).await;
+    click["actions"][0] =
+        json!({"action_id": "menu", "type": "overflow", "selected_option": {"value": "close:1"}});
+    s.interaction(&click).await;
+    let t =
+        s.t.store
+            .ticket(DeskId(1), TicketNo(1))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        (t.ticket.priority.as_str(), t.ticket.status.as_str()),
+        ("urgent", "closed")
+    );
+}
+
+#[tokio::test]
+async fn new_without_a_description_opens_the_modal_and_its_submission_creates_the_ticket() {
+    let s = SlackTest::new().await;
+    s.mock_ok(
+        "views.open",
+        serde_json::from_str(&fixture("slack-web-views.open-ok.json")).unwrap(),
+    )
+    .await;
+    let (status, body) = s.command("W111", "new urgent").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
+    for _ in 0..50 {
+        if !s.calls("/views.open").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let opened = s.calls("/views.open").await;
+    assert_eq!(opened[0]["trigger_id"], "trigger-new urgent-W111");
+    assert_eq!(opened[0]["view"]["callback_id"], "new_ticket");
+    assert_eq!(
+        opened[0]["view"]["blocks"][1]["element"]["initial_option"]["value"],
+        "urgent"
+    );
+
+    let mut submit: Value = serde_json::from_str(&fixture("slack-view-submission.json")).unwrap();
+    submit["view"]["callback_id"] = json!("new_ticket");
+    submit["view"]["private_metadata"] = json!("C111");
+    submit["view"]["state"]["values"] = json!({
+        "description": {"value": {"type": "plain_text_input", "value": "  "}},
+        "priority": {"value": {"type": "static_select", "selected_option": {"value": "urgent"}}},
+        "contact": {"value": {"type": "email_text_input", "value": "jane@acme.com"}},
+        "assignee": {"value": {"type": "users_select", "selected_user": "U777"}}
+    });
+    let (status, body) = s.interaction(&submit).await;
+    assert_eq!(status, StatusCode::OK);
+    let errors: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(errors["response_action"], "errors");
+    assert_eq!(
+        errors["errors"]["description"],
+        "The description is not valid: the text is empty."
+    );
+
+    submit["view"]["state"]["values"]["description"]["value"]["value"] = json!("Printer on fire");
+    let (status, body) = s.interaction(&submit).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
+    // A second submission of the same view (a double click) creates nothing more.
+    s.interaction(&submit).await;
+    let (all, total) =
+        s.t.store
+            .list(DeskId(1), &Default::default(), 10)
+            .await
+            .unwrap();
+    assert_eq!(total, 1);
+    let t = &all[0].ticket;
+    assert_eq!(
+        (t.description.as_str(), t.priority.as_str()),
+        ("Printer on fire", "urgent")
+    );
+    assert_eq!(
+        t.assignee.as_ref().map(|a| a.to_string()).as_deref(),
+        Some("slack:U777")
+    );
+    assert_eq!(t.contact.as_ref().unwrap().label(), "jane@acme.com");
+}
+
+#[tokio::test]
+async fn reactions_on_a_card_work_the_ticket_and_a_retried_event_counts_once() {
+    let s = SlackTest::new().await;
+    s.mock_ok("chat.postMessage", posted("C111", "1599529504.000400"))
+        .await;
+    s.mock_ok(
+        "chat.update",
+        serde_json::from_str(&fixture("slack-web-chat.update-ok.json")).unwrap(),
+    )
+    .await;
+    s.command("W111", "new the card to react on").await;
+    s.deliver_all().await;
+
+    let verification: Value =
+        serde_json::from_str(&fixture("slack-url-verification.json")).unwrap();
+    let (_, body) = s.event(&verification).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["challenge"],
+        verification["challenge"]
+    );
+
+    let mut reaction: Value =
+        serde_json::from_str(&fixture("slack-event-reaction-added.json")).unwrap();
+    reaction["event"]["reaction"] = json!("eyes");
+    let (status, _) = s.event(&reaction).await;
+    assert_eq!(status, StatusCode::OK);
+    let t =
+        s.t.store
+            .ticket(DeskId(1), TicketNo(1))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        t.ticket.assignee.map(|a| a.to_string()).as_deref(),
+        Some("slack:W111")
+    );
+
+    // Slack retries the same event: it is not applied twice.
+    reaction["event"]["reaction"] = json!("white_check_mark");
+    let (status, _) = s.event(&reaction).await;
+    assert_eq!(status, StatusCode::OK);
+    let t =
+        s.t.store
+            .ticket(DeskId(1), TicketNo(1))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(t.ticket.status.as_str(), "open");
+    reaction["event_id"] = json!("Ev222");
+    s.event(&reaction).await;
+    reaction["event_id"] = json!("Ev333");
+    reaction["event"]["reaction"] = json!("rotating_light");
+    s.event(&reaction).await;
+    let t =
+        s.t.store
+            .ticket(DeskId(1), TicketNo(1))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        (t.ticket.status.as_str(), t.ticket.priority.as_str()),
+        ("completed", "urgent")
+    );
+}
+
+#[tokio::test]
+async fn an_uninstall_stops_posting_to_the_workspace() {
+    let s = SlackTest::new().await;
+    s.mock_ok("chat.postMessage", posted("C111", "1.1")).await;
+    s.command("W111", "new before").await;
+    let uninstalled = json!({"type": "event_callback", "team_id": "T111", "event_id": "EvU", "event": {"type": "app_uninstalled"}});
+    s.event(&uninstalled).await;
+    s.deliver_all().await;
+    assert!(s.calls("/chat.postMessage").await.is_empty());
+    let stats = piraja::store::OutboxStore::outbox_stats(s.t.store.as_ref(), s.clock().now())
+        .await
+        .unwrap();
+    assert_eq!(stats.dead, 1);
+}
+
+#[tokio::test]
+async fn every_rendered_list_card_and_detail_respects_slacks_limits() {
+    let t = TestDesks::new().await;
+    for i in 0..500 {
+        t.slack(
+            "T1",
+            "U1",
+            "C1",
+            &format!("new ticket number {i} {}", "x".repeat(i % 90)),
+        )
+        .await;
+    }
+    let long = format!("new {}", "é".repeat(4000));
+    t.slack("T1", "U1", "C1", &long).await;
+    for i in 0..60 {
+        t.slack(
+            "T1",
+            "U1",
+            "C1",
+            &format!("note 501 {} {}", i, "n".repeat(3900)),
+        )
+        .await;
+    }
+    for text in [
+        "list all",
+        "list",
+        "show 501",
+        "show 1",
+        "history nobody@x.org",
+        "help",
+    ] {
+        let reply = t.slack("T1", "U1", "C1", text).await;
+        let m = render::message(&reply);
+        assert!(
+            render::limit_violations(&m.blocks).is_empty(),
+            "{text}: {:?}",
+            render::limit_violations(&m.blocks)
+        );
+        assert!(m.text.contains('#') || !matches!(reply, piraja::desk::Reply::Detail(_)));
+    }
+    let reply = t.slack("T1", "U1", "C1", "list all").await;
+    let m = render::message(&reply);
+    let last = m.blocks.last().unwrap().to_string();
+    assert!(last.contains("of 501 shown"), "{last}");
+}
