@@ -30,6 +30,11 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Slack helpers.
+    Slack {
+        #[command(subcommand)]
+        command: SlackCommand,
+    },
     /// Write a desk's tickets, with contacts and timeline, to stdout.
     Export {
         /// The desk: its number, or a surface such as slack:T0123 or discord:80351110224678912.
@@ -38,6 +43,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SlackCommand {
+    /// Print the Slack app manifest for PIRAJA_PUBLIC_URL.
+    Manifest,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -104,6 +115,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot listen on {bind} (PIRAJA_BIND)"))?;
             tracing::info!(address = %bind, "Piraja is listening.");
             piraja::server::serve(listener, state, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Slack {
+            command: SlackCommand::Manifest,
+        } => {
+            print!("{}", piraja::slack::manifest::render(&settings.public_url));
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {

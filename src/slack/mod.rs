@@ -7,6 +7,7 @@
 //! runs after the acknowledgement, in a spawned task.
 
 pub mod api;
+pub mod manifest;
 pub mod payload;
 pub mod render;
 pub mod verify;
