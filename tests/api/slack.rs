@@ -82,6 +82,16 @@ impl SlackTest {
         }
     }
 
+    /// Ticket #1 of the first desk, as stored.
+    async fn first_ticket(&self) -> piraja::store::TicketRecord {
+        self.t
+            .store
+            .ticket(DeskId(1), TicketNo(1))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     fn clock(&self) -> &ManualClock {
         &self.t.clock
     }
@@ -333,12 +343,7 @@ async fn a_slash_command_creates_a_ticket_whose_card_is_posted_then_edited_in_pl
     click["response_url"] = json!(format!("{}/respond", s.mock.uri()));
     let (status, _) = s.interaction(&click).await;
     assert_eq!(status, StatusCode::OK);
-    let t =
-        s.t.store
-            .ticket(DeskId(1), TicketNo(1))
-            .await
-            .unwrap()
-            .unwrap();
+    let t = s.first_ticket().await;
     assert_eq!(t.ticket.status, piraja::core::ticket::Status::InProgress);
     s.deliver_all().await;
     let updates = s.calls("/chat.update").await;
@@ -370,12 +375,7 @@ async fn a_slash_command_creates_a_ticket_whose_card_is_posted_then_edited_in_pl
     click["actions"][0] =
         json!({"action_id": "menu", "type": "overflow", "selected_option": {"value": "close:1"}});
     s.interaction(&click).await;
-    let t =
-        s.t.store
-            .ticket(DeskId(1), TicketNo(1))
-            .await
-            .unwrap()
-            .unwrap();
+    let t = s.first_ticket().await;
     assert_eq!(
         (t.ticket.priority.as_str(), t.ticket.status.as_str()),
         ("urgent", "closed")
@@ -473,12 +473,7 @@ async fn reactions_on_a_card_work_the_ticket_and_a_retried_event_counts_once() {
     reaction["event"]["reaction"] = json!("eyes");
     let (status, _) = s.event(&reaction).await;
     assert_eq!(status, StatusCode::OK);
-    let t =
-        s.t.store
-            .ticket(DeskId(1), TicketNo(1))
-            .await
-            .unwrap()
-            .unwrap();
+    let t = s.first_ticket().await;
     assert_eq!(
         t.ticket.assignee.map(|a| a.to_string()).as_deref(),
         Some("slack:W111")
@@ -488,24 +483,14 @@ async fn reactions_on_a_card_work_the_ticket_and_a_retried_event_counts_once() {
     reaction["event"]["reaction"] = json!("white_check_mark");
     let (status, _) = s.event(&reaction).await;
     assert_eq!(status, StatusCode::OK);
-    let t =
-        s.t.store
-            .ticket(DeskId(1), TicketNo(1))
-            .await
-            .unwrap()
-            .unwrap();
+    let t = s.first_ticket().await;
     assert_eq!(t.ticket.status.as_str(), "open");
     reaction["event_id"] = json!("Ev222");
     s.event(&reaction).await;
     reaction["event_id"] = json!("Ev333");
     reaction["event"]["reaction"] = json!("rotating_light");
     s.event(&reaction).await;
-    let t =
-        s.t.store
-            .ticket(DeskId(1), TicketNo(1))
-            .await
-            .unwrap()
-            .unwrap();
+    let t = s.first_ticket().await;
     assert_eq!(
         (t.ticket.status.as_str(), t.ticket.priority.as_str()),
         ("completed", "urgent")
