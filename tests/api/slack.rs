@@ -25,7 +25,7 @@ const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!(
-        "{}/../shared/fixtures/{name}",
+        "{}/tests/fixtures/{name}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()
