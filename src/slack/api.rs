@@ -211,12 +211,13 @@ impl SlackSender {
                 }
                 Ok(None)
             }
-            Outgoing::DirectMessage { user, text, .. } => {
-                let body = json!({ "channel": user.id, "text": render::escape(text) });
-                self.api.call(token, "chat.postMessage", &body).await?;
-                Ok(None)
+            // Posting to a user id opens the direct message with them.
+            Outgoing::DirectMessage {
+                user: crate::core::people::UserRef { id: channel, .. },
+                text,
+                ..
             }
-            Outgoing::ChannelMessage { channel, text, .. } => {
+            | Outgoing::ChannelMessage { channel, text, .. } => {
                 let body = json!({ "channel": channel, "text": render::escape(text) });
                 self.api.call(token, "chat.postMessage", &body).await?;
                 Ok(None)
