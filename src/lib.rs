@@ -8,6 +8,7 @@ pub mod desk;
 pub mod export;
 pub mod http;
 pub mod outbox;
+pub mod secret;
 pub mod server;
 pub mod slack;
 pub mod store;

@@ -12,8 +12,8 @@ use crate::core::people::Platform;
 use crate::desk::{Clock, Desks};
 use crate::http::{AppState, metrics_handle, router, run};
 use crate::outbox::Worker;
+use crate::secret::Sealer;
 use crate::slack::SlackApp;
-use crate::slack::api::{SlackSender, WebApi};
 use crate::store::SqliteStore;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -26,13 +26,17 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         .await
         .with_context(|| "cannot open the database (DATABASE_URL)".to_owned())?;
     let desks = Desks::new(Arc::new(store), Clock::system());
-    let slack = settings.slack.as_ref().map(|s| {
-        Arc::new(SlackApp {
-            signing_secret: s.signing_secret.clone(),
-            bot_token: s.bot_token.clone(),
-            api: WebApi::new(&s.api_url),
-        })
-    });
+    let slack = match &settings.slack {
+        Some(s) => {
+            // The secret key is needed only to seal and open the tokens of OAuth installs.
+            let sealer = match s.client_id {
+                Some(_) => Some(Sealer::new(&settings.load_secret_key()?)),
+                None => None,
+            };
+            Some(Arc::new(SlackApp::new(s, sealer, desks.store.clone())))
+        }
+        None => None,
+    };
     Ok(AppState {
         desks,
         settings: Arc::new(settings),
@@ -56,12 +60,7 @@ pub async fn serve(
         state.desks.outbox_wake.clone(),
     );
     if let Some(slack) = &state.slack {
-        let sender = SlackSender {
-            api: slack.api.clone(),
-            store: state.desks.store.clone(),
-            token: slack.bot_token.clone(),
-        };
-        worker = worker.with_sender(Platform::Slack, Arc::new(sender));
+        worker = worker.with_sender(Platform::Slack, Arc::new(slack.sender()));
     }
     let worker = tokio::spawn(worker.run(stop_rx.clone()));
     let app = router(state.clone());

@@ -15,6 +15,7 @@ use super::render::{self, card_blocks};
 use crate::core::outgoing::Outgoing;
 use crate::core::view::Card;
 use crate::outbox::{Delivery, Sender};
+use crate::secret::Sealer;
 use crate::store::{CardMessage, OutboxItem, Store};
 
 /// Why a Web API call failed.
@@ -68,6 +69,11 @@ impl WebApi {
         }
     }
 
+    /// The Web API base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Calls `method` with a JSON body; returns the response when `ok` is true.
     pub async fn call(
         &self,
@@ -75,11 +81,33 @@ impl WebApi {
         method: &str,
         body: &Value,
     ) -> Result<Value, ApiError> {
-        let response = self
+        let request = self
             .http
             .post(format!("{}/{method}", self.base))
             .bearer_auth(token.expose_secret())
-            .json(body)
+            .json(body);
+        Self::answer(request).await
+    }
+
+    /// Calls a read method, which Slack takes form-encoded only (`users.info`, `oauth.v2.access`).
+    /// Without a token, the form itself carries the credentials.
+    pub async fn call_form(
+        &self,
+        token: Option<&SecretString>,
+        method: &str,
+        form: &[(&str, &str)],
+    ) -> Result<Value, ApiError> {
+        let mut request = self.http.post(format!("{}/{method}", self.base)).form(form);
+        if let Some(token) = token {
+            request = request.bearer_auth(token.expose_secret());
+        }
+        Self::answer(request).await
+    }
+
+    /// Sends a request and reads Slack's answer: rate limits with their `Retry-After`, HTTP
+    /// errors, and `ok: false` with its error code.
+    async fn answer(request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+        let response = request
             .send()
             .await
             .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
@@ -132,8 +160,47 @@ impl WebApi {
 pub struct SlackSender {
     pub api: WebApi,
     pub store: Arc<dyn Store>,
-    /// The single-workspace token (`SLACK_BOT_TOKEN`).
-    pub token: Option<SecretString>,
+    pub tokens: Tokens,
+}
+
+/// Where a workspace's bot token comes from: `SLACK_BOT_TOKEN` in single-workspace mode,
+/// otherwise the workspace's OAuth install, sealed in the database.
+#[derive(Clone)]
+pub struct Tokens {
+    pub single: Option<SecretString>,
+    pub sealer: Option<Sealer>,
+    pub store: Arc<dyn Store>,
+}
+
+impl Tokens {
+    /// The bot token for `team`; `Ok(None)` when the workspace has none.
+    pub async fn for_team(&self, team: &str) -> Result<Option<SecretString>, String> {
+        if let Some(token) = &self.single {
+            return Ok(Some(token.clone()));
+        }
+        let Some(sealer) = &self.sealer else {
+            return Ok(None);
+        };
+        let Some(install) = self
+            .store
+            .slack_install(team)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let plain = sealer
+            .open(&install.bot_token, &install_ad(team))
+            .ok_or("the stored token does not open with this secret key")?;
+        String::from_utf8(plain)
+            .map(|t| Some(SecretString::from(t)))
+            .map_err(|_| "the stored token is not text".to_owned())
+    }
+}
+
+/// The associated data that binds a sealed bot token to its workspace.
+pub fn install_ad(team: &str) -> String {
+    format!("slack-install:{team}")
 }
 
 impl SlackSender {
@@ -229,8 +296,14 @@ impl SlackSender {
 #[async_trait]
 impl Sender for SlackSender {
     async fn deliver(&self, item: &OutboxItem) -> Delivery {
-        let Some(token) = &self.token else {
-            return Delivery::Failed("no Slack bot token for this workspace".into());
+        let token = match self
+            .tokens
+            .for_team(&item.message.surface().external_id)
+            .await
+        {
+            Ok(Some(token)) => token,
+            Ok(None) => return Delivery::Failed("no Slack bot token for this workspace".into()),
+            Err(e) => return Delivery::Failed(e),
         };
         match self.store.surface_revoked(item.message.surface()).await {
             Ok(false) => {}
@@ -242,7 +315,7 @@ impl Sender for SlackSender {
                 };
             }
         }
-        match self.send(token, item).await {
+        match self.send(&token, item).await {
             Ok(card) => Delivery::Sent { card },
             Err(ApiError::RateLimited(after)) => Delivery::Retry {
                 after,

@@ -7,8 +7,10 @@
 //! runs after the acknowledgement, in a spawned task.
 
 pub mod api;
+pub mod install;
 pub mod manifest;
 pub mod payload;
+pub mod people;
 pub mod render;
 pub mod verify;
 
@@ -19,7 +21,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
@@ -34,11 +36,60 @@ use crate::http::AppState;
 use payload::{EventEnvelope, Interaction, SlashCommand};
 
 /// Slack's configuration as the handlers need it.
-#[derive(Debug, Clone)]
 pub struct SlackApp {
     pub signing_secret: SecretString,
-    pub bot_token: Option<SecretString>,
+    /// Bot tokens: `SLACK_BOT_TOKEN`, or each workspace's OAuth install.
+    pub tokens: api::Tokens,
+    /// Present when workspaces install through OAuth.
+    pub oauth: Option<install::OAuthClient>,
     pub api: api::WebApi,
+    pub people: people::People,
+}
+
+impl std::fmt::Debug for SlackApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackApp")
+            .field("api", &self.api.base())
+            .field("oauth", &self.oauth.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SlackApp {
+    /// The app for `settings`; `sealer` opens the tokens of OAuth installs.
+    pub fn new(
+        settings: &crate::config::SlackSettings,
+        sealer: Option<crate::secret::Sealer>,
+        store: Arc<dyn crate::store::Store>,
+    ) -> SlackApp {
+        let oauth = match (&settings.client_id, &settings.client_secret) {
+            (Some(id), Some(secret)) => Some(install::OAuthClient {
+                client_id: id.clone(),
+                client_secret: secret.clone(),
+            }),
+            _ => None,
+        };
+        SlackApp {
+            signing_secret: settings.signing_secret.clone(),
+            tokens: api::Tokens {
+                single: settings.bot_token.clone(),
+                sealer,
+                store,
+            },
+            oauth,
+            api: api::WebApi::new(&settings.api_url),
+            people: people::People::default(),
+        }
+    }
+
+    /// The outbox sender that posts for this app.
+    pub fn sender(&self) -> api::SlackSender {
+        api::SlackSender {
+            api: self.api.clone(),
+            store: self.tokens.store.clone(),
+            tokens: self.tokens.clone(),
+        }
+    }
 }
 
 /// The Slack routes.
@@ -47,6 +98,8 @@ pub fn routes() -> Router<AppState> {
         .route("/slack/commands", post(commands))
         .route("/slack/interactions", post(interactions))
         .route("/slack/events", post(events))
+        .route("/slack/install", get(install::install))
+        .route("/slack/oauth/callback", get(install::callback))
 }
 
 fn refuse(status: StatusCode, reason: &str) -> Response {
@@ -115,18 +168,38 @@ async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Bytes
                 .into_response();
         }
     };
+    // The profile from users.info beats the slash command's handle once we have it.
+    let hint = form
+        .user_name
+        .clone()
+        .filter(|_| !app.people.knows(&form.team_id, &form.user_id));
     let inv = invocation(
         &form.team_id,
         &form.user_id,
-        form.user_name.clone(),
+        hint,
         form.channel_id.as_deref(),
         form.trigger_id.as_deref(),
     );
+    let target = match &cmd {
+        Command::Assign {
+            who: Who::User(u), ..
+        } => Some(u.clone()),
+        _ => None,
+    };
     let reply = state.desks.execute(&inv, cmd).await;
+    let mut users = vec![form.user_id.as_str()];
+    users.extend(target.as_deref());
+    people::learn(&app, &state.desks.store, &form.team_id, &users);
     if let Reply::Form { priority } = reply {
         let view =
             render::new_ticket_modal(priority, form.channel_id.as_deref().unwrap_or_default());
-        open_view(&app, form.trigger_id, view, form.response_url);
+        open_view(
+            &app,
+            &form.team_id,
+            form.trigger_id,
+            view,
+            form.response_url,
+        );
         return StatusCode::OK.into_response();
     }
     Json(render::message(&reply).response(false)).into_response()
@@ -135,17 +208,19 @@ async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Bytes
 /// Opens a modal after the acknowledgement; a failure is told through `response_url`.
 fn open_view(
     app: &Arc<SlackApp>,
+    team: &str,
     trigger_id: Option<String>,
     view: Value,
     response_url: Option<String>,
 ) {
-    let app = app.clone();
+    let (app, team) = (app.clone(), team.to_owned());
     tokio::spawn(async move {
-        let result = match (&app.bot_token, trigger_id) {
+        let token = app.tokens.for_team(&team).await.ok().flatten();
+        let result = match (token, trigger_id) {
             (Some(token), Some(trigger)) => app
                 .api
                 .call(
-                    token,
+                    &token,
                     "views.open",
                     &json!({ "trigger_id": trigger, "view": view }),
                 )
@@ -236,7 +311,13 @@ async fn block_actions(
             match CardAction::parse(what) {
                 Some(a @ (CardAction::AddNote | CardAction::LinkEmail)) => {
                     let view = render::text_modal(a, no.0, channel.as_deref().unwrap_or_default());
-                    open_view(app, p.trigger_id.clone(), view, p.response_url.clone());
+                    open_view(
+                        app,
+                        team,
+                        p.trigger_id.clone(),
+                        view,
+                        p.response_url.clone(),
+                    );
                     return StatusCode::OK.into_response();
                 }
                 Some(CardAction::Close) => (Command::Close { no, reason: None }, no),
@@ -277,14 +358,15 @@ async fn block_actions(
             (cmd, no)
         }
     };
-    let inv = invocation(
-        team,
-        &p.user.id,
-        p.user.name.clone().or(p.user.username.clone()),
-        channel.as_deref(),
-        None,
-    );
+    let hint = p
+        .user
+        .name
+        .clone()
+        .or(p.user.username.clone())
+        .filter(|_| !app.people.knows(team, &p.user.id));
+    let inv = invocation(team, &p.user.id, hint, channel.as_deref(), None);
     let reply = state.desks.execute(&inv, cmd).await;
+    people::learn(app, &state.desks.store, team, &[p.user.id.as_str()]);
     tracing::debug!(ticket.no = no.0, "A card button was handled.");
     let body = match &reply {
         Reply::Card { card, .. } => json!({

@@ -387,6 +387,7 @@ pub fn limit_violations(blocks: &[Value]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::ticket::TicketNo;
 
     #[test]
     fn escaping_keeps_slack_markup_and_escapes_the_rest() {
@@ -400,5 +401,69 @@ mod tests {
             "<https://x.io|x> &lt;script&gt;"
         );
         assert_eq!(escape("1 < 2 <@U1>"), "1 &lt; 2 <@U1>");
+    }
+
+    fn sample_card() -> Card {
+        Card {
+            no: TicketNo(42),
+            description: "The printer on floor 3 is on fire <again> & smoking".into(),
+            priority: Priority::High,
+            status: crate::core::ticket::Status::InProgress,
+            assignee: Some(crate::core::view::Person {
+                user: crate::core::people::UserRef::slack("U123"),
+                name: Some("Egon".into()),
+            }),
+            contact: Some("Acme Corp".into()),
+            sla: Some("resolution due in 3h 10m".into()),
+            buttons: vec![CardAction::AssignToMe, CardAction::Complete],
+            menu: vec![
+                CardAction::AddNote,
+                CardAction::LinkEmail,
+                CardAction::Close,
+            ],
+        }
+    }
+
+    // Snapshots of what Slack receives: a change to the Block Kit shows up in review as a diff
+    // of these files (src/slack/snapshots/).
+    #[test]
+    fn a_card_renders_as_this_block_kit() {
+        let card = sample_card();
+        let blocks = card_blocks(&card);
+        assert!(limit_violations(&blocks).is_empty());
+        insta::assert_json_snapshot!("card", blocks);
+    }
+
+    #[test]
+    fn a_list_renders_as_this_block_kit() {
+        let rows = (1..=3)
+            .map(|n| crate::core::view::Row {
+                no: TicketNo(n),
+                description: format!("Ticket number {n}"),
+                priority: [Priority::Urgent, Priority::Medium, Priority::Low][n as usize - 1],
+                status: crate::core::ticket::Status::Open,
+                assignee: None,
+            })
+            .collect();
+        let reply = Reply::List(crate::core::view::ListView {
+            title: "Open tickets".into(),
+            rows,
+            total: 3,
+        });
+        let m = message(&reply);
+        assert!(limit_violations(&m.blocks).is_empty());
+        insta::assert_json_snapshot!("list", m.response(false));
+    }
+
+    #[test]
+    fn the_new_ticket_modal_renders_as_this_view() {
+        insta::assert_json_snapshot!(
+            "new_ticket_modal",
+            new_ticket_modal(Some(Priority::Urgent), "C123")
+        );
+        insta::assert_json_snapshot!(
+            "add_note_modal",
+            text_modal(CardAction::AddNote, 42, "C123")
+        );
     }
 }

@@ -188,6 +188,14 @@ pub trait DeskStore: Send + Sync {
         role: Role,
         now: DateTime<Utc>,
     ) -> Result<()>;
+    /// Records a known member's name and email as the platform reports them.
+    async fn set_member_profile(
+        &self,
+        desk: DeskId,
+        user: &UserRef,
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<()>;
     /// A member's display name, when known.
     async fn member_name(&self, desk: DeskId, user: &UserRef) -> Result<Option<String>>;
 }
@@ -333,6 +341,72 @@ pub trait OutboxStore: Send + Sync {
 }
 
 /// Everything the desk stores.
-pub trait Store: DeskStore + TicketStore + ContactStore + OutboxStore + 'static {}
+pub trait Store:
+    DeskStore + TicketStore + ContactStore + OutboxStore + InstallStore + 'static
+{
+}
 
-impl<T: DeskStore + TicketStore + ContactStore + OutboxStore + 'static> Store for T {}
+impl<T: DeskStore + TicketStore + ContactStore + OutboxStore + InstallStore + 'static> Store for T {}
+
+/// A Slack workspace installed through OAuth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlackInstall {
+    pub team_id: String,
+    pub team_name: Option<String>,
+    pub bot_user_id: Option<String>,
+    pub installer: UserRef,
+    /// The bot token, sealed by [`crate::secret::Sealer`] for `slack-install:<team_id>`.
+    pub bot_token: Vec<u8>,
+}
+
+/// An OAuth flow in progress, found again by its `state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthState {
+    pub state: String,
+    pub purpose: String,
+    pub desk: Option<DeskId>,
+    pub user: Option<UserRef>,
+    pub verifier: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Installations, OAuth flows in progress and desk link codes.
+#[async_trait]
+pub trait InstallStore: Send + Sync {
+    /// Stores (or replaces) a workspace's install in one transaction: the desk for its team
+    /// (created if new), the installer as the desk's admin, and the token usable again.
+    async fn save_slack_install(
+        &self,
+        install: &SlackInstall,
+        now: DateTime<Utc>,
+    ) -> Result<DeskId>;
+    /// The install of a team, when it installed through OAuth.
+    async fn slack_install(&self, team_id: &str) -> Result<Option<SlackInstall>>;
+    /// Remembers an OAuth flow's state until it expires.
+    async fn save_oauth_state(&self, state: &OAuthState, now: DateTime<Utc>) -> Result<()>;
+    /// Takes (deletes and returns) the unexpired state `state` made for `purpose`; a second
+    /// take of the same state finds nothing.
+    async fn take_oauth_state(
+        &self,
+        state: &str,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OAuthState>>;
+    /// Stores a one-time desk link code (its hash).
+    async fn save_link_code(
+        &self,
+        desk: DeskId,
+        code_hash: &str,
+        by: &UserRef,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Redeems a link code: moves `surface` onto the code's desk and makes `by` an admin there,
+    /// in one transaction. `None` when the code is unknown, used or expired.
+    async fn redeem_link_code(
+        &self,
+        code_hash: &str,
+        surface: &SurfaceRef,
+        by: &UserRef,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DeskId>>;
+}

@@ -10,7 +10,6 @@ use piraja::core::ticket::{DeskId, TicketNo};
 use piraja::desk::Desks;
 use piraja::http::AppState;
 use piraja::outbox::Worker;
-use piraja::slack::api::{SlackSender, WebApi};
 use piraja::slack::{SlackApp, render, verify};
 use piraja::store::{DeskStore, TicketStore};
 use secrecy::SecretString;
@@ -39,7 +38,13 @@ struct SlackTest {
 }
 
 impl SlackTest {
+    /// Single-workspace mode: `SLACK_BOT_TOKEN` is set.
     async fn new() -> SlackTest {
+        SlackTest::with(false).await
+    }
+
+    /// With `oauth`, workspaces install through OAuth v2 and no bot token is configured.
+    async fn with(oauth: bool) -> SlackTest {
         let t = TestDesks::new().await;
         let mock = MockServer::start().await;
         let desks = Desks {
@@ -47,39 +52,71 @@ impl SlackTest {
             clock: t.desks.clock.clone(),
             outbox_wake: t.desks.outbox_wake.clone(),
         };
-        let api = WebApi::new(&mock.uri());
-        let token = Some(SecretString::from("xoxb-test-token"));
-        let slack = Arc::new(SlackApp {
+        let slack_settings = piraja::config::SlackSettings {
             signing_secret: SecretString::from(SECRET),
-            bot_token: token.clone(),
-            api: api.clone(),
-        });
+            bot_token: (!oauth).then(|| SecretString::from("xoxb-test-token")),
+            client_id: oauth.then(|| "12345.67890".to_owned()),
+            client_secret: oauth.then(|| SecretString::from("client-secret-value")),
+            api_url: mock.uri(),
+        };
+        let sealer = oauth.then(|| piraja::secret::Sealer::new(&[42; 32]));
+        let slack = Arc::new(SlackApp::new(
+            &slack_settings,
+            sealer,
+            t.desks.store.clone(),
+        ));
         let mut settings =
             piraja::config::Settings::load_from(std::path::Path::new("/nonexistent.toml")).unwrap();
         settings.database_url = "sqlite::memory:".into();
+        settings.public_url = "https://desk.example.com".into();
+        settings.slack = Some(slack_settings);
+        let worker = Worker::new(
+            t.desks.store.clone(),
+            t.desks.clock.clone(),
+            t.desks.outbox_wake.clone(),
+        )
+        .with_sender(
+            piraja::core::people::Platform::Slack,
+            Arc::new(slack.sender()),
+        );
         let state = AppState {
             desks,
             settings: Arc::new(settings),
             metrics: piraja::http::metrics_handle(),
             slack: Some(slack),
         };
-        let sender = SlackSender {
-            api,
-            store: t.desks.store.clone(),
-            token,
-        };
-        let worker = Worker::new(
-            t.desks.store.clone(),
-            t.desks.clock.clone(),
-            t.desks.outbox_wake.clone(),
-        )
-        .with_sender(piraja::core::people::Platform::Slack, Arc::new(sender));
         SlackTest {
             t,
             mock,
             state,
             worker,
         }
+    }
+
+    /// A GET through the router, with the given cookie; the status, headers and body.
+    async fn get(
+        &self,
+        uri: &str,
+        cookie: Option<&str>,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let mut req = Request::get(uri);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        let response = piraja::http::router(self.state.clone())
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
     }
 
     /// Ticket #1 of the first desk, as stored.
@@ -556,4 +593,241 @@ async fn every_rendered_list_card_and_detail_respects_slacks_limits() {
     let m = render::message(&reply);
     let last = m.blocks.last().unwrap().to_string();
     assert!(last.contains("of 501 shown"), "{last}");
+}
+
+/// Starts an install; the state from the authorize redirect and the cookie that binds it.
+async fn start_install(s: &SlackTest) -> (String, String) {
+    let (status, headers, _) = s.get("/slack/install", None).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let location = url::Url::parse(headers["location"].to_str().unwrap()).unwrap();
+    assert_eq!(location.path(), "/oauth/v2/authorize");
+    let q: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(q["client_id"], "12345.67890");
+    assert_eq!(
+        q["redirect_uri"],
+        "https://desk.example.com/slack/oauth/callback"
+    );
+    assert!(q["scope"].contains("chat:write") && q["scope"].contains("users:read.email"));
+    let set_cookie = headers["set-cookie"].to_str().unwrap();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Max-Age=600"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    (q["state"].clone(), cookie)
+}
+
+#[tokio::test]
+async fn an_oauth_install_stores_the_sealed_token_makes_the_installer_admin_and_posts_with_it() {
+    let s = SlackTest::with(true).await;
+    s.mock_ok(
+        "oauth.v2.access",
+        serde_json::from_str(&fixture("slack-web-oauth.v2.access-ok.json")).unwrap(),
+    )
+    .await;
+    let (state, cookie) = start_install(&s).await;
+    let uri = format!("/slack/oauth/callback?code=the-code&state={state}");
+    let (status, _, page) = s.get(&uri, Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Slack Softball Team"), "{page}");
+
+    // The code was exchanged with our redirect URI and client credentials.
+    let exchange = s.mock.received_requests().await.unwrap();
+    let form = String::from_utf8_lossy(&exchange[0].body).into_owned();
+    assert!(form.contains("code=the-code") && form.contains("client_id=12345.67890"));
+
+    // The token is stored sealed, never in the clear.
+    use piraja::store::{DeskStore as _, InstallStore as _};
+    let install = s.t.store.slack_install("T9TK3CUKW").await.unwrap().unwrap();
+    let plain = b"xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
+    assert!(!install.bot_token.windows(plain.len()).any(|w| w == plain));
+    let db = std::fs::read(s.t._dir.path().join("test.db")).unwrap_or_default();
+    let wal = std::fs::read(s.t._dir.path().join("test.db-wal")).unwrap_or_default();
+    assert!(!db.windows(plain.len()).any(|w| w == plain));
+    assert!(!wal.windows(plain.len()).any(|w| w == plain));
+
+    // The installer is the desk's admin: they may set the notification channel.
+    let desk =
+        s.t.store
+            .desk_of_surface(&piraja::core::people::SurfaceRef::new(
+                piraja::core::people::Platform::Slack,
+                "T9TK3CUKW",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+    let membership =
+        s.t.store
+            .see_member(
+                desk,
+                &piraja::core::people::UserRef::slack("U1234"),
+                None,
+                s.clock().now(),
+            )
+            .await
+            .unwrap();
+    assert_eq!(membership.role, piraja::core::people::Role::Admin);
+
+    // Posting in that workspace uses its own token.
+    s.mock_ok(
+        "chat.postMessage",
+        json!({"ok": true, "channel": "C1", "ts": "1700000000.000100"}),
+    )
+    .await;
+    let mut form: Vec<(String, String)> =
+        serde_urlencoded::from_str(&fixture("slack-slash-command-bolt.txt")).unwrap();
+    for (k, v) in form.iter_mut() {
+        match k.as_str() {
+            "team_id" => *v = "T9TK3CUKW".into(),
+            "user_id" => *v = "U1234".into(),
+            "text" => *v = "new The printer is on fire".into(),
+            _ => {}
+        }
+    }
+    let body = serde_urlencoded::to_string(&form).unwrap();
+    let (status, _) = s
+        .post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            body.into_bytes(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    s.deliver_all().await;
+    let posts: Vec<_> = s
+        .mock
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/chat.postMessage")
+        .collect();
+    assert!(!posts.is_empty());
+    assert_eq!(
+        posts[0].headers["authorization"],
+        "Bearer xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_missing_or_replayed_state_installs_nothing() {
+    let s = SlackTest::with(true).await;
+    s.mock_ok(
+        "oauth.v2.access",
+        serde_json::from_str(&fixture("slack-web-oauth.v2.access-ok.json")).unwrap(),
+    )
+    .await;
+    let (state, cookie) = start_install(&s).await;
+    let (other_state, other_cookie) = start_install(&s).await;
+    let good = format!("/slack/oauth/callback?code=c&state={state}");
+    // No state, no cookie, another browser's cookie, a forged cookie.
+    for (uri, cookie) in [
+        (
+            "/slack/oauth/callback?code=c".to_owned(),
+            Some(cookie.as_str()),
+        ),
+        (good.clone(), None),
+        (good.clone(), Some(other_cookie.as_str())),
+        (
+            good.clone(),
+            Some("piraja_slack_state=abc.99999999999999.AAAA"),
+        ),
+    ] {
+        let (status, _, page) = s.get(&uri, cookie).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri} {cookie:?}: {page}");
+    }
+    // The good one once; its replay is refused.
+    let (status, _, _) = s.get(&good, Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, page) = s.get(&good, Some(&cookie)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("already used"), "{page}");
+    // A state that expired is refused too.
+    s.clock().advance(chrono::Duration::minutes(11));
+    let late = format!("/slack/oauth/callback?code=c&state={other_state}");
+    let (status, _, _) = s.get(&late, Some(&other_cookie)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let exchanges = s
+        .mock
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/oauth.v2.access")
+        .count();
+    assert_eq!(exchanges, 1);
+}
+
+#[tokio::test]
+async fn a_refused_code_exchange_or_a_cancelled_install_installs_nothing() {
+    let s = SlackTest::with(true).await;
+    s.mock_ok(
+        "oauth.v2.access",
+        serde_json::from_str(&fixture("slack-web-oauth.v2.access-error.json")).unwrap(),
+    )
+    .await;
+    let (state, cookie) = start_install(&s).await;
+    let (status, _, page) = s
+        .get(
+            &format!("/slack/oauth/callback?code=c&state={state}"),
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{page}");
+    let (state, cookie) = start_install(&s).await;
+    let (status, _, page) = s
+        .get(
+            &format!("/slack/oauth/callback?error=access_denied&state={state}"),
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("cancelled"), "{page}");
+    use piraja::store::InstallStore as _;
+    assert!(
+        s.t.store
+            .slack_install("T9TK3CUKW")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn in_single_workspace_mode_the_install_page_says_how_to_turn_it_on() {
+    let s = SlackTest::new().await;
+    let (status, _, page) = s.get("/slack/install", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("SLACK_CLIENT_ID"));
+}
+
+#[tokio::test]
+async fn names_and_emails_come_from_users_info() {
+    let s = SlackTest::new().await;
+    s.mock_ok(
+        "users.info",
+        serde_json::from_str(&fixture("slack-web-users.info-ok.json")).unwrap(),
+    )
+    .await;
+    s.mock_ok(
+        "chat.postMessage",
+        json!({"ok": true, "channel": "C1", "ts": "1700000000.000100"}),
+    )
+    .await;
+    let (status, _) = s.command("W012A3CDE", "new Lost my keys").await;
+    assert_eq!(status, StatusCode::OK);
+    let who = piraja::core::people::UserRef::slack("W012A3CDE");
+    let mut name = None;
+    for _ in 0..100 {
+        name = s.t.store.member_name(DeskId(1), &who).await.unwrap();
+        if name.as_deref() == Some("spengler") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(name.as_deref(), Some("spengler"));
+    let lookups = s.calls("/users.info").await.len();
+    // A second command within the hour does not look the user up again.
+    s.command("W012A3CDE", "list").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(s.calls("/users.info").await.len(), lookups);
 }

@@ -261,6 +261,31 @@ impl DeskStore for SqliteStore {
         Ok(())
     }
 
+    async fn set_member_profile(
+        &self,
+        desk: DeskId,
+        user: &UserRef,
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<()> {
+        let user_ref = user.to_string();
+        let mut tx = self.write().await?;
+        // Only members already seen: a profile lookup must not make someone the desk's first
+        // member (and so its admin).
+        sqlx::query!(
+            "UPDATE members SET name = coalesce(?, name), email = coalesce(?, email)
+             WHERE desk_id = ? AND user_ref = ?",
+            name,
+            email,
+            desk.0,
+            user_ref
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn member_name(&self, desk: DeskId, user: &UserRef) -> Result<Option<String>> {
         let user_ref = user.to_string();
         let name = sqlx::query_scalar!(

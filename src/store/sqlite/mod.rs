@@ -8,6 +8,7 @@
 
 mod contacts;
 mod desks;
+mod installs;
 mod outbox;
 mod tickets;
 
