@@ -158,6 +158,8 @@ pub enum Command {
     DeskLink,
     DeskJoin {
         code: String,
+        /// The joining surface's own tickets move into the shared desk, renumbered.
+        merge: bool,
     },
     Role {
         user: String,

@@ -44,7 +44,7 @@ pub const USAGE: &[(&str, &str)] = &[
         "digest",
         "digest [now | schedule \"<cron>\" [timezone] | off | me \"<cron>\"]",
     ),
-    ("desk", "desk link · desk join <code>"),
+    ("desk", "desk link · desk join <code> [merge]"),
     ("role", "role <@user> <admin|agent|member>"),
     ("help", "help [subcommand]"),
 ];
@@ -249,7 +249,53 @@ impl Input<'_> {
 
 /// Parses the text after `/ticket`. Never panics.
 pub fn parse(text: &str) -> Result<Command, ParseError> {
-    let tokens = tokenize(text);
+    parse_tokens(text, tokenize(text))
+}
+
+/// One typed argument, as Discord's options deliver them: no markup to decode, and free text
+/// that is one argument however many words it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// A word: a subcommand name, a number, a choice.
+    Word(String),
+    /// A user id.
+    User(String),
+    /// Free text (a description, a note, an organization name).
+    Text(String),
+}
+
+/// Parses typed arguments with the same rules as [`parse`], so both platforms accept and
+/// refuse the same things with the same messages.
+pub fn parse_parts(parts: &[Part]) -> Result<Command, ParseError> {
+    let mut text = String::new();
+    let mut tokens = Vec::with_capacity(parts.len());
+    for part in parts {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        let start = text.len();
+        let kind = match part {
+            Part::Word(w) => {
+                text.push_str(w);
+                Kind::Word(w.clone())
+            }
+            Part::User(id) => {
+                text.push_str(&format!("<@{id}>"));
+                Kind::User(id.clone())
+            }
+            Part::Text(t) => {
+                text.push('"');
+                text.push_str(t);
+                text.push('"');
+                Kind::Quoted(t.clone())
+            }
+        };
+        tokens.push(Token { kind, start });
+    }
+    parse_tokens(&text, tokens)
+}
+
+fn parse_tokens(text: &str, tokens: Vec<Token>) -> Result<Command, ParseError> {
     let Some(first) = tokens.first() else {
         return Ok(Command::Help { topic: None });
     };
@@ -433,9 +479,15 @@ fn parse_sub(inp: &Input<'_>) -> Result<Command, ParseError> {
                 let code = inp
                     .word(2)
                     .ok_or_else(|| inp.err("join with which code?"))?;
-                inp.no_more(3)?;
+                let merge = match inp.word(3).map(str::to_lowercase).as_deref() {
+                    None => false,
+                    Some("merge") => true,
+                    Some(other) => return Err(inp.err(format!("unexpected {other:?}"))),
+                };
+                inp.no_more(4)?;
                 Command::DeskJoin {
                     code: truncate(code, 64),
+                    merge,
                 }
             }
             _ => return Err(inp.err("say desk link or desk join <code>")),
@@ -1003,6 +1055,14 @@ mod tests {
                 "desk join ABCD-1234",
                 Command::DeskJoin {
                     code: "ABCD-1234".into(),
+                    merge: false,
+                },
+            ),
+            (
+                "desk join ABCD-1234 merge",
+                Command::DeskJoin {
+                    code: "ABCD-1234".into(),
+                    merge: true,
                 },
             ),
             (
@@ -1102,5 +1162,54 @@ mod tests {
             let _ = parse(&format!("assign 1 {text}"));
             let _ = parse(&format!("digest schedule {text}"));
         }
+    }
+
+    #[test]
+    fn typed_parts_parse_like_text_and_free_text_stays_one_argument() {
+        use Part::*;
+        let w = |s: &str| Word(s.to_owned());
+        // A description that starts with a priority word is still all description.
+        assert_eq!(
+            parse_parts(&[w("new"), Text("low battery on the \"spare\" laptop".into())]).unwrap(),
+            Command::New {
+                priority: None,
+                description: Some("low battery on the \"spare\" laptop".into())
+            }
+        );
+        assert_eq!(
+            parse_parts(&[w("new"), w("high"), Text("VPN down".into())]).unwrap(),
+            Command::New {
+                priority: Some(Priority::High),
+                description: Some("VPN down".into())
+            }
+        );
+        assert_eq!(
+            parse_parts(&[w("assign"), w("4"), User("80351110224678912".into())]).unwrap(),
+            Command::Assign {
+                no: TicketNo(4),
+                who: Who::User("80351110224678912".into())
+            }
+        );
+        assert_eq!(
+            parse_parts(&[w("history"), Text("Acme Corp".into())]).unwrap(),
+            Command::History {
+                target: ContactTarget::parse("Acme Corp").unwrap()
+            }
+        );
+        assert_eq!(
+            parse_parts(&[
+                w("digest"),
+                w("schedule"),
+                Text("0 9 * * 1-5".into()),
+                w("Europe/Helsinki")
+            ])
+            .unwrap(),
+            Command::DigestSchedule {
+                cron: "0 9 * * 1-5".into(),
+                timezone: Some("Europe/Helsinki".into())
+            }
+        );
+        assert!(parse_parts(&[w("show"), w("x")]).is_err());
+        assert_eq!(parse_parts(&[]).unwrap(), Command::Help { topic: None });
     }
 }

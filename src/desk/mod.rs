@@ -6,6 +6,7 @@
 //! platform.
 
 mod contacts;
+mod sharing;
 mod tickets;
 
 use std::sync::Arc;
@@ -125,7 +126,13 @@ impl Desks {
             .await?;
         let mut membership = self
             .store
-            .see_member(desk, &inv.user, inv.user_name.as_deref(), now)
+            .see_member(
+                desk,
+                &inv.user,
+                inv.user_name.as_deref(),
+                inv.surface.platform != Platform::Discord,
+                now,
+            )
             .await?;
         if inv.surface_admin {
             membership.role = crate::core::people::Role::Admin;
@@ -220,6 +227,8 @@ impl Desks {
             History { target } => self.history(actor, target).await,
             Channel => self.set_channel(actor).await,
             Role { user, role } => self.set_role(actor, user, role).await,
+            DeskLink => self.desk_link(actor).await,
+            DeskJoin { code, merge } => self.desk_join(actor, &code, merge).await,
             Help { topic } => Ok(help(topic.as_deref())),
             Link { .. }
             | MailboxConnect { .. }
@@ -231,9 +240,7 @@ impl Desks {
             | DigestNow
             | DigestSchedule { .. }
             | DigestOff
-            | DigestMe { .. }
-            | DeskLink
-            | DeskJoin { .. } => Ok(Reply::Error(format!(
+            | DigestMe { .. } => Ok(Reply::Error(format!(
                 "/ticket {} is not available on this server yet; see /ticket help for what is.",
                 cmd.name()
             ))),

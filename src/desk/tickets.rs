@@ -281,7 +281,7 @@ impl Desks {
                 );
                 // Anyone in the workspace can be assigned: they become a member of the desk.
                 self.store
-                    .see_member(actor.desk, &user, None, self.clock.now())
+                    .see_member(actor.desk, &user, None, false, self.clock.now())
                     .await?;
                 (Some(user), note)
             }

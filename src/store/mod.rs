@@ -171,13 +171,16 @@ pub trait DeskStore: Send + Sync {
     ) -> Result<()>;
     /// Whether the surface's token was revoked.
     async fn surface_revoked(&self, surface: &SurfaceRef) -> Result<bool>;
-    /// Records that `user` was seen on the desk (the first member becomes admin) and returns
-    /// their standing. A known `name` updates the stored one.
+    /// Records that `user` was seen on the desk and returns their standing. With `first_admin`,
+    /// the desk's first member becomes its admin (Slack, where the platform tells us nothing
+    /// of roles; Discord admins come from Manage Guild instead). A known `name` updates the
+    /// stored one.
     async fn see_member(
         &self,
         desk: DeskId,
         user: &UserRef,
         name: Option<&str>,
+        first_admin: bool,
         now: DateTime<Utc>,
     ) -> Result<Membership>;
     /// Sets a member's role, adding them if new.
@@ -370,6 +373,23 @@ pub struct OAuthState {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What redeeming a desk link code did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeemed {
+    /// The surface now serves `desk`; `moved` tickets came along, renumbered from `first_no`.
+    Joined {
+        desk: DeskId,
+        moved: i64,
+        first_no: i64,
+    },
+    /// The surface's desk has `tickets` of its own and no merge was asked for.
+    HasTickets(i64),
+    /// The surface already serves the code's desk.
+    AlreadyJoined,
+    /// The code is unknown, used or expired.
+    Invalid,
+}
+
 /// Installations, OAuth flows in progress and desk link codes.
 #[async_trait]
 pub trait InstallStore: Send + Sync {
@@ -400,13 +420,16 @@ pub trait InstallStore: Send + Sync {
         by: &UserRef,
         expires_at: DateTime<Utc>,
     ) -> Result<()>;
-    /// Redeems a link code: moves `surface` onto the code's desk and makes `by` an admin there,
-    /// in one transaction. `None` when the code is unknown, used or expired.
+    /// Redeems a link code in one transaction: moves `surface` onto the code's desk and makes
+    /// `by` an admin there. When the surface's own desk has tickets, only with `merge`: its
+    /// tickets (with their timelines, cards and contacts) move too, renumbered after the
+    /// shared desk's. A refused redeem leaves the code usable.
     async fn redeem_link_code(
         &self,
         code_hash: &str,
         surface: &SurfaceRef,
         by: &UserRef,
+        merge: bool,
         now: DateTime<Utc>,
-    ) -> Result<Option<DeskId>>;
+    ) -> Result<Redeemed>;
 }

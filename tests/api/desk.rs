@@ -462,3 +462,99 @@ async fn export_writes_tickets_with_contact_and_timeline_as_json_and_csv() {
     // Another desk exports nothing of this one.
     assert!(t.store.export(DeskId(2)).await.unwrap().is_empty());
 }
+
+/// The code in a `desk link` reply.
+fn link_code(reply: &Reply) -> String {
+    let t = text(reply);
+    let at = t.find("code is ").unwrap() + "code is ".len();
+    t[at..at + 9].to_owned()
+}
+
+#[tokio::test]
+async fn a_link_code_joins_a_discord_guild_to_a_slack_desk_once() {
+    let t = TestDesks::new().await;
+    t.slack("T1", "U1", "C1", "new Printer on fire").await;
+    // Only admins may link; the first member of the desk is its admin.
+    let member = t.slack("T1", "U2", "C1", "desk link").await;
+    assert!(
+        text(&member).contains("Only desk admins"),
+        "{}",
+        text(&member)
+    );
+    let code = link_code(&t.slack("T1", "U1", "C1", "desk link").await);
+    // A guild member without Manage Guild cannot join.
+    let refused = t
+        .discord("G1", "D9", false, &format!("desk join {code}"))
+        .await;
+    assert!(matches!(refused, Reply::Error(_)));
+    let joined = t
+        .discord("G1", "D1", true, &format!("desk join {code}"))
+        .await;
+    assert!(
+        text(&joined).contains("shares its desk"),
+        "{}",
+        text(&joined)
+    );
+    // The same tickets from both sides.
+    let shown = t.discord("G1", "D1", true, "show 1").await;
+    assert!(text(&shown).contains("Printer on fire"), "{}", text(&shown));
+    t.discord("G1", "D1", true, "new Second from Discord").await;
+    let list = t.slack("T1", "U1", "C1", "list").await;
+    assert!(text(&list).contains("#1 #2"), "{}", text(&list));
+    // Used codes, wrong codes and expired codes are refused.
+    let again = t
+        .discord("G2", "D1", true, &format!("desk join {code}"))
+        .await;
+    assert!(text(&again).contains("wrong, used or expired"));
+    let code = link_code(&t.slack("T1", "U1", "C1", "desk link").await);
+    t.clock.advance(chrono::Duration::minutes(11));
+    let late = t
+        .discord("G2", "D1", true, &format!("desk join {code}"))
+        .await;
+    assert!(text(&late).contains("wrong, used or expired"));
+}
+
+#[tokio::test]
+async fn joining_with_tickets_of_its_own_needs_a_merge_which_renumbers_and_keeps_history() {
+    let t = TestDesks::new().await;
+    t.slack("T1", "U1", "C1", "new One").await;
+    t.slack("T1", "U1", "C1", "new Two").await;
+    t.slack("T1", "U1", "C1", "contact 1 ann@acme.example Ann")
+        .await;
+    t.discord("G1", "D1", true, "new Guild ticket").await;
+    t.discord("G1", "D1", true, "note 1 called the customer")
+        .await;
+    t.discord("G1", "D1", true, "contact 1 ann@acme.example")
+        .await;
+    let code = link_code(&t.slack("T1", "U1", "C1", "desk link").await);
+    let refused = t
+        .discord("G1", "D1", true, &format!("desk join {code}"))
+        .await;
+    assert!(
+        text(&refused).contains("1 ticket(s) of its own"),
+        "{}",
+        text(&refused)
+    );
+    let merged = t
+        .discord("G1", "D1", true, &format!("desk join {code} merge"))
+        .await;
+    assert!(
+        text(&merged).contains("numbered from #3"),
+        "{}",
+        text(&merged)
+    );
+    let shown = t.slack("T1", "U1", "C1", "show 3").await;
+    let shown = text(&shown);
+    assert!(
+        shown.contains("Guild ticket") && shown.contains("called the customer"),
+        "{shown}"
+    );
+    // The shared contact is one individual with both tickets.
+    let history = t
+        .discord("G1", "D1", true, "history ann@acme.example")
+        .await;
+    assert!(text(&history).contains("(2)"), "{}", text(&history));
+    // New tickets continue after the merged ones.
+    let created = t.discord("G1", "D1", true, "new Four").await;
+    assert!(text(&created).contains("#4"), "{}", text(&created));
+}

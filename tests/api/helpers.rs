@@ -71,6 +71,26 @@ impl TestDesks {
     }
 }
 
+impl TestDesks {
+    /// Runs `text` as a Discord guild admin (Manage Guild) or member.
+    pub async fn discord(&self, guild: &str, user: &str, admin: bool, text: &str) -> Reply {
+        let cmd = match grammar::parse(text) {
+            Ok(cmd) => cmd,
+            Err(e) => return Reply::Error(e.to_string()),
+        };
+        let inv = Invocation {
+            surface: SurfaceRef::new(Platform::Discord, guild),
+            surface_name: None,
+            user: UserRef::discord(user),
+            user_name: Some(format!("name-{user}")),
+            channel: Some("D-CHAN".to_owned()),
+            key: None,
+            surface_admin: admin,
+        };
+        self.desks.execute(&inv, cmd).await
+    }
+}
+
 pub fn slack_inv(team: &str, user: &str, channel: &str) -> Invocation {
     Invocation {
         surface: SurfaceRef::new(Platform::Slack, team),

@@ -661,6 +661,7 @@ async fn an_oauth_install_stores_the_sealed_token_makes_the_installer_admin_and_
                 desk,
                 &piraja::core::people::UserRef::slack("U1234"),
                 None,
+                true,
                 s.clock().now(),
             )
             .await

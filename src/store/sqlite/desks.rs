@@ -184,6 +184,7 @@ impl DeskStore for SqliteStore {
         desk: DeskId,
         user: &UserRef,
         name: Option<&str>,
+        first_admin: bool,
         now: DateTime<Utc>,
     ) -> Result<Membership> {
         let user_ref = user.to_string();
@@ -208,19 +209,20 @@ impl DeskStore for SqliteStore {
         }
         let mut tx = self.write().await?;
         let now = ms(now);
-        // The first member of a desk becomes its admin.
+        // The first member of a desk becomes its admin, where the platform wants that.
         let role = sqlx::query_scalar!(
             r#"INSERT INTO members (desk_id, user_ref, name, role, created_at)
                VALUES (?1, ?2, ?3,
-                       CASE WHEN EXISTS (SELECT 1 FROM members WHERE desk_id = ?1)
-                            THEN 'member' ELSE 'admin' END,
+                       CASE WHEN ?5 AND NOT EXISTS (SELECT 1 FROM members WHERE desk_id = ?1)
+                            THEN 'admin' ELSE 'member' END,
                        ?4)
                ON CONFLICT (desk_id, user_ref) DO UPDATE SET name = COALESCE(excluded.name, name)
                RETURNING role"#,
             desk.0,
             user_ref,
             name,
-            now
+            now,
+            first_admin
         )
         .fetch_one(&mut *tx)
         .await?;

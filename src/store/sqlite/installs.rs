@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::{SqliteStore, at, corrupt, ms};
 use crate::core::people::{Platform, Role, SurfaceRef, UserRef};
 use crate::core::ticket::DeskId;
-use crate::store::{DeskStore, InstallStore, OAuthState, Result, SlackInstall};
+use crate::store::{DeskStore, InstallStore, OAuthState, Redeemed, Result, SlackInstall};
 
 fn user(s: Option<String>) -> Result<Option<UserRef>> {
     s.map(|u| u.parse().map_err(|_| corrupt(format!("user {u:?}"))))
@@ -170,31 +170,61 @@ impl InstallStore for SqliteStore {
         code_hash: &str,
         surface: &SurfaceRef,
         by: &UserRef,
+        merge: bool,
         now: DateTime<Utc>,
-    ) -> Result<Option<DeskId>> {
+    ) -> Result<Redeemed> {
         let now = ms(now);
         let platform = surface.platform.as_str();
         let by = by.to_string();
         let admin = Role::Admin.as_str();
         let mut tx = self.write().await?;
-        let desk = sqlx::query_scalar!(
-            r#"DELETE FROM desk_link_codes WHERE code_hash = ? AND expires_at > ?
-               RETURNING desk_id AS "desk_id!: i64""#,
+        let target = sqlx::query_scalar!(
+            r#"SELECT desk_id AS "desk_id!: i64" FROM desk_link_codes
+               WHERE code_hash = ? AND expires_at > ?"#,
             code_hash,
             now
         )
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(desk) = desk else {
-            return Ok(None);
+        let Some(target) = target else {
+            return Ok(Redeemed::Invalid);
         };
+        let own = sqlx::query_scalar!(
+            "SELECT desk_id FROM surfaces WHERE platform = ? AND external_id = ?",
+            platform,
+            surface.external_id
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if own == Some(target) {
+            return Ok(Redeemed::AlreadyJoined);
+        }
+        let mut moved = 0;
+        let mut first_no = 0;
+        if let Some(source) = own {
+            moved = sqlx::query_scalar!(
+                r#"SELECT count(*) AS "n!: i64" FROM tickets WHERE desk_id = ?"#,
+                source
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if moved > 0 && !merge {
+                return Ok(Redeemed::HasTickets(moved));
+            }
+            if moved > 0 {
+                first_no = merge_desks(&mut tx, source, target).await?;
+            }
+        }
+        sqlx::query!("DELETE FROM desk_link_codes WHERE code_hash = ?", code_hash)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query!(
             "INSERT INTO surfaces (platform, external_id, desk_id, created_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (platform, external_id) DO UPDATE SET desk_id = excluded.desk_id,
                  notify_channel = NULL",
             platform,
             surface.external_id,
-            desk,
+            target,
             now
         )
         .execute(&mut *tx)
@@ -202,7 +232,7 @@ impl InstallStore for SqliteStore {
         sqlx::query!(
             "INSERT INTO members (desk_id, user_ref, role, created_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (desk_id, user_ref) DO UPDATE SET role = excluded.role",
-            desk,
+            target,
             by,
             admin,
             now
@@ -210,6 +240,92 @@ impl InstallStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Some(DeskId(desk)))
+        Ok(Redeemed::Joined {
+            desk: DeskId(target),
+            moved,
+            first_no,
+        })
     }
+}
+
+/// Moves every ticket of desk `from` (with events, cards, request keys, pending messages,
+/// members and contacts) into desk `to`, numbered after `to`'s own. Contacts that `to` already
+/// knows (the same email, the same organization name) are merged into `to`'s. Returns the
+/// first new number.
+async fn merge_desks(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    from: i64,
+    to: i64,
+) -> Result<i64> {
+    let first_no =
+        sqlx::query_scalar!(r#"SELECT next_no AS "n!: i64" FROM desks WHERE id = ?"#, to)
+            .fetch_one(&mut **tx)
+            .await?;
+    // A map of merged contacts: organizations `to` has by name, individuals it has by email.
+    // Plain queries: the temporary table does not exist when the macros check queries.
+    for statement in [
+        "CREATE TEMP TABLE IF NOT EXISTS merge_map (kind TEXT, old INTEGER, new INTEGER)",
+        "DELETE FROM merge_map WHERE ?1 IS NOT NULL AND ?2 IS NOT NULL",
+        "INSERT INTO merge_map (kind, old, new)
+         SELECT 'org', o.id, t.id FROM organizations o
+         JOIN organizations t ON t.desk_id = ?2 AND t.name_key = o.name_key
+         WHERE o.desk_id = ?1",
+        "INSERT INTO merge_map (kind, old, new)
+         SELECT DISTINCT 'ind', e.individual_id, t.individual_id FROM individual_emails e
+         JOIN individual_emails t ON t.desk_id = ?2 AND t.email = e.email
+         WHERE e.desk_id = ?1",
+        "UPDATE tickets SET
+           organization_id = coalesce((SELECT new FROM merge_map WHERE kind = 'org' AND old = organization_id), organization_id),
+           individual_id = coalesce((SELECT new FROM merge_map WHERE kind = 'ind' AND old = individual_id), individual_id)
+         WHERE desk_id = ?1 AND ?2 IS NOT NULL",
+        "UPDATE individuals SET
+           organization_id = coalesce((SELECT new FROM merge_map WHERE kind = 'org' AND old = organization_id), organization_id)
+         WHERE desk_id = ?1 AND ?2 IS NOT NULL",
+    ] {
+        let query = sqlx::query(statement);
+        let query = if statement.starts_with("CREATE") {
+            query
+        } else {
+            query.bind(from).bind(to)
+        };
+        query.execute(&mut **tx).await?;
+    }
+    // Contacts: move what `to` lacks; drop what was merged.
+    for statement in [
+        "UPDATE OR IGNORE organization_domains SET desk_id = ?2,
+           organization_id = coalesce((SELECT new FROM merge_map WHERE kind = 'org' AND old = organization_id), organization_id)
+         WHERE desk_id = ?1",
+        "DELETE FROM organization_domains WHERE desk_id = ?1 AND ?2 IS NOT NULL",
+        "UPDATE OR IGNORE individual_emails SET desk_id = ?2,
+           individual_id = coalesce((SELECT new FROM merge_map WHERE kind = 'ind' AND old = individual_id), individual_id)
+         WHERE desk_id = ?1",
+        "DELETE FROM individual_emails WHERE desk_id = ?1 AND ?2 IS NOT NULL",
+        "UPDATE OR IGNORE individual_identities SET desk_id = ?2,
+           individual_id = coalesce((SELECT new FROM merge_map WHERE kind = 'ind' AND old = individual_id), individual_id)
+         WHERE desk_id = ?1",
+        "DELETE FROM individual_identities WHERE desk_id = ?1 AND ?2 IS NOT NULL",
+        "DELETE FROM individuals WHERE desk_id = ?1 AND id IN (SELECT old FROM merge_map WHERE kind = 'ind') AND ?2 IS NOT NULL",
+        "UPDATE individuals SET desk_id = ?2 WHERE desk_id = ?1",
+        "DELETE FROM organizations WHERE desk_id = ?1 AND id IN (SELECT old FROM merge_map WHERE kind = 'org') AND ?2 IS NOT NULL",
+        "UPDATE organizations SET desk_id = ?2 WHERE desk_id = ?1",
+        // Tickets, renumbered after `to`'s (numbers stay gapless: `from`'s run 1..n).
+        "UPDATE tickets SET desk_id = ?2, no = no + (SELECT next_no - 1 FROM desks WHERE id = ?2)
+         WHERE desk_id = ?1",
+        "UPDATE desks SET next_no = next_no + (SELECT next_no - 1 FROM desks WHERE id = ?1) WHERE id = ?2",
+        "UPDATE desks SET next_no = 1 WHERE id = ?1",
+        "UPDATE events SET desk_id = ?2 WHERE desk_id = ?1",
+        "UPDATE card_messages SET desk_id = ?2 WHERE desk_id = ?1",
+        "UPDATE outbox SET desk_id = ?2 WHERE desk_id = ?1",
+        "UPDATE OR IGNORE request_keys SET desk_id = ?2 WHERE desk_id = ?1",
+        "DELETE FROM request_keys WHERE desk_id = ?1 AND ?2 IS NOT NULL",
+        "INSERT OR IGNORE INTO members (desk_id, user_ref, name, email, role, created_at)
+         SELECT ?2, user_ref, name, email, role, created_at FROM members WHERE desk_id = ?1",
+    ] {
+        sqlx::query(statement)
+            .bind(from)
+            .bind(to)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(first_no)
 }
