@@ -5,6 +5,7 @@
 pub mod config;
 pub mod core;
 pub mod desk;
+pub mod discord;
 pub mod export;
 pub mod http;
 pub mod outbox;

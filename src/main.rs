@@ -35,6 +35,11 @@ enum Command {
         #[command(subcommand)]
         command: SlackCommand,
     },
+    /// Discord helpers.
+    Discord {
+        #[command(subcommand)]
+        command: DiscordCommand,
+    },
     /// Write a desk's tickets, with contacts and timeline, to stdout.
     Export {
         /// The desk: its number, or a surface such as slack:T0123 or discord:80351110224678912.
@@ -49,6 +54,20 @@ enum Command {
 enum SlackCommand {
     /// Print the Slack app manifest for PIRAJA_PUBLIC_URL.
     Manifest,
+}
+
+#[derive(Debug, Subcommand)]
+enum DiscordCommand {
+    /// Bulk-overwrite the application's commands (global, or one guild, where changes show at
+    /// once) with /ticket. Needs DISCORD_PUBLIC_KEY, DISCORD_APPLICATION_ID, DISCORD_BOT_TOKEN.
+    Register {
+        /// Register in this guild only.
+        #[arg(long)]
+        guild: Option<String>,
+        /// Print the commands (manifests/discord-commands.json) instead of registering them.
+        #[arg(long)]
+        print: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -121,6 +140,40 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             command: SlackCommand::Manifest,
         } => {
             print!("{}", piraja::slack::manifest::render(&settings.public_url));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Discord {
+            command: DiscordCommand::Register { guild, print },
+        } => {
+            if print {
+                print!("{}", piraja::discord::commands::manifest());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let missing = |var: &str| {
+                eprintln!("piraja: invalid {var}: is required to register commands");
+                Ok(ExitCode::from(2))
+            };
+            let Some(discord) = &settings.discord else {
+                return missing("DISCORD_PUBLIC_KEY");
+            };
+            let Some(application) = &discord.application_id else {
+                return missing("DISCORD_APPLICATION_ID");
+            };
+            if discord.bot_token.is_none() {
+                return missing("DISCORD_BOT_TOKEN");
+            }
+            let rest = piraja::discord::api::Rest::new(&discord.api_url, discord.bot_token.clone());
+            let commands = serde_json::json!([piraja::discord::commands::definition()]);
+            let registered = rest
+                .register(application, guild.as_deref(), &commands)
+                .await
+                .context("Discord refused the commands")?;
+            let names: Vec<&str> = registered
+                .as_array()
+                .map(|a| a.iter().filter_map(|c| c["name"].as_str()).collect())
+                .unwrap_or_default();
+            let place = guild.map_or("globally".to_owned(), |g| format!("in guild {g}"));
+            println!("Registered /{} {place}.", names.join(", /"));
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {

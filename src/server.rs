@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use crate::config::Settings;
 use crate::core::people::Platform;
 use crate::desk::{Clock, Desks};
+use crate::discord::DiscordApp;
 use crate::http::{AppState, metrics_handle, router, run};
 use crate::outbox::Worker;
 use crate::secret::Sealer;
@@ -37,11 +38,18 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         }
         None => None,
     };
+    let discord = match &settings.discord {
+        Some(d) => Some(Arc::new(DiscordApp::new(d).ok_or_else(|| {
+            anyhow::anyhow!("invalid DISCORD_PUBLIC_KEY: not an Ed25519 public key")
+        })?)),
+        None => None,
+    };
     Ok(AppState {
         desks,
         settings: Arc::new(settings),
         metrics: metrics_handle(),
         slack,
+        discord,
     })
 }
 
@@ -61,6 +69,10 @@ pub async fn serve(
     );
     if let Some(slack) = &state.slack {
         worker = worker.with_sender(Platform::Slack, Arc::new(slack.sender()));
+    }
+    if let Some(discord) = &state.discord {
+        let sender = discord.sender(state.desks.store.clone());
+        worker = worker.with_sender(Platform::Discord, Arc::new(sender));
     }
     let worker = tokio::spawn(worker.run(stop_rx.clone()));
     let app = router(state.clone());

@@ -64,6 +64,9 @@ pub struct Invocation {
     pub key: Option<String>,
     /// Whether the platform says this user administers the surface (Discord Manage Guild).
     pub surface_admin: bool,
+    /// Whether a new ticket's card is posted in `channel` through the outbox. False where the
+    /// answer to the request is itself the card in the channel (Discord without a bot token).
+    pub post_in_channel: bool,
 }
 
 /// What a command answers, before a platform renders it.

@@ -113,7 +113,11 @@ impl Desks {
             individual,
             source,
         };
-        let origin = actor.channel.as_deref().map(|c| (actor, c));
+        let origin = actor
+            .channel
+            .as_deref()
+            .filter(|_| inv.post_in_channel)
+            .map(|c| (actor, c));
         let out = |t: &Ticket| {
             let mut out = new_card_posts(t, origin, &surfaces);
             out.extend(

@@ -24,6 +24,8 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod signature;
+
 use crate::config::Settings;
 use crate::desk::Desks;
 
@@ -38,6 +40,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Present when `SLACK_SIGNING_SECRET` is set.
     pub slack: Option<Arc<crate::slack::SlackApp>>,
+    /// Present when `DISCORD_PUBLIC_KEY` is set.
+    pub discord: Option<Arc<crate::discord::DiscordApp>>,
 }
 
 /// The process-wide Prometheus recorder (installed once, shared by every server in a process).
@@ -66,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .merge(crate::slack::routes())
+        .merge(crate::discord::routes())
         .fallback(not_found);
     with_layers(routes).with_state(state)
 }

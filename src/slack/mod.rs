@@ -147,6 +147,7 @@ fn invocation(
         channel: channel.map(str::to_owned),
         key: key.map(|k| format!("slack:{k}")),
         surface_admin: false,
+        post_in_channel: true,
     }
 }
 

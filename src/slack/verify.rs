@@ -10,21 +10,8 @@ use chrono::{DateTime, Utc};
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
-/// How far a request's timestamp may be from now.
-pub const WINDOW_SECS: i64 = 5 * 60;
-
-/// Why a request was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
-    #[error("the signature or timestamp header is missing")]
-    Missing,
-    #[error("the timestamp is not a number")]
-    BadTimestamp,
-    #[error("the request is more than five minutes old or in the future")]
-    Stale,
-    #[error("the signature does not match")]
-    Mismatch,
-}
+use crate::http::signature::fresh;
+pub use crate::http::signature::{SignatureError, WINDOW_SECS};
 
 /// Checks a request from Slack. `signature` is `X-Slack-Signature`, `timestamp` is
 /// `X-Slack-Request-Timestamp`.
@@ -38,13 +25,7 @@ pub fn verify(
     let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
         return Err(SignatureError::Missing);
     };
-    let ts: i64 = timestamp
-        .trim()
-        .parse()
-        .map_err(|_| SignatureError::BadTimestamp)?;
-    if (now.timestamp() - ts).abs() > WINDOW_SECS {
-        return Err(SignatureError::Stale);
-    }
+    fresh(timestamp, now)?;
     let hex_sig = signature
         .strip_prefix("v0=")
         .ok_or(SignatureError::Mismatch)?;

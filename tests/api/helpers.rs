@@ -86,6 +86,7 @@ impl TestDesks {
             channel: Some("D-CHAN".to_owned()),
             key: None,
             surface_admin: admin,
+            post_in_channel: true,
         };
         self.desks.execute(&inv, cmd).await
     }
@@ -100,6 +101,7 @@ pub fn slack_inv(team: &str, user: &str, channel: &str) -> Invocation {
         channel: Some(channel.to_owned()),
         key: None,
         surface_admin: false,
+        post_in_channel: true,
     }
 }
 

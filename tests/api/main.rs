@@ -2,6 +2,7 @@
 //! the real SQLite store.
 
 mod desk;
+mod discord;
 mod helpers;
 mod outbox;
 mod server;

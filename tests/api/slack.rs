@@ -84,6 +84,7 @@ impl SlackTest {
             settings: Arc::new(settings),
             metrics: piraja::http::metrics_handle(),
             slack: Some(slack),
+            discord: None,
         };
         SlackTest {
             t,

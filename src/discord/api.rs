@@ -1,0 +1,368 @@
+//! Discord's REST API on reqwest: channel posts and edits, direct messages, interaction
+//! followups, and command registration; with Discord's rate limits honoured.
+//!
+//! Thin on purpose, like the Slack client: the base URL is a setting (tests use wiremock over
+//! plain HTTP), and a 429 must become a `Retry-After` for the outbox rather than a sleep inside
+//! a client. Limits: a 429's `retry_after` (body) or `Retry-After`/`X-RateLimit-Reset-After`
+//! (headers); a global 429 pauses every request; a bucket reporting `X-RateLimit-Remaining: 0`
+//! pauses that route until its reset, so we wait instead of earning a 429.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use super::render;
+use crate::core::outgoing::Outgoing;
+use crate::core::view::Card;
+use crate::outbox::{Delivery, Sender};
+use crate::store::{CardMessage, OutboxItem, Store};
+
+/// Why a REST call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RestError {
+    #[error("rate limited")]
+    RateLimited(Option<Duration>),
+    #[error("discord answered {0}: {1}")]
+    Status(u16, String),
+    #[error("network: {0}")]
+    Network(String),
+    #[error("DISCORD_BOT_TOKEN is not set")]
+    NoToken,
+}
+
+impl RestError {
+    pub fn transient(&self) -> bool {
+        match self {
+            RestError::RateLimited(_) | RestError::Network(_) => true,
+            RestError::Status(s, _) => *s >= 500,
+            RestError::NoToken => false,
+        }
+    }
+}
+
+/// Discord's REST API at one base URL.
+pub struct Rest {
+    http: reqwest::Client,
+    base: String,
+    token: Option<SecretString>,
+    /// Routes (and `global`) paused until an instant.
+    paused: Mutex<HashMap<String, Instant>>,
+}
+
+impl std::fmt::Debug for Rest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rest")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The rate-limit key of a path: its major parameter (`channels/123`, `webhooks/456`).
+fn route_key(path: &str) -> String {
+    path.trim_start_matches('/')
+        .split('/')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn seconds(v: Option<&str>) -> Option<Duration> {
+    v?.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(3600.0)))
+}
+
+impl Rest {
+    pub fn new(base: &str, token: Option<SecretString>) -> Rest {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("DiscordBot (https://github.com/piraja-tickets/piraja, 0.1)")
+            .build()
+            .unwrap_or_default();
+        Rest {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            paused: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn paused_for(&self, key: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let paused = self.paused.lock().ok()?;
+        ["global", key]
+            .iter()
+            .filter_map(|k| paused.get(*k))
+            .filter(|until| **until > now)
+            .map(|until| *until - now)
+            .max()
+    }
+
+    fn pause(&self, key: &str, d: Duration) {
+        if let Ok(mut paused) = self.paused.lock() {
+            paused.insert(key.to_owned(), Instant::now() + d);
+        }
+    }
+
+    /// Calls `method path` with an optional JSON body; `bot` adds the bot token.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        bot: bool,
+    ) -> Result<Value, RestError> {
+        let key = route_key(path);
+        if let Some(wait) = self.paused_for(&key) {
+            return Err(RestError::RateLimited(Some(wait)));
+        }
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if bot {
+            let token = self.token.as_ref().ok_or(RestError::NoToken)?;
+            request = request.header("authorization", format!("Bot {}", token.expose_secret()));
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| RestError::Network(e.without_url().to_string()))?;
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let reset_after = seconds(header("x-ratelimit-reset-after").as_deref());
+        let retry_after = seconds(header("retry-after").as_deref());
+        let global = header("x-ratelimit-global").is_some_and(|g| g == "true");
+        if header("x-ratelimit-remaining").as_deref() == Some("0")
+            && let Some(reset) = reset_after
+        {
+            self.pause(&key, reset);
+        }
+        let text = response
+            .text()
+            .await
+            .map_err(|e| RestError::Network(e.without_url().to_string()))?;
+        if status == 429 {
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let after = body["retry_after"]
+                .as_f64()
+                .and_then(|s| seconds(Some(&s.to_string())))
+                .or(retry_after)
+                .or(reset_after);
+            let global = global || body["global"].as_bool() == Some(true);
+            self.pause(
+                if global { "global" } else { &key },
+                after.unwrap_or(Duration::from_secs(1)),
+            );
+            return Err(RestError::RateLimited(after));
+        }
+        if !(200..300).contains(&status) {
+            let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let reason = message["message"].as_str().unwrap_or("error").to_owned();
+            return Err(RestError::Status(status, reason));
+        }
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| RestError::Network(e.to_string()))
+    }
+
+    /// Replaces an interaction's original response (after a deferred answer).
+    pub async fn edit_original(
+        &self,
+        application_id: &str,
+        token: &str,
+        body: &Value,
+    ) -> Result<(), RestError> {
+        let path = format!("/webhooks/{application_id}/{token}/messages/@original");
+        self.call(Method::PATCH, &path, Some(body), false)
+            .await
+            .map(|_| ())
+    }
+
+    /// Bulk-overwrites the application's commands, globally or in one guild.
+    pub async fn register(
+        &self,
+        application_id: &str,
+        guild: Option<&str>,
+        commands: &Value,
+    ) -> Result<Value, RestError> {
+        let path = match guild {
+            Some(g) => format!("/applications/{application_id}/guilds/{g}/commands"),
+            None => format!("/applications/{application_id}/commands"),
+        };
+        self.call(Method::PUT, &path, Some(commands), true).await
+    }
+}
+
+/// Delivers outbox messages to Discord with the bot token.
+pub struct DiscordSender {
+    pub rest: Arc<Rest>,
+    pub store: Arc<dyn Store>,
+}
+
+impl DiscordSender {
+    async fn card(
+        &self,
+        item: &OutboxItem,
+        ticket: crate::core::ticket::TicketId,
+    ) -> Result<Option<Card>, RestError> {
+        let record = self
+            .store
+            .ticket_by_id(item.desk, ticket)
+            .await
+            .map_err(|e| RestError::Network(e.to_string()))?;
+        Ok(record.map(|r| Card::of(&r.ticket, r.assignee_name)))
+    }
+
+    async fn post(&self, channel: &str, body: &Value) -> Result<Value, RestError> {
+        self.rest
+            .call(
+                Method::POST,
+                &format!("/channels/{channel}/messages"),
+                Some(body),
+                true,
+            )
+            .await
+    }
+
+    async fn send(&self, item: &OutboxItem) -> Result<Option<CardMessage>, RestError> {
+        match &item.message {
+            Outgoing::PostCard {
+                surface,
+                channel,
+                ticket,
+            } => {
+                let Some(card) = self.card(item, *ticket).await? else {
+                    return Ok(None);
+                };
+                let body = render::card_message(&card, None);
+                let existing = self
+                    .store
+                    .card_messages(item.desk, *ticket, surface)
+                    .await
+                    .map_err(|e| RestError::Network(e.to_string()))?
+                    .into_iter()
+                    .find(|m| &m.channel == channel);
+                if let Some(m) = existing {
+                    let path = format!("/channels/{}/messages/{}", m.channel, m.message_id);
+                    self.rest
+                        .call(Method::PATCH, &path, Some(&body), true)
+                        .await?;
+                    return Ok(None);
+                }
+                let posted = self.post(channel, &body).await?;
+                Ok(posted["id"].as_str().map(|id| CardMessage {
+                    ticket: *ticket,
+                    surface: surface.clone(),
+                    channel: channel.clone(),
+                    message_id: id.to_owned(),
+                }))
+            }
+            Outgoing::UpdateCards {
+                surface,
+                ticket,
+                note,
+            } => {
+                let cards = self
+                    .store
+                    .card_messages(item.desk, *ticket, surface)
+                    .await
+                    .map_err(|e| RestError::Network(e.to_string()))?;
+                if cards.is_empty() {
+                    return Ok(None);
+                }
+                let Some(card) = self.card(item, *ticket).await? else {
+                    return Ok(None);
+                };
+                let body = render::card_message(&card, None);
+                for m in cards {
+                    let path = format!("/channels/{}/messages/{}", m.channel, m.message_id);
+                    self.rest
+                        .call(Method::PATCH, &path, Some(&body), true)
+                        .await?;
+                    if let Some(note) = note.as_deref().filter(|n| !n.is_empty()) {
+                        let reply = json!({
+                            "content": crate::core::view::cut(&render::escape(note), render::MAX_CONTENT),
+                            "message_reference": { "message_id": m.message_id, "fail_if_not_exists": false },
+                            "allowed_mentions": { "parse": [] },
+                        });
+                        self.post(&m.channel, &reply).await?;
+                    }
+                }
+                Ok(None)
+            }
+            Outgoing::DirectMessage { user, text, .. } => {
+                let dm = self
+                    .rest
+                    .call(
+                        Method::POST,
+                        "/users/@me/channels",
+                        Some(&json!({ "recipient_id": user.id })),
+                        true,
+                    )
+                    .await?;
+                let channel = dm["id"]
+                    .as_str()
+                    .ok_or_else(|| RestError::Status(200, "no DM channel id".into()))?;
+                self.post(
+                    channel,
+                    &json!({ "content": crate::core::view::cut(text, render::MAX_CONTENT) }),
+                )
+                .await?;
+                Ok(None)
+            }
+            Outgoing::ChannelMessage { channel, text, .. } => {
+                let body = json!({ "content": crate::core::view::cut(text, render::MAX_CONTENT), "allowed_mentions": { "parse": ["users"] } });
+                self.post(channel, &body).await?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Sender for DiscordSender {
+    async fn deliver(&self, item: &OutboxItem) -> Delivery {
+        match self.send(item).await {
+            Ok(card) => Delivery::Sent { card },
+            Err(RestError::RateLimited(after)) => Delivery::Retry {
+                after,
+                error: "rate limited".into(),
+            },
+            Err(e) if e.transient() => Delivery::Retry {
+                after: None,
+                error: e.to_string(),
+            },
+            Err(e) => Delivery::Failed(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_keyed_by_their_major_parameter() {
+        assert_eq!(route_key("/channels/1/messages/2"), "channels/1");
+        assert_eq!(route_key("/users/@me/channels"), "users/@me");
+        assert_eq!(seconds(Some("64.57")), Some(Duration::from_secs_f64(64.57)));
+        assert_eq!(seconds(Some("-1")), None);
+        assert_eq!(seconds(Some("nan")), None);
+    }
+}

@@ -1,0 +1,465 @@
+//! Discord messages from the neutral replies: `content` that names `#n`, an embed card, and
+//! components (buttons and a priority select) that fit Discord's documented limits.
+
+use serde_json::{Value, json};
+
+use crate::core::ticket::Priority;
+use crate::core::view::{Card, CardAction, Person, cut};
+use crate::desk::Reply;
+
+pub const MAX_CONTENT: usize = 2000;
+pub const MAX_EMBED_TITLE: usize = 256;
+pub const MAX_EMBED_DESCRIPTION: usize = 4096;
+pub const MAX_EMBED_TOTAL: usize = 6000;
+pub const MAX_FIELD_VALUE: usize = 1024;
+pub const MAX_ROWS: usize = 5;
+pub const MAX_ROW_BUTTONS: usize = 5;
+pub const MAX_CUSTOM_ID: usize = 100;
+pub const MAX_CHOICES: usize = 25;
+/// Message flag: only the invoking user sees it.
+pub const EPHEMERAL: u64 = 64;
+
+/// A rendered message: the body of a type 4 or 7 response, a followup, or a channel post.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub body: Value,
+    pub private: bool,
+}
+
+impl Message {
+    /// The interaction response of `kind` (4: new message, 7: update the clicked one).
+    pub fn response(&self, kind: u8) -> Value {
+        let mut data = self.body.clone();
+        if self.private && kind == 4 {
+            data["flags"] = json!(EPHEMERAL);
+        }
+        json!({ "type": kind, "data": data })
+    }
+}
+
+fn color(p: Priority) -> u32 {
+    match p {
+        Priority::Urgent => 0xD7_263D,
+        Priority::High => 0xF4_6036,
+        Priority::Medium => 0x2E_86AB,
+        Priority::Low => 0x8D_99AE,
+    }
+}
+
+fn person(p: &Person) -> String {
+    format!("<@{}>", p.user.id)
+}
+
+/// Discord markdown: escapes the characters that would format or mention.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '_' | '~' | '`' | '|' | '>' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.replace("@everyone", "@\u{200B}everyone")
+        .replace("@here", "@\u{200B}here")
+}
+
+/// The card as an embed.
+pub fn card_embed(card: &Card) -> Value {
+    let mut fields = vec![
+        json!({ "name": "Priority", "value": card.priority.as_str(), "inline": true }),
+        json!({ "name": "Status", "value": card.status.as_str().replace('_', " "), "inline": true }),
+        json!({ "name": "Assignee", "value": card.assignee.as_ref().map(person).unwrap_or_else(|| "nobody".into()), "inline": true }),
+    ];
+    if let Some(contact) = &card.contact {
+        fields.push(json!({ "name": "Contact", "value": cut(&escape(contact), MAX_FIELD_VALUE), "inline": true }));
+    }
+    if let Some(sla) = &card.sla {
+        fields.push(json!({ "name": "SLA", "value": cut(sla, MAX_FIELD_VALUE), "inline": true }));
+    }
+    json!({
+        "title": cut(&format!("{} {}", card.no, crate::core::view::first_line(&card.description, 200)), MAX_EMBED_TITLE),
+        "description": cut(&escape(&card.description), MAX_EMBED_DESCRIPTION),
+        "color": color(card.priority),
+        "fields": fields,
+    })
+}
+
+fn button(action: CardAction, no: i64) -> Value {
+    // Styles: 1 primary, 2 secondary, 3 success, 4 danger.
+    let style = match action {
+        CardAction::AssignToMe => 1,
+        CardAction::Complete => 3,
+        CardAction::Close => 4,
+        _ => 2,
+    };
+    json!({ "type": 2, "style": style, "label": action.label(), "custom_id": format!("{}:{no}", action.id()) })
+}
+
+/// The card's components: its buttons, a priority select, and the note/link/close row.
+pub fn card_components(card: &Card) -> Vec<Value> {
+    let no = card.no.0;
+    let buttons: Vec<Value> = card
+        .buttons
+        .iter()
+        .take(MAX_ROW_BUTTONS)
+        .map(|a| button(*a, no))
+        .collect();
+    let options: Vec<Value> = [
+        Priority::Urgent,
+        Priority::High,
+        Priority::Medium,
+        Priority::Low,
+    ]
+    .into_iter()
+    .map(|p| json!({ "label": p.as_str(), "value": p.as_str(), "default": p == card.priority }))
+    .collect();
+    let select = json!({
+        "type": 3,
+        "custom_id": format!("{}:{no}", CardAction::SetPriority.id()),
+        "placeholder": "Priority",
+        "options": options,
+    });
+    let menu: Vec<Value> = card
+        .menu
+        .iter()
+        .take(MAX_ROW_BUTTONS)
+        .map(|a| button(*a, no))
+        .collect();
+    let mut rows = vec![
+        json!({ "type": 1, "components": buttons }),
+        json!({ "type": 1, "components": [select] }),
+    ];
+    if !menu.is_empty() {
+        rows.push(json!({ "type": 1, "components": menu }));
+    }
+    rows
+}
+
+/// A full card message: content naming `#n`, the embed, the components.
+pub fn card_message(card: &Card, lead: Option<&str>) -> Value {
+    let content = match lead {
+        Some(lead) => format!("{} · {}", lead, card.summary()),
+        None => card.summary(),
+    };
+    json!({
+        "content": cut(&escape(&content), MAX_CONTENT),
+        "embeds": [card_embed(card)],
+        "components": card_components(card),
+        "allowed_mentions": { "parse": [] },
+    })
+}
+
+/// Lines in one embed description, as many as fit in `room` characters, and a note of how
+/// many more there are.
+fn lines_embed(title: &str, lines: &[String], total: i64, room: usize) -> (Value, usize) {
+    let mut description = String::new();
+    let mut used = 0;
+    let room = room.min(MAX_EMBED_DESCRIPTION) - 100;
+    for line in lines {
+        if description.chars().count() + line.chars().count() + 1 > room {
+            break;
+        }
+        description.push_str(line);
+        description.push('\n');
+        used += 1;
+    }
+    if lines.is_empty() {
+        description.push_str("Nothing here.");
+    }
+    if (used as i64) < total {
+        description.push_str(&format!(
+            "\n{used} of {total} shown; narrow the list with a filter."
+        ));
+    }
+    (
+        json!({ "title": cut(title, MAX_EMBED_TITLE), "description": description }),
+        used,
+    )
+}
+
+fn text_message(text: &str, private: bool) -> Message {
+    Message {
+        body: json!({ "content": cut(text, MAX_CONTENT), "allowed_mentions": { "parse": [] } }),
+        private,
+    }
+}
+
+/// Renders any reply.
+pub fn message(reply: &Reply) -> Message {
+    match reply {
+        Reply::Created { card, replayed } => Message {
+            body: card_message(
+                card,
+                Some(if *replayed {
+                    "Already created"
+                } else {
+                    "Created"
+                }),
+            ),
+            private: false,
+        },
+        Reply::Card { card, note } => Message {
+            body: card_message(card, Some(&cut(note, 300))),
+            private: false,
+        },
+        Reply::Detail(detail) => {
+            let mut body = card_message(&detail.card, None);
+            // The timeline gets what the card leaves of the 6,000 characters all embeds share,
+            // newest events first to go in, shown oldest first.
+            let room = MAX_EMBED_TOTAL.saturating_sub(embed_chars(&body["embeds"][0]) + 200);
+            let mut shown: Vec<String> = Vec::new();
+            let mut size = 0;
+            for line in detail.timeline.iter().rev().map(|l| escape(l)) {
+                size += line.chars().count() + 1;
+                if size > room.min(MAX_EMBED_DESCRIPTION - 100) {
+                    break;
+                }
+                shown.push(line);
+            }
+            let hidden = detail.timeline.len() - shown.len();
+            shown.reverse();
+            let mut description = shown.join("\n");
+            if hidden > 0 {
+                description = format!("{hidden} earlier events not shown\n{description}");
+            }
+            if let Some(embeds) = body["embeds"].as_array_mut() {
+                embeds.push(json!({ "title": "Timeline", "description": description }));
+            }
+            Message {
+                body,
+                private: true,
+            }
+        }
+        Reply::List(list) => {
+            let lines: Vec<String> = list
+                .rows
+                .iter()
+                .map(|r| {
+                    format!(
+                        "**{}** · {} · {} · {} · {}",
+                        r.no,
+                        r.priority,
+                        r.status.as_str().replace('_', " "),
+                        r.assignee
+                            .as_ref()
+                            .map(person)
+                            .unwrap_or_else(|| "unassigned".into()),
+                        escape(&r.description)
+                    )
+                })
+                .collect();
+            counted(&list.title, list.total, &lines)
+        }
+        Reply::History(h) => {
+            let lines: Vec<String> = h
+                .lines
+                .iter()
+                .map(|l| {
+                    format!(
+                        "**{}** · {} · {} · {} · {}",
+                        l.no,
+                        l.status.as_str().replace('_', " "),
+                        l.priority,
+                        l.created_at.format("%Y-%m-%d"),
+                        escape(&cut(&l.description, 100))
+                    )
+                })
+                .collect();
+            counted(&format!("Tickets of {}", h.title), h.total, &lines)
+        }
+        Reply::Text { text, private } => text_message(text, *private),
+        Reply::Error(text) => text_message(text, true),
+        Reply::Form { .. } => text_message("Opening the new ticket form…", true),
+    }
+}
+
+fn counted(title: &str, total: i64, lines: &[String]) -> Message {
+    let (embed, _) = lines_embed(title, lines, total, MAX_EMBED_DESCRIPTION);
+    Message {
+        body: json!({
+            "content": cut(&format!("{title}: {total}"), MAX_CONTENT),
+            "embeds": [embed],
+            "allowed_mentions": { "parse": [] },
+        }),
+        private: true,
+    }
+}
+
+fn text_input(
+    id: &str,
+    label: &str,
+    style: u8,
+    required: bool,
+    max: usize,
+    value: Option<&str>,
+) -> Value {
+    let mut input = json!({
+        "type": 4, "custom_id": id, "label": label, "style": style,
+        "required": required, "max_length": max,
+    });
+    if let Some(v) = value {
+        input["value"] = json!(v);
+    }
+    json!({ "type": 1, "components": [input] })
+}
+
+/// The new-ticket modal (response type 9).
+pub fn new_ticket_modal(priority: Option<Priority>) -> Value {
+    json!({
+        "type": 9,
+        "data": {
+            "custom_id": "new_ticket",
+            "title": "New ticket",
+            "components": [
+                text_input("description", "Description", 2, true, 4000, None),
+                text_input("priority", "Priority: low, medium, high or urgent", 1, false, 10, Some(priority.unwrap_or(Priority::Medium).as_str())),
+                text_input("contact", "Contact email", 1, false, 254, None),
+            ],
+        },
+    })
+}
+
+/// The note or link-email modal for ticket `no`.
+pub fn text_modal(action: CardAction, no: i64) -> Value {
+    let (title, label, max) = match action {
+        CardAction::LinkEmail => (
+            format!("Link an email thread to #{no}"),
+            "Gmail or Outlook thread URL or id",
+            1000,
+        ),
+        _ => (format!("Note on #{no}"), "Note", 4000),
+    };
+    json!({
+        "type": 9,
+        "data": {
+            "custom_id": format!("{}:{no}", action.id()),
+            "title": cut(&title, 45),
+            "components": [text_input("text", label, 2, true, max, None)],
+        },
+    })
+}
+
+/// The characters of an embed that count towards the 6,000 all embeds share.
+fn embed_chars(e: &Value) -> usize {
+    let chars = |v: &Value| v.as_str().map(|s| s.chars().count()).unwrap_or(0);
+    chars(&e["title"])
+        + chars(&e["description"])
+        + e["fields"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .map(|f| chars(&f["name"]) + chars(&f["value"]))
+                    .sum()
+            })
+            .unwrap_or(0)
+}
+
+/// Discord's limits that a message breaks; empty when it fits.
+pub fn limit_violations(body: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let chars = |v: &Value| v.as_str().map(|s| s.chars().count()).unwrap_or(0);
+    if chars(&body["content"]) > MAX_CONTENT {
+        out.push(format!("content of {} characters", chars(&body["content"])));
+    }
+    let embeds = body["embeds"].as_array().cloned().unwrap_or_default();
+    if embeds.len() > 10 {
+        out.push(format!("{} embeds", embeds.len()));
+    }
+    let mut total = 0;
+    for e in &embeds {
+        let title = chars(&e["title"]);
+        let description = chars(&e["description"]);
+        if title > MAX_EMBED_TITLE {
+            out.push(format!("embed title of {title}"));
+        }
+        if description > MAX_EMBED_DESCRIPTION {
+            out.push(format!("embed description of {description}"));
+        }
+        total += title + description;
+        let fields = e["fields"].as_array().cloned().unwrap_or_default();
+        if fields.len() > 25 {
+            out.push(format!("{} fields", fields.len()));
+        }
+        for f in &fields {
+            if chars(&f["name"]) > 256 || chars(&f["value"]) > MAX_FIELD_VALUE {
+                out.push("a field over its limit".into());
+            }
+            total += chars(&f["name"]) + chars(&f["value"]);
+        }
+    }
+    if total > MAX_EMBED_TOTAL {
+        out.push(format!("embeds of {total} characters in all"));
+    }
+    let rows = body["components"].as_array().cloned().unwrap_or_default();
+    if rows.len() > MAX_ROWS {
+        out.push(format!("{} rows", rows.len()));
+    }
+    for row in &rows {
+        let items = row["components"].as_array().cloned().unwrap_or_default();
+        let selects = items.iter().filter(|c| c["type"] != json!(2)).count();
+        if items.len() > MAX_ROW_BUTTONS || (selects > 0 && items.len() > 1) {
+            out.push("a row with too many components".into());
+        }
+        for c in &items {
+            if chars(&c["custom_id"]) > MAX_CUSTOM_ID {
+                out.push("a custom_id over 100 characters".into());
+            }
+            if chars(&c["label"]) > 80 {
+                out.push("a button label over 80 characters".into());
+            }
+            if c["options"]
+                .as_array()
+                .is_some_and(|o| o.len() > MAX_CHOICES)
+            {
+                out.push("a select with more than 25 options".into());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ticket::{Status, TicketNo};
+
+    fn card() -> Card {
+        Card {
+            no: TicketNo(42),
+            description: "The printer on floor 3 is on *fire* @everyone".into(),
+            priority: Priority::High,
+            status: Status::InProgress,
+            assignee: Some(Person {
+                user: crate::core::people::UserRef::discord("80351110224678912"),
+                name: Some("Nelly".into()),
+            }),
+            contact: Some("Acme Corp".into()),
+            sla: Some("resolution due in 3h 10m".into()),
+            buttons: vec![CardAction::AssignToMe, CardAction::Complete],
+            menu: vec![
+                CardAction::AddNote,
+                CardAction::LinkEmail,
+                CardAction::Close,
+            ],
+        }
+    }
+
+    #[test]
+    fn a_card_renders_as_this_message() {
+        let body = card_message(&card(), Some("Created"));
+        assert!(limit_violations(&body).is_empty());
+        assert!(body["content"].as_str().unwrap().contains("#42"));
+        insta::assert_json_snapshot!("discord_card", body);
+    }
+
+    #[test]
+    fn modals_render_as_these_responses() {
+        insta::assert_json_snapshot!("discord_new_ticket_modal", new_ticket_modal(None));
+        insta::assert_json_snapshot!("discord_note_modal", text_modal(CardAction::AddNote, 42));
+    }
+
+    #[test]
+    fn mentions_and_markdown_are_defused() {
+        assert_eq!(escape("*a* @everyone"), "\\*a\\* @\u{200B}everyone");
+    }
+}
