@@ -8,6 +8,7 @@ pub mod desk;
 pub mod discord;
 pub mod export;
 pub mod http;
+pub mod jobs;
 pub mod outbox;
 pub mod secret;
 pub mod server;

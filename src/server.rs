@@ -75,6 +75,7 @@ pub async fn serve(
         worker = worker.with_sender(Platform::Discord, Arc::new(sender));
     }
     let worker = tokio::spawn(worker.run(stop_rx.clone()));
+    let jobs = crate::jobs::spawn_all(&state.desks, &stop_rx);
     let app = router(state.clone());
     let mut drain_rx = stop_rx.clone();
     let server = tokio::spawn(run(listener, app, async move {
@@ -88,6 +89,9 @@ pub async fn serve(
         Err(_) => tracing::warn!("Some requests did not finish within 10 seconds."),
     }
     let _ = worker.await;
+    for job in jobs {
+        let _ = job.await;
+    }
     state.desks.store.close().await;
     tracing::info!("Stopped.");
     Ok(())

@@ -614,7 +614,9 @@ fn cron_arg(inp: &Input<'_>, at: usize) -> Result<(String, usize), ParseError> {
         }) => {
             let fields = s.split_whitespace().count();
             if !(5..=6).contains(&fields) {
-                return Err(inp.err(format!("a cron schedule has 5 or 6 fields, not {fields}")));
+                return Err(inp.err(format!(
+                    "a cron schedule has 5 or 6 fields, not {fields}, like \"0 9 * * 1-5\""
+                )));
             }
             Ok((s.split_whitespace().collect::<Vec<_>>().join(" "), at + 1))
         }
@@ -1120,7 +1122,7 @@ mod tests {
             ),
             (
                 "digest schedule \"0 9 * *\"",
-                "a cron schedule has 5 or 6 fields, not 4. Usage: /ticket digest [now | schedule \"<cron>\" [timezone] | off | me \"<cron>\"]",
+                "a cron schedule has 5 or 6 fields, not 4, like \"0 9 * * 1-5\". Usage: /ticket digest [now | schedule \"<cron>\" [timezone] | off | me \"<cron>\"]",
             ),
         ];
         for (text, want) in cases {

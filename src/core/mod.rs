@@ -3,8 +3,10 @@
 
 pub mod command;
 pub mod contact;
+pub mod digest;
 pub mod grammar;
 pub mod outgoing;
 pub mod people;
+pub mod sla;
 pub mod ticket;
 pub mod view;

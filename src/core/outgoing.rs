@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::digest::Digest;
 use super::people::{SurfaceRef, UserRef};
 use super::ticket::TicketId;
 
@@ -38,6 +39,13 @@ pub enum Outgoing {
         channel: String,
         text: String,
     },
+    /// A digest, to a channel or (with `user`) as a direct message.
+    Digest {
+        surface: SurfaceRef,
+        channel: String,
+        user: Option<UserRef>,
+        digest: Box<Digest>,
+    },
 }
 
 impl Outgoing {
@@ -46,7 +54,8 @@ impl Outgoing {
             Outgoing::PostCard { surface, .. }
             | Outgoing::UpdateCards { surface, .. }
             | Outgoing::DirectMessage { surface, .. }
-            | Outgoing::ChannelMessage { surface, .. } => surface,
+            | Outgoing::ChannelMessage { surface, .. }
+            | Outgoing::Digest { surface, .. } => surface,
         }
     }
 
@@ -64,7 +73,18 @@ impl Outgoing {
             Outgoing::DirectMessage { surface, user, .. } => format!("{surface}:dm:{}", user.id),
             Outgoing::ChannelMessage {
                 surface, channel, ..
+            }
+            | Outgoing::Digest {
+                surface,
+                channel,
+                user: None,
+                ..
             } => format!("{surface}:channel:{channel}"),
+            Outgoing::Digest {
+                surface,
+                user: Some(user),
+                ..
+            } => format!("{surface}:dm:{}", user.id),
         }
     }
 }

@@ -298,6 +298,9 @@ pub struct Ticket {
     pub first_response_at: Option<DateTime<Utc>>,
     /// Set when the ticket is completed or closed; cleared on reopen.
     pub resolved_at: Option<DateTime<Utc>>,
+    /// The SLA clocks as last computed.
+    #[serde(default)]
+    pub sla: super::sla::SlaDue,
 }
 
 /// The kinds of timeline event.
@@ -517,6 +520,7 @@ mod tests {
             created_at: t0,
             updated_at: t0,
             first_response_at: None,
+            sla: Default::default(),
             resolved_at: None,
         }
     }

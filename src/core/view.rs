@@ -4,6 +4,7 @@
 //! `discord/`). Views carry people as [`UserRef`]s with names, so each renderer can mention
 //! users of its own platform and name the others.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::contact::{HistoryLine, Individual, Organization};
@@ -101,7 +102,8 @@ pub struct Card {
 
 impl Card {
     /// Describes `ticket` with its assignee's name.
-    pub fn of(ticket: &Ticket, assignee_name: Option<String>) -> Card {
+    /// The card of `ticket` as of `now` (which words its SLA line).
+    pub fn of(ticket: &Ticket, assignee_name: Option<String>, now: DateTime<Utc>) -> Card {
         let resolved = ticket.status.is_resolved();
         let mut buttons = Vec::new();
         if !resolved {
@@ -127,7 +129,7 @@ impl Card {
                 name: assignee_name,
             }),
             contact: ticket.contact.as_ref().map(|c| c.label()),
-            sla: None,
+            sla: if resolved { None } else { ticket.sla.line(now) },
             buttons,
             menu,
         }
@@ -283,6 +285,7 @@ mod tests {
             created_at: Utc::now(),
             updated_at: Utc::now(),
             first_response_at: None,
+            sla: Default::default(),
             resolved_at: None,
         }
     }
@@ -290,14 +293,14 @@ mod tests {
     #[test]
     fn buttons_follow_the_status() {
         use CardAction::*;
-        let b = |s| Card::of(&ticket(s), None).buttons;
+        let b = |s| Card::of(&ticket(s), None, Utc::now()).buttons;
         assert_eq!(b(Status::Open), vec![AssignToMe, Start, Complete]);
         assert_eq!(b(Status::InProgress), vec![AssignToMe, Complete]);
         assert_eq!(b(Status::Waiting), vec![AssignToMe, Start, Complete]);
         assert_eq!(b(Status::Completed), vec![Reopen]);
         assert_eq!(b(Status::Closed), vec![Reopen]);
         assert!(
-            !Card::of(&ticket(Status::Closed), None)
+            !Card::of(&ticket(Status::Closed), None, Utc::now())
                 .menu
                 .contains(&Close)
         );
@@ -306,7 +309,7 @@ mod tests {
     #[test]
     fn the_summary_names_the_ticket() {
         assert_eq!(
-            Card::of(&ticket(Status::InProgress), None).summary(),
+            Card::of(&ticket(Status::InProgress), None, Utc::now()).summary(),
             "#3 · high · in progress · one"
         );
     }

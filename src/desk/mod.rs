@@ -7,6 +7,7 @@
 
 mod contacts;
 mod sharing;
+pub mod sla;
 mod tickets;
 
 use std::sync::Arc;
@@ -88,6 +89,8 @@ pub enum Reply {
     Text { text: String, private: bool },
     /// Something the actor must fix; always private, says what to type.
     Error(String),
+    /// A digest of the queue, posted in the channel.
+    Digest(Box<crate::core::digest::Digest>),
 }
 
 impl Reply {
@@ -233,17 +236,26 @@ impl Desks {
             DeskLink => self.desk_link(actor).await,
             DeskJoin { code, merge } => self.desk_join(actor, &code, merge).await,
             Help { topic } => Ok(help(topic.as_deref())),
-            Link { .. }
-            | MailboxConnect { .. }
-            | SlaShow
-            | SlaSet { .. }
-            | SlaHours(_)
-            | SlaHoursOff
-            | SlaHoliday { .. }
-            | DigestNow
-            | DigestSchedule { .. }
-            | DigestOff
-            | DigestMe { .. } => Ok(Reply::Error(format!(
+            SlaShow => self.sla_show(actor).await,
+            SlaSet {
+                priority,
+                first_response,
+                resolution,
+            } => {
+                self.sla_set(actor, priority, first_response, resolution)
+                    .await
+            }
+            SlaHours(hours) => self.sla_hours(actor, Some(hours)).await,
+            SlaHoursOff => self.sla_hours(actor, None).await,
+            SlaHoliday { date } => self.sla_holiday(actor, date).await,
+            DigestNow => self.digest_now(actor).await,
+            DigestSchedule { cron, timezone } => {
+                self.digest_schedule(actor, &cron, timezone.as_deref(), false)
+                    .await
+            }
+            DigestOff => self.digest_off(actor).await,
+            DigestMe { cron } => self.digest_schedule(actor, &cron, None, true).await,
+            Link { .. } | MailboxConnect { .. } => Ok(Reply::Error(format!(
                 "/ticket {} is not available on this server yet; see /ticket help for what is.",
                 cmd.name()
             ))),

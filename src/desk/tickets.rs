@@ -137,12 +137,21 @@ impl Desks {
             tracing::info!(desk.id = %actor.desk, ticket.no = created.ticket.no.0, "A ticket was created.");
         }
         self.outbox_wake.notify_one();
+        let ticket = if created.replayed {
+            created.ticket
+        } else {
+            self.refresh_sla(actor.desk, created.ticket).await
+        };
+        let created = crate::store::Created {
+            ticket,
+            replayed: created.replayed,
+        };
         let name = match &created.ticket.assignee {
             Some(a) => self.store.member_name(actor.desk, a).await?,
             None => None,
         };
         Ok(Reply::Created {
-            card: Card::of(&created.ticket, name),
+            card: Card::of(&created.ticket, name, self.clock.now()),
             replayed: created.replayed,
         })
     }
@@ -161,7 +170,7 @@ impl Desks {
             .map(describe_event)
             .collect();
         Ok(Reply::Detail(Detail {
-            card: Card::of(&record.ticket, record.assignee_name),
+            card: Card::of(&record.ticket, record.assignee_name, self.clock.now()),
             timeline,
         }))
     }
@@ -251,7 +260,7 @@ impl Desks {
         let (ticket, note) = match changed {
             Changed::Yes(t) => {
                 self.outbox_wake.notify_one();
-                (t, note)
+                (self.refresh_sla(actor.desk, t).await, note)
             }
             Changed::No(t) => (t, format!("Nothing to change: {no} is already so.")),
         };
@@ -260,7 +269,7 @@ impl Desks {
             None => None,
         };
         Ok(Reply::Card {
-            card: Card::of(&ticket, name),
+            card: Card::of(&ticket, name, self.clock.now()),
             note,
         })
     }

@@ -226,7 +226,7 @@ impl DiscordSender {
             .ticket_by_id(item.desk, ticket)
             .await
             .map_err(|e| RestError::Network(e.to_string()))?;
-        Ok(record.map(|r| Card::of(&r.ticket, r.assignee_name)))
+        Ok(record.map(|r| Card::of(&r.ticket, r.assignee_name, chrono::Utc::now())))
     }
 
     async fn post(&self, channel: &str, body: &Value) -> Result<Value, RestError> {
@@ -238,6 +238,23 @@ impl DiscordSender {
                 true,
             )
             .await
+    }
+
+    /// The direct-message channel with a user (Discord returns the existing one).
+    async fn dm_channel(&self, user: &str) -> Result<String, RestError> {
+        let dm = self
+            .rest
+            .call(
+                Method::POST,
+                "/users/@me/channels",
+                Some(&json!({ "recipient_id": user })),
+                true,
+            )
+            .await?;
+        dm["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| RestError::Status(200, "no DM channel id".into()))
     }
 
     async fn send(&self, item: &OutboxItem) -> Result<Option<CardMessage>, RestError> {
@@ -307,23 +324,22 @@ impl DiscordSender {
                 Ok(None)
             }
             Outgoing::DirectMessage { user, text, .. } => {
-                let dm = self
-                    .rest
-                    .call(
-                        Method::POST,
-                        "/users/@me/channels",
-                        Some(&json!({ "recipient_id": user.id })),
-                        true,
-                    )
-                    .await?;
-                let channel = dm["id"]
-                    .as_str()
-                    .ok_or_else(|| RestError::Status(200, "no DM channel id".into()))?;
-                self.post(
-                    channel,
-                    &json!({ "content": crate::core::view::cut(text, render::MAX_CONTENT) }),
-                )
-                .await?;
+                let channel = self.dm_channel(&user.id).await?;
+                let body = json!({ "content": crate::core::view::cut(text, render::MAX_CONTENT) });
+                self.post(&channel, &body).await?;
+                Ok(None)
+            }
+            Outgoing::Digest {
+                channel,
+                user,
+                digest,
+                ..
+            } => {
+                let to = match user {
+                    Some(u) => self.dm_channel(&u.id).await?,
+                    None => channel.clone(),
+                };
+                self.post(&to, &render::digest_message(digest)).await?;
                 Ok(None)
             }
             Outgoing::ChannelMessage { channel, text, .. } => {

@@ -259,6 +259,21 @@ async fn component(
         return refuse(StatusCode::BAD_REQUEST, "a component without data");
     };
     let (action, no) = data.custom_id.split_once(':').unwrap_or_default();
+    // A digest's "Assign" button assigns and answers privately, leaving the digest as it is.
+    if action == "digest_assign"
+        && let Some(no) = TicketNo::parse(no)
+    {
+        let reply = state
+            .desks
+            .execute(&inv, Command::Assign { no, who: Who::Me })
+            .await;
+        let text = match &reply {
+            Reply::Card { card, .. } => format!("You now have {}", card.summary()),
+            Reply::Error(e) => e.clone(),
+            _ => String::new(),
+        };
+        return private(&text);
+    }
     let (Some(action), Some(no)) = (CardAction::parse(action), TicketNo::parse(no)) else {
         tracing::debug!(custom_id = %data.custom_id, "A component we did not make was answered politely.");
         return private("That button is not Piraja's, or it is out of date.");

@@ -270,7 +270,99 @@ pub fn message(reply: &Reply) -> Message {
         Reply::Text { text, private } => text_message(text, *private),
         Reply::Error(text) => text_message(text, true),
         Reply::Form { .. } => text_message("Opening the new ticket form…", true),
+        Reply::Digest(d) => Message {
+            body: digest_message(d),
+            private: false,
+        },
     }
+}
+
+/// A digest: one embed with a field per section, and "Assign #n" buttons for the listed
+/// tickets (at most four rows of five).
+pub fn digest_message(d: &crate::core::digest::Digest) -> Value {
+    use crate::core::digest::Section;
+    let mut fields = Vec::new();
+    let open: Vec<String> = d
+        .by_priority
+        .iter()
+        .map(|(p, [o, i, w])| format!("**{p}**: {o} open · {i} in progress · {w} waiting"))
+        .collect();
+    fields.push(
+        json!({ "name": format!("{} open tickets", d.open_total()), "value": open.join("\n") }),
+    );
+    let mut section = |title: &str, s: &Section| {
+        let mut lines: Vec<String> = s
+            .lines
+            .iter()
+            .map(|l| {
+                let who = l
+                    .assignee
+                    .as_ref()
+                    .map(person)
+                    .unwrap_or_else(|| "unassigned".into());
+                cut(
+                    &format!(
+                        "**{}** · {} · {} · {} · {}",
+                        l.no,
+                        l.priority,
+                        l.when(d.at),
+                        who,
+                        escape(&l.description)
+                    ),
+                    180,
+                )
+            })
+            .collect();
+        if s.total > s.lines.len() as i64 {
+            lines.push(format!("and {} more", s.total - s.lines.len() as i64));
+        }
+        if lines.is_empty() {
+            lines.push("none".into());
+        }
+        fields.push(json!({ "name": format!("{title} ({})", s.total), "value": cut(&lines.join("\n"), MAX_FIELD_VALUE) }));
+    };
+    section("Breached", &d.breached);
+    section("At risk", &d.at_risk);
+    section("Unassigned", &d.unassigned);
+    section("Oldest open", &d.oldest);
+    if !d.per_assignee.is_empty() {
+        let lines: Vec<String> = d
+            .per_assignee
+            .iter()
+            .map(|(p, n)| format!("{}: {n}", person(p)))
+            .collect();
+        fields.push(json!({ "name": "Open per assignee", "value": cut(&lines.join("\n"), MAX_FIELD_VALUE) }));
+    }
+    let mut footer = format!(
+        "Since {}: {} created, {} resolved.",
+        d.since.format("%Y-%m-%d %H:%M UTC"),
+        d.created,
+        d.resolved
+    );
+    let compliance = d.compliance_lines();
+    if !compliance.is_empty() {
+        footer.push_str(&format!(
+            "\nSLA met, last 7 days: {}",
+            compliance.join("; ")
+        ));
+    }
+    fields.push(json!({ "name": "Flow", "value": cut(&footer, MAX_FIELD_VALUE) }));
+    let buttons: Vec<Value> = d
+        .listed()
+        .into_iter()
+        .take(4 * MAX_ROW_BUTTONS)
+        .map(|no| json!({ "type": 2, "style": 2, "label": format!("Assign {no}"), "custom_id": format!("digest_assign:{}", no.0) }))
+        .collect();
+    let rows: Vec<Value> = buttons
+        .chunks(MAX_ROW_BUTTONS)
+        .map(|c| json!({ "type": 1, "components": c }))
+        .collect();
+    json!({
+        "content": cut(&d.summary(), MAX_CONTENT),
+        "embeds": [{ "title": cut(&d.title, MAX_EMBED_TITLE), "fields": fields, "color": 0x2E_86AB }],
+        "components": rows,
+        "allowed_mentions": { "parse": [] },
+    })
 }
 
 fn counted(title: &str, total: i64, lines: &[String]) -> Message {
@@ -461,5 +553,17 @@ mod tests {
     #[test]
     fn mentions_and_markdown_are_defused() {
         assert_eq!(escape("*a* @everyone"), "\\*a\\* @\u{200B}everyone");
+    }
+
+    #[test]
+    fn a_digest_of_ten_thousand_open_tickets_fits_and_renders_as_this_message() {
+        let body = digest_message(&crate::core::digest::sample());
+        assert!(
+            limit_violations(&body).is_empty(),
+            "{:?}",
+            limit_violations(&body)
+        );
+        assert!(body["content"].as_str().unwrap().contains("#100"));
+        insta::assert_json_snapshot!("discord_digest", body);
     }
 }

@@ -214,7 +214,7 @@ impl SlackSender {
             .ticket_by_id(item.desk, ticket)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(record.map(|r| Card::of(&r.ticket, r.assignee_name)))
+        Ok(record.map(|r| Card::of(&r.ticket, r.assignee_name, chrono::Utc::now())))
     }
 
     async fn send(
@@ -286,6 +286,17 @@ impl SlackSender {
             }
             | Outgoing::ChannelMessage { channel, text, .. } => {
                 let body = json!({ "channel": channel, "text": render::escape(text) });
+                self.api.call(token, "chat.postMessage", &body).await?;
+                Ok(None)
+            }
+            Outgoing::Digest {
+                channel,
+                user,
+                digest,
+                ..
+            } => {
+                let to = user.as_ref().map_or(channel, |u| &u.id);
+                let body = json!({ "channel": to, "text": render::escape(&digest.summary()), "blocks": render::digest_blocks(digest) });
                 self.api.call(token, "chat.postMessage", &body).await?;
                 Ok(None)
             }

@@ -298,6 +298,24 @@ async fn block_actions(
     };
     let channel = p.channel_id().map(str::to_owned);
     let number = |v: &str| TicketNo::parse(v);
+    // A digest's "Assign to me" assigns and answers privately, leaving the digest as it is.
+    if action.action_id == "digest_assign" {
+        let Some(no) = action.value.as_deref().and_then(number) else {
+            return StatusCode::OK.into_response();
+        };
+        let inv = invocation(team, &p.user.id, None, channel.as_deref(), None);
+        let reply = state
+            .desks
+            .execute(&inv, Command::Assign { no, who: Who::Me })
+            .await;
+        let text = match &reply {
+            Reply::Card { card, .. } => format!("You now have {}", card.summary()),
+            other => render::message(other).text,
+        };
+        let body = json!({ "response_type": "ephemeral", "replace_original": false, "text": text });
+        respond_later(app, p.response_url.clone(), body);
+        return StatusCode::OK.into_response();
+    }
     let (cmd, no) = match action.action_id.as_str() {
         "menu" => {
             let chosen = action

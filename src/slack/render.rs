@@ -278,7 +278,80 @@ pub fn message(reply: &Reply) -> Message {
             blocks: Vec::new(),
             private: true,
         },
+        Reply::Digest(d) => Message {
+            text: d.summary(),
+            blocks: digest_blocks(d),
+            private: false,
+        },
     }
+}
+
+/// A digest as Block Kit: sections of at most five tickets each, every listed ticket with an
+/// "Assign to me" button; totals say how many more there are, so any queue fits.
+pub fn digest_blocks(d: &crate::core::digest::Digest) -> Vec<Value> {
+    use crate::core::digest::Section;
+    let mut blocks = vec![json!({ "type": "header", "text": plain(&d.title, 150) })];
+    let open: Vec<String> = d
+        .by_priority
+        .iter()
+        .map(|(p, [o, i, w])| format!("*{p}*: {o} open · {i} in progress · {w} waiting"))
+        .collect();
+    blocks.push(json!({ "type": "section", "text": mrkdwn(&format!("*{} open tickets*\n{}", d.open_total(), open.join("\n")), MAX_SECTION) }));
+    let mut section = |title: &str, s: &Section| {
+        blocks.push(
+            json!({ "type": "section", "text": mrkdwn(&format!("*{title}* ({})", s.total), 200) }),
+        );
+        for l in &s.lines {
+            let who = l
+                .assignee
+                .as_ref()
+                .map(person)
+                .unwrap_or_else(|| "unassigned".into());
+            let text = format!(
+                "*{}* · {} · {} · {} · {}",
+                l.no,
+                l.priority,
+                l.when(d.at),
+                who,
+                escape(&l.description)
+            );
+            blocks.push(json!({
+                "type": "section",
+                "text": mrkdwn(&text, MAX_SECTION),
+                "accessory": { "type": "button", "action_id": "digest_assign", "value": l.no.0.to_string(), "text": plain("Assign to me", 75) },
+            }));
+        }
+        if s.total > s.lines.len() as i64 {
+            blocks.push(json!({ "type": "context", "elements": [mrkdwn(&format!("and {} more; /ticket list shows them", s.total - s.lines.len() as i64), 200)] }));
+        }
+    };
+    section("Breached", &d.breached);
+    section("At risk", &d.at_risk);
+    section("Unassigned", &d.unassigned);
+    section("Oldest open", &d.oldest);
+    if !d.per_assignee.is_empty() {
+        let lines: Vec<String> = d
+            .per_assignee
+            .iter()
+            .map(|(p, n)| format!("{}: {n}", person(p)))
+            .collect();
+        blocks.push(json!({ "type": "section", "text": mrkdwn(&format!("*Open per assignee*\n{}", lines.join("\n")), MAX_SECTION) }));
+    }
+    let mut footer = format!(
+        "Since {}: {} created, {} resolved.",
+        d.since.format("%Y-%m-%d %H:%M UTC"),
+        d.created,
+        d.resolved
+    );
+    let compliance = d.compliance_lines();
+    if !compliance.is_empty() {
+        footer.push_str(&format!(
+            "\nSLA met, last 7 days: {}",
+            compliance.join("; ")
+        ));
+    }
+    blocks.push(json!({ "type": "context", "elements": [mrkdwn(&footer, MAX_SECTION)] }));
+    blocks
 }
 
 /// A titled, private list of lines that says how many more there are.
@@ -465,5 +538,26 @@ mod tests {
             "add_note_modal",
             text_modal(CardAction::AddNote, 42, "C123")
         );
+    }
+
+    #[test]
+    fn a_digest_of_ten_thousand_open_tickets_fits_and_renders_as_this_block_kit() {
+        let digest = crate::core::digest::sample();
+        let blocks = digest_blocks(&digest);
+        assert!(
+            limit_violations(&blocks).is_empty(),
+            "{:?}",
+            limit_violations(&blocks)
+        );
+        assert!(blocks.len() <= MAX_BLOCKS);
+        let buttons = blocks
+            .iter()
+            .filter(|b| b["accessory"]["action_id"] == "digest_assign")
+            .count();
+        assert_eq!(
+            buttons, 20,
+            "every listed ticket has an Assign to me button"
+        );
+        insta::assert_json_snapshot!("digest", blocks);
     }
 }

@@ -345,11 +345,128 @@ pub trait OutboxStore: Send + Sync {
 
 /// Everything the desk stores.
 pub trait Store:
-    DeskStore + TicketStore + ContactStore + OutboxStore + InstallStore + 'static
+    DeskStore + TicketStore + ContactStore + OutboxStore + InstallStore + SlaStore + 'static
 {
 }
 
-impl<T: DeskStore + TicketStore + ContactStore + OutboxStore + InstallStore + 'static> Store for T {}
+impl<T> Store for T where
+    T: DeskStore + TicketStore + ContactStore + OutboxStore + InstallStore + SlaStore + 'static
+{
+}
+
+/// A desk's SLA settings as stored (targets only where they differ from the defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlaSettings {
+    pub timezone: String,
+    pub business_hours: Option<String>,
+    pub at_risk_ratio: f64,
+    pub targets: Vec<(Priority, chrono::TimeDelta, chrono::TimeDelta)>,
+    pub holidays: Vec<chrono::NaiveDate>,
+}
+
+/// A ticket's clocks as computed, to store.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlaState {
+    pub due: crate::core::sla::SlaDue,
+    pub first_level: crate::core::sla::Level,
+    pub resolution_level: crate::core::sla::Level,
+    /// When the watcher must look at the ticket next.
+    pub check_at: Option<DateTime<Utc>>,
+}
+
+/// A warning or breach alert, with what it says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlaAlert {
+    /// `first_response` or `resolution`.
+    pub target: &'static str,
+    /// `at_risk` or `breached`.
+    pub level: &'static str,
+    pub out: Vec<Outgoing>,
+}
+
+/// A scheduled digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestSchedule {
+    pub id: i64,
+    pub desk: DeskId,
+    pub surface: SurfaceRef,
+    pub channel: String,
+    /// A personal digest of this user's queue, sent as a direct message.
+    pub user: Option<UserRef>,
+    pub cron: String,
+    pub timezone: String,
+    /// The scheduled instant last handled.
+    pub last_run: DateTime<Utc>,
+}
+
+/// SLA settings, clocks and alerts; digests and their schedules.
+#[async_trait]
+pub trait SlaStore: Send + Sync {
+    async fn sla_settings(&self, desk: DeskId) -> Result<SlaSettings>;
+    async fn set_sla_target(
+        &self,
+        desk: DeskId,
+        priority: Priority,
+        first_response: chrono::TimeDelta,
+        resolution: chrono::TimeDelta,
+    ) -> Result<()>;
+    /// Sets (or with `None` clears) business hours; `timezone` becomes the desk's.
+    async fn set_business_hours(
+        &self,
+        desk: DeskId,
+        hours: Option<&str>,
+        timezone: Option<&str>,
+    ) -> Result<()>;
+    async fn add_holiday(&self, desk: DeskId, day: chrono::NaiveDate) -> Result<()>;
+    /// Tickets whose clocks may run (open, in progress, waiting).
+    async fn active_ticket_ids(&self, desk: DeskId) -> Result<Vec<TicketId>>;
+    /// Stores a ticket's clocks in one transaction with: `on_change` queued when a level
+    /// changed from the stored one, and each alert not sent before recorded and queued.
+    async fn save_sla(
+        &self,
+        desk: DeskId,
+        ticket: TicketId,
+        state: &SlaState,
+        on_change: &[Outgoing],
+        alerts: &[SlaAlert],
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Tickets the watcher must look at by `now` (across desks), oldest check first.
+    async fn sla_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<(DeskId, TicketId)>>;
+    /// The earliest check ahead.
+    async fn sla_next_check(&self) -> Result<Option<DateTime<Utc>>>;
+    /// The digest of a desk at `now`, or of one assignee's queue.
+    async fn digest(
+        &self,
+        desk: DeskId,
+        assignee: Option<&UserRef>,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<crate::core::digest::Digest>;
+    async fn add_digest_schedule(
+        &self,
+        schedule: &DigestSchedule,
+        now: DateTime<Utc>,
+    ) -> Result<i64>;
+    /// Removes a channel's schedules (not personal ones); how many there were.
+    async fn remove_digest_schedules(
+        &self,
+        desk: DeskId,
+        surface: &SurfaceRef,
+        channel: &str,
+    ) -> Result<u64>;
+    /// Every schedule, across desks (the scheduler's one cross-desk read).
+    async fn digest_schedules(&self) -> Result<Vec<DigestSchedule>>;
+    /// Marks `run` handled for a schedule whose last run is earlier, queueing `out` in the same
+    /// transaction; false (and nothing queued) when another run got there first.
+    async fn run_digest(
+        &self,
+        schedule: i64,
+        run: DateTime<Utc>,
+        out: &[Outgoing],
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+}
 
 /// A Slack workspace installed through OAuth.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -702,3 +702,32 @@ async fn every_rendered_list_card_and_detail_respects_discords_limits() {
     let m = render::message(&t.discord("G1", "D1", true, "list all").await);
     assert!(m.body.to_string().contains("of 501 shown"));
 }
+
+#[tokio::test]
+async fn digest_now_is_public_and_its_assign_buttons_answer_privately() {
+    let d = DiscordTest::new(false).await;
+    d.command(ADMIN, &["new"], json!([{ "type": 3, "name": "priority", "value": "urgent" }, { "type": 3, "name": "description", "value": "Checkout down" }])).await;
+    let digest = d.command(ADMIN, &["digest", "now"], json!([])).await;
+    assert_eq!(digest["type"], 4);
+    assert!(!ephemeral(&digest));
+    assert!(render::limit_violations(&digest["data"]).is_empty());
+    let ids = digest["data"]["components"].to_string();
+    assert!(ids.contains("digest_assign:1"), "{ids}");
+    let mine = d.click(ADMIN, "digest_assign:1", None).await;
+    assert_eq!(mine["type"], 4);
+    assert!(
+        ephemeral(&mine) && content(&mine).contains("You now have #1"),
+        "{mine}"
+    );
+    let scheduled = d
+        .command(ADMIN, &["digest", "schedule"], json!([{ "type": 3, "name": "cron", "value": "0 9 * * 1-5" }, { "type": 3, "name": "timezone", "value": "Europe/Helsinki" }]))
+        .await;
+    assert!(
+        content(&scheduled).contains("Europe/Helsinki"),
+        "{scheduled}"
+    );
+    let sla = d.command(ADMIN, &["sla", "set"], json!([{ "type": 3, "name": "priority", "value": "urgent" }, { "type": 3, "name": "first_response", "value": "30m" }, { "type": 3, "name": "resolution", "value": "2h" }])).await;
+    assert!(content(&sla).contains("30m"), "{sla}");
+    let hours = d.command(ADMIN, &["sla", "hours"], json!([{ "type": 3, "name": "days", "value": "Mon-Fri" }, { "type": 3, "name": "hours", "value": "09:00-17:00" }, { "type": 3, "name": "timezone", "value": "America/New_York" }])).await;
+    assert!(content(&hours).contains("America/New_York"), "{hours}");
+}

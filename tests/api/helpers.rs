@@ -133,5 +133,6 @@ pub fn text(reply: &Reply) -> String {
                 .join(", ")
         ),
         Reply::Form { priority } => format!("form {priority:?}"),
+        Reply::Digest(d) => d.summary(),
     }
 }

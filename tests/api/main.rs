@@ -6,4 +6,5 @@ mod discord;
 mod helpers;
 mod outbox;
 mod server;
+mod sla;
 mod slack;

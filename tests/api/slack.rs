@@ -833,3 +833,40 @@ async fn names_and_emails_come_from_users_info() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(s.calls("/users.info").await.len(), lookups);
 }
+
+#[tokio::test]
+async fn digest_now_posts_in_the_channel_and_its_assign_button_answers_privately() {
+    let s = SlackTest::new().await;
+    s.mock_ok("respond", json!({"ok": true})).await;
+    s.command("W111", "new urgent Checkout is down").await;
+    let (status, body) = s.command("W111", "digest now").await;
+    assert_eq!(status, StatusCode::OK);
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["response_type"], "in_channel");
+    assert!(render::limit_violations(answer["blocks"].as_array().unwrap()).is_empty());
+    let mut click: Value = serde_json::from_str(&fixture("slack-block-actions.json")).unwrap();
+    click["actions"][0] = json!({"action_id": "digest_assign", "type": "button", "value": "1"});
+    click["response_url"] = json!(format!("{}/respond", s.mock.uri()));
+    let (status, _) = s.interaction(&click).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        s.first_ticket().await.ticket.assignee.unwrap().id,
+        click["user"]["id"].as_str().unwrap()
+    );
+    let mut responded = Vec::new();
+    for _ in 0..50 {
+        responded = s.calls("/respond").await;
+        if !responded.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(responded[0]["replace_original"], false);
+    assert_eq!(responded[0]["response_type"], "ephemeral");
+    assert!(
+        responded[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("You now have #1")
+    );
+}

@@ -316,6 +316,8 @@ async fn merge_desks(
         "UPDATE events SET desk_id = ?2 WHERE desk_id = ?1",
         "UPDATE card_messages SET desk_id = ?2 WHERE desk_id = ?1",
         "UPDATE outbox SET desk_id = ?2 WHERE desk_id = ?1",
+        "UPDATE sla_alerts SET desk_id = ?2 WHERE desk_id = ?1",
+        "UPDATE digest_schedules SET desk_id = ?2 WHERE desk_id = ?1",
         "UPDATE OR IGNORE request_keys SET desk_id = ?2 WHERE desk_id = ?1",
         "DELETE FROM request_keys WHERE desk_id = ?1 AND ?2 IS NOT NULL",
         "INSERT OR IGNORE INTO members (desk_id, user_ref, name, email, role, created_at)

@@ -10,6 +10,7 @@ mod contacts;
 mod desks;
 mod installs;
 mod outbox;
+mod sla;
 mod tickets;
 
 use std::path::{Path, PathBuf};

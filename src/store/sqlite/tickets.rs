@@ -37,6 +37,9 @@ struct TicketRow {
     individual_email: Option<String>,
     org_id: Option<i64>,
     organization_name: Option<String>,
+    first_due: Option<i64>,
+    resolution_due: Option<i64>,
+    sla_paused: i64,
 }
 
 impl TryFrom<TicketRow> for TicketRecord {
@@ -72,6 +75,11 @@ impl TryFrom<TicketRow> for TicketRecord {
             updated_at: at(r.updated_at),
             first_response_at: r.first_response_at.map(at),
             resolved_at: r.resolved_at.map(at),
+            sla: crate::core::sla::SlaDue {
+                first_due: r.first_due.map(at),
+                resolution_due: r.resolution_due.map(at),
+                paused: r.sla_paused != 0,
+            },
         };
         Ok(TicketRecord {
             ticket,
@@ -95,7 +103,8 @@ impl SqliteStore {
                       priority AS "priority!", status AS "status!", assignee, reporter AS "reporter!",
                       source AS "source!", created_at AS "created_at!", updated_at AS "updated_at!",
                       first_response_at, resolved_at, individual_id, assignee_name,
-                      individual_name, individual_email, org_id, organization_name
+                      individual_name, individual_email, org_id, organization_name,
+                      first_due, resolution_due, sla_paused AS "sla_paused!"
                FROM ticket_view WHERE desk_id = ?1 AND (no = ?2 OR id = ?3)"#,
             desk.0,
             no,
@@ -388,7 +397,8 @@ impl TicketStore for SqliteStore {
                       priority AS "priority!", status AS "status!", assignee, reporter AS "reporter!",
                       source AS "source!", created_at AS "created_at!", updated_at AS "updated_at!",
                       first_response_at, resolved_at, individual_id, assignee_name,
-                      individual_name, individual_email, org_id, organization_name
+                      individual_name, individual_email, org_id, organization_name,
+                      first_due, resolution_due, sla_paused AS "sla_paused!"
                FROM ticket_view
                WHERE desk_id = ?1
                  AND (?2 = 0 OR status IN ('open', 'in_progress', 'waiting'))

@@ -1,0 +1,170 @@
+//! Background jobs besides the outbox worker: the SLA watcher and the digest scheduler. Each
+//! runs a pass, then sleeps until its own cron schedule or the pass's hint (the next SLA check,
+//! the next digest) says, whichever is sooner, until shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::desk::sla::{next_run, parse_cron};
+use crate::desk::{Clock, Desks};
+
+/// A background job and its fallback schedule (6-field cron, UTC).
+#[derive(Debug, Clone, Copy)]
+pub struct Job {
+    pub name: &'static str,
+    pub every: &'static str,
+    pub what: &'static str,
+}
+
+/// Every background job the server runs (the outbox worker has its own wake-ups).
+pub const JOBS: &[Job] = &[
+    Job {
+        name: "sla-watch",
+        every: "*/15 * * * * *",
+        what: "warns before and alerts on SLA breaches; wakes exactly at the next known check",
+    },
+    Job {
+        name: "digests",
+        every: "0 * * * * *",
+        what: "posts scheduled digests; wakes exactly at the next scheduled run",
+    },
+];
+
+/// Runs `tick` now and again at each run of `job`'s schedule or at the hint `tick` returns,
+/// until `stop` turns true.
+pub async fn run_job<F, Fut>(job: Job, clock: Clock, mut stop: watch::Receiver<bool>, mut tick: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<DateTime<Utc>>>,
+{
+    let cron = match parse_cron(job.every) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(job = job.name, error = %e, "A job's schedule does not parse; the job does not run.");
+            return;
+        }
+    };
+    tracing::debug!(job = job.name, "A background job started.");
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let hint = tick().await;
+        let now = clock.now();
+        let mut next =
+            next_run(&cron, chrono_tz::UTC, now).unwrap_or(now + chrono::TimeDelta::minutes(1));
+        if let Some(h) = hint {
+            next = next.min(h.max(now));
+        }
+        let wait = (next - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .max(Duration::from_millis(5));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Starts every job of [`JOBS`] for `desks`.
+pub fn spawn_all(desks: &Desks, stop: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    JOBS.iter()
+        .map(|job| {
+            let (desks, stop, job) = (desks.clone(), stop.clone(), *job);
+            tokio::spawn(async move {
+                let clock = desks.clock.clone();
+                match job.name {
+                    "sla-watch" => {
+                        run_job(job, clock, stop, || async {
+                            desks.sla_tick().await;
+                            desks.store.sla_next_check().await.ok().flatten()
+                        })
+                        .await
+                    }
+                    _ => run_job(job, clock, stop, || desks.digest_tick()).await,
+                }
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn every_job_has_a_unique_name_and_a_schedule_that_parses() {
+        let mut names: Vec<&str> = JOBS.iter().map(|j| j.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), JOBS.len());
+        for job in JOBS {
+            assert!(parse_cron(job.every).is_ok(), "{}", job.name);
+            assert!(!job.what.is_empty());
+        }
+    }
+
+    /// A clock that follows tokio's (paused) clock from a fixed UTC start.
+    fn tokio_clock(start: DateTime<Utc>) -> Clock {
+        let origin = tokio::time::Instant::now();
+        Clock::from_fn(move || {
+            start + chrono::TimeDelta::from_std(origin.elapsed()).unwrap_or_default()
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_runs_at_each_scheduled_instant_once_and_stops_on_shutdown() {
+        let start = "2026-12-04T10:00:30Z".parse::<DateTime<Utc>>().unwrap();
+        let clock = tokio_clock(start);
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let (stop_tx, stop) = watch::channel(false);
+        let job = Job {
+            name: "test",
+            every: "0 * * * * *",
+            what: "test",
+        };
+        let (c, r) = (clock.clone(), runs.clone());
+        let handle = tokio::spawn(run_job(job, clock.clone(), stop, move || {
+            r.lock().unwrap().push(c.now());
+            async { None }
+        }));
+        tokio::time::sleep(Duration::from_secs(5 * 60)).await;
+        stop_tx.send(true).unwrap();
+        handle.await.unwrap();
+        let runs = runs.lock().unwrap().clone();
+        // Once at start, then at 10:01:00 … 10:05:00, each once.
+        assert_eq!(runs.len(), 6, "{runs:?}");
+        for (i, at) in runs.iter().skip(1).enumerate() {
+            assert_eq!(*at, start + chrono::TimeDelta::seconds(30 + 60 * i as i64));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hint_sooner_than_the_schedule_wakes_the_job_then() {
+        let start = "2026-12-04T10:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let clock = tokio_clock(start);
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let (stop_tx, stop) = watch::channel(false);
+        let job = Job {
+            name: "test",
+            every: "0 0 * * * *",
+            what: "test",
+        };
+        let (c, r) = (clock.clone(), runs.clone());
+        let hint = start + chrono::TimeDelta::seconds(90);
+        let handle = tokio::spawn(run_job(job, clock.clone(), stop, move || {
+            r.lock().unwrap().push(c.now());
+            async move { Some(hint) }
+        }));
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        stop_tx.send(true).unwrap();
+        handle.await.unwrap();
+        let runs = runs.lock().unwrap().clone();
+        assert!(runs.contains(&hint), "{runs:?}");
+    }
+}
