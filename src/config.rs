@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -42,6 +42,9 @@ pub const VARIABLES: &[&str] = &[
     "GRAPH_API_URL",
     "PIRAJA_MAIL_POLL",
     "PIRAJA_LOG_FORMAT",
+    "PIRAJA_RATE_USER",
+    "PIRAJA_RATE_CREATE",
+    "PIRAJA_RATE_DESK",
 ];
 
 /// A setting that is missing or invalid; its message names the variable.
@@ -59,35 +62,85 @@ fn bad(var: &'static str, reason: impl Into<String>) -> SettingError {
     }
 }
 
+/// A setting as text, whether the TOML file wrote it as a string, a number or a boolean.
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(Option::<Scalar>::deserialize(d)?.map(|v| match v {
+        Scalar::Text(s) => s,
+        Scalar::Int(n) => n.to_string(),
+        Scalar::Float(f) => f.to_string(),
+        Scalar::Bool(b) => b.to_string(),
+    }))
+}
+
 /// The raw values as read, before validation.
 #[derive(Debug, Default, Deserialize)]
 struct Raw {
+    #[serde(default, deserialize_with = "text")]
     piraja_bind: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     piraja_public_url: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     database_url: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     piraja_secret_key: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     slack_signing_secret: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     slack_bot_token: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     slack_client_id: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     slack_client_secret: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     slack_api_url: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     discord_public_key: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     discord_application_id: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     discord_bot_token: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     discord_api_url: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     google_client_id: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     google_client_secret: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     google_auth_url: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     google_token_url: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     gmail_api_url: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     microsoft_client_id: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     microsoft_client_secret: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     microsoft_tenant: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     microsoft_auth_url: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     microsoft_token_url: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     graph_api_url: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     piraja_mail_poll: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     piraja_log_format: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    piraja_rate_user: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    piraja_rate_create: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    piraja_rate_desk: Option<String>,
 }
 
 /// Log line format.
@@ -141,6 +194,28 @@ pub struct Settings {
     pub microsoft: Option<MailProviderSettings>,
     pub mail_poll: Duration,
     pub log_format: LogFormat,
+    pub limits: Limits,
+}
+
+/// Abuse limits, in requests per minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Commands (and clicks) per user on a desk.
+    pub per_user: u32,
+    /// New tickets per user on a desk.
+    pub creates_per_user: u32,
+    /// Commands per desk, everyone together.
+    pub per_desk: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            per_user: 60,
+            creates_per_user: 20,
+            per_desk: 1200,
+        }
+    }
 }
 
 fn url(var: &'static str, value: Option<String>, default: &str) -> Result<String, SettingError> {
@@ -175,9 +250,16 @@ impl Settings {
     /// Reads the given TOML file (if present) and the environment.
     pub fn load_from(toml: &Path) -> Result<Settings, SettingError> {
         let lower: Vec<String> = VARIABLES.iter().map(|v| v.to_lowercase()).collect();
+        // Environment values stay text: figment's `Env` would parse `1111` as a number and a
+        // Slack client id like `1234.5678` as a float, losing digits.
+        let env: std::collections::BTreeMap<String, String> = VARIABLES
+            .iter()
+            .zip(&lower)
+            .filter_map(|(var, key)| Some((key.clone(), std::env::var(var).ok()?)))
+            .collect();
         let raw: Raw = Figment::new()
             .merge(Toml::file(toml))
-            .merge(Env::raw().only(&lower.iter().map(String::as_str).collect::<Vec<_>>()))
+            .merge(figment::providers::Serialized::globals(env))
             .extract()
             .map_err(|e| {
                 let var = VARIABLES
@@ -333,6 +415,19 @@ impl Settings {
                     )
                 })?,
         };
+        let rate = |var: &'static str, value: Option<String>, default: u32| match value {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| bad(var, "expected a number of requests per minute, like 60")),
+        };
+        let limits = Limits {
+            per_user: rate("PIRAJA_RATE_USER", raw.piraja_rate_user, 60)?,
+            creates_per_user: rate("PIRAJA_RATE_CREATE", raw.piraja_rate_create, 20)?,
+            per_desk: rate("PIRAJA_RATE_DESK", raw.piraja_rate_desk, 1200)?,
+        };
         let log_format = match raw.piraja_log_format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -349,6 +444,7 @@ impl Settings {
             microsoft,
             mail_poll,
             log_format,
+            limits,
         })
     }
 
@@ -435,6 +531,9 @@ impl Raw {
             graph_api_url: f(self.graph_api_url),
             piraja_mail_poll: f(self.piraja_mail_poll),
             piraja_log_format: f(self.piraja_log_format),
+            piraja_rate_user: f(self.piraja_rate_user),
+            piraja_rate_create: f(self.piraja_rate_create),
+            piraja_rate_desk: f(self.piraja_rate_desk),
         }
     }
 }
@@ -564,5 +663,24 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn numeric_ids_stay_exactly_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("piraja.toml");
+        std::fs::write(
+            &toml,
+            "discord_public_key = \"d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\"\n\
+             discord_application_id = 1111\nslack_signing_secret = \"s\"\n\
+             slack_client_id = \"1234567890123.4567890123456\"\nslack_client_secret = \"x\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(&toml).unwrap();
+        assert_eq!(s.discord.unwrap().application_id.as_deref(), Some("1111"));
+        assert_eq!(
+            s.slack.unwrap().client_id.as_deref(),
+            Some("1234567890123.4567890123456")
+        );
     }
 }

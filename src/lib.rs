@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the map of the parts and their invariants.
 
+pub mod check;
 pub mod config;
 pub mod core;
 pub mod desk;

@@ -40,6 +40,14 @@ enum Command {
         #[command(subcommand)]
         command: DiscordCommand,
     },
+    /// Validate every setting and say which integrations are on; with --online, reach each
+    /// configured API once. Exits 1 when a check fails.
+    Check {
+        #[arg(long)]
+        online: bool,
+    },
+    /// Write a consistent copy of the database to PATH (a new file), while the server runs.
+    Backup { path: std::path::PathBuf },
     /// Write a desk's tickets, with contacts and timeline, to stdout.
     Export {
         /// The desk: its number, or a surface such as slack:T0123 or discord:80351110224678912.
@@ -174,6 +182,30 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default();
             let place = guild.map_or("globally".to_owned(), |g| format!("in guild {g}"));
             println!("Registered /{} {place}.", names.join(", /"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { online } => {
+            let mut lines = piraja::check::offline(&settings);
+            if online {
+                lines.extend(piraja::check::online(&settings).await);
+            }
+            for line in &lines {
+                println!("{line}");
+            }
+            Ok(if lines.iter().all(|l| l.ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Backup { path } => {
+            SqliteStore::backup(&settings.database_url, &path)
+                .await
+                .context("cannot back up the database (DATABASE_URL)")?;
+            println!(
+                "Wrote a consistent copy of the database to {}.",
+                path.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {

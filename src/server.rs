@@ -26,7 +26,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let store = SqliteStore::open(&settings.database_url)
         .await
         .with_context(|| "cannot open the database (DATABASE_URL)".to_owned())?;
-    let desks = Desks::new(Arc::new(store), Clock::system());
+    let desks = Desks::new(Arc::new(store), Clock::system()).with_limits(settings.limits);
     let slack = match &settings.slack {
         Some(s) => {
             // The secret key is needed only to seal and open the tokens of OAuth installs.

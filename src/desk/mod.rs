@@ -6,6 +6,7 @@
 //! platform.
 
 mod contacts;
+pub mod limits;
 mod sharing;
 pub mod sla;
 mod tickets;
@@ -109,6 +110,8 @@ pub struct Desks {
     pub clock: Clock,
     /// Poked after every write that queues outgoing messages.
     pub outbox_wake: Arc<Notify>,
+    /// Abuse limits per person and per desk.
+    pub limits: Arc<limits::Limiter>,
 }
 
 /// The most rows a list or history returns; renderers summarise the rest.
@@ -120,7 +123,14 @@ impl Desks {
             store,
             clock,
             outbox_wake: Arc::new(Notify::new()),
+            limits: Arc::new(limits::Limiter::new(crate::config::Limits::default())),
         }
+    }
+
+    /// The same desks with other abuse limits.
+    pub fn with_limits(mut self, limits: crate::config::Limits) -> Desks {
+        self.limits = Arc::new(limits::Limiter::new(limits));
+        self
     }
 
     /// Resolves the desk and the actor's standing for an invocation.
@@ -161,6 +171,18 @@ impl Desks {
             let actor = self.actor(inv).await?;
             if !actor.may(cmd.need()) {
                 return Ok(refusal(&actor, &cmd));
+            }
+            let creates = matches!(
+                cmd,
+                Command::New {
+                    description: Some(_),
+                    ..
+                }
+            );
+            if let Err(wait) = self.limits.check(actor.desk, &actor.user, creates) {
+                tracing::info!(desk.id = %actor.desk, "A user was rate limited.");
+                metrics::counter!("piraja_rate_limited_total").increment(1);
+                return Ok(Reply::Error(limits::message(wait)));
             }
             self.run(&actor, inv, cmd).await
         }

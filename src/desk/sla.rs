@@ -149,10 +149,20 @@ impl Desks {
             let out = alert_messages(ticket, &surfaces, level, words, clock.due, now);
             alerts.push(SlaAlert { target, level, out });
         }
-        self.store
+        let recorded = self
+            .store
             .save_sla(desk, ticket.id, &state, &on_change, &alerts, now)
             .await?;
-        if !alerts.is_empty() {
+        for level in &recorded {
+            let name = if *level == "breached" {
+                "breach"
+            } else {
+                "warning"
+            };
+            metrics::counter!("piraja_sla_alerts_total", "kind" => name).increment(1);
+            tracing::info!(desk.id = %desk, ticket.no = ticket.no.0, level, "An SLA alert was queued.");
+        }
+        if !recorded.is_empty() {
             self.outbox_wake.notify_one();
         }
         Ok(due)

@@ -35,6 +35,8 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} already exists; choose a new file")]
+    Exists(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -422,6 +424,7 @@ pub trait SlaStore: Send + Sync {
     async fn active_ticket_ids(&self, desk: DeskId) -> Result<Vec<TicketId>>;
     /// Stores a ticket's clocks in one transaction with: `on_change` queued when a level
     /// changed from the stored one, and each alert not sent before recorded and queued.
+    /// Returns the levels of the alerts recorded now.
     async fn save_sla(
         &self,
         desk: DeskId,
@@ -430,7 +433,7 @@ pub trait SlaStore: Send + Sync {
         on_change: &[Outgoing],
         alerts: &[SlaAlert],
         now: DateTime<Utc>,
-    ) -> Result<()>;
+    ) -> Result<Vec<&'static str>>;
     /// Tickets the watcher must look at by `now` (across desks), oldest check first.
     async fn sla_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<(DeskId, TicketId)>>;
     /// The earliest check ahead.

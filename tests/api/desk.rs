@@ -558,3 +558,35 @@ async fn joining_with_tickets_of_its_own_needs_a_merge_which_renumbers_and_keeps
     let created = t.discord("G1", "D1", true, "new Four").await;
     assert!(text(&created).contains("#4"), "{}", text(&created));
 }
+
+#[tokio::test]
+async fn a_flooding_user_is_told_when_to_try_again_while_others_go_on() {
+    let mut t = TestDesks::new().await;
+    t.desks = t.desks.clone().with_limits(piraja::config::Limits {
+        per_user: 100,
+        creates_per_user: 3,
+        per_desk: 1000,
+    });
+    for i in 0..3 {
+        let r = t.slack("T1", "U1", "C1", &format!("new Flood {i}")).await;
+        assert!(matches!(r, Reply::Created { .. }), "{}", text(&r));
+    }
+    let limited = t.slack("T1", "U1", "C1", "new Flood 4").await;
+    assert!(matches!(limited, Reply::Error(_)));
+    assert!(
+        text(&limited).contains("try again in"),
+        "{}",
+        text(&limited)
+    );
+    // Reading still works; another user still creates.
+    assert!(matches!(
+        t.slack("T1", "U1", "C1", "list").await,
+        Reply::List(_)
+    ));
+    assert!(matches!(
+        t.slack("T1", "U2", "C1", "new Other").await,
+        Reply::Created { .. }
+    ));
+    let list = t.slack("T1", "U1", "C1", "list all").await;
+    assert!(text(&list).contains("(4)"), "{}", text(&list));
+}

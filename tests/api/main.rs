@@ -5,6 +5,7 @@ mod desk;
 mod discord;
 mod helpers;
 mod outbox;
+mod process;
 mod server;
 mod sla;
 mod slack;

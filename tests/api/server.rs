@@ -122,3 +122,81 @@ async fn a_body_over_one_mebibyte_answers_413() {
         .unwrap();
     assert_eq!(over.status(), 413);
 }
+
+#[tokio::test]
+async fn check_online_reaches_each_configured_api_and_reports_one_line_each() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/auth.test"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"ok": true, "team": "Acme"})),
+        )
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/users/@me"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"id": "1", "username": "piraja"})),
+        )
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/applications/@me"))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(serde_json::json!({"message": "401: Unauthorized", "code": 0})),
+        )
+        .mount(&mock)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(serde_json::json!({"error": "invalid_grant"})),
+        )
+        .mount(&mock)
+        .await;
+    let mut settings = Settings::load_from(std::path::Path::new("/nonexistent.toml")).unwrap();
+    settings.slack = Some(piraja::config::SlackSettings {
+        signing_secret: "s".to_owned().into(),
+        bot_token: Some("xoxb-1".to_owned().into()),
+        client_id: None,
+        client_secret: None,
+        api_url: mock.uri(),
+    });
+    settings.discord = Some(piraja::config::DiscordSettings {
+        public_key: "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a".into(),
+        application_id: Some("1".into()),
+        bot_token: Some("bot".to_owned().into()),
+        api_url: mock.uri(),
+    });
+    settings.google = Some(piraja::config::MailProviderSettings {
+        client_id: "id".into(),
+        client_secret: "secret".to_owned().into(),
+        auth_url: format!("{}/auth", mock.uri()),
+        token_url: format!("{}/token", mock.uri()),
+        api_url: mock.uri(),
+    });
+    let lines = piraja::check::online(&settings).await;
+    let text: Vec<String> = lines.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 4, "{text:?}");
+    assert!(
+        text[0].starts_with("ok") && text[0].contains("Acme"),
+        "{text:?}"
+    );
+    assert!(
+        text[1].starts_with("ok") && text[1].contains("piraja"),
+        "{text:?}"
+    );
+    assert!(
+        text[2].starts_with("FAIL") && text[2].contains("401"),
+        "{text:?}"
+    );
+    assert!(
+        text[3].starts_with("ok") && text[3].contains("Google"),
+        "{text:?}"
+    );
+}

@@ -90,6 +90,27 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Writes a consistent copy of the database at `url` to the new file `to` while other
+    /// processes keep using it: `VACUUM INTO` reads one snapshot (WAL lets writers go on) and
+    /// writes a compact, self-contained database. Refuses to overwrite an existing file.
+    pub async fn backup(url: &str, to: &Path) -> Result<()> {
+        use sqlx::ConnectOptions;
+        if to.exists() {
+            return Err(StoreError::Exists(to.display().to_string()));
+        }
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(false)
+            .busy_timeout(Duration::from_secs(10));
+        let mut conn = options.connect().await?;
+        let target = to.to_string_lossy().into_owned();
+        sqlx::query("VACUUM INTO ?")
+            .bind(target)
+            .execute(&mut conn)
+            .await?;
+        sqlx::Connection::close(conn).await?;
+        Ok(())
+    }
+
     /// Closes both pools, checkpointing the WAL.
     async fn close_pools(&self) {
         self.reader.close().await;

@@ -175,7 +175,7 @@ impl SlaStore for SqliteStore {
         on_change: &[Outgoing],
         alerts: &[SlaAlert],
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<Vec<&'static str>> {
         let now_ms = ms(now);
         let first_due = state.due.first_due.map(ms);
         let resolution_due = state.due.resolution_due.map(ms);
@@ -192,8 +192,9 @@ impl SlaStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(before) = before else {
-            return Ok(());
+            return Ok(Vec::new());
         };
+        let mut recorded = Vec::new();
         sqlx::query!(
             "UPDATE tickets SET first_due = ?, resolution_due = ?, sla_paused = ?, first_level = ?,
                  resolution_level = ?, sla_check_at = ?
@@ -230,10 +231,11 @@ impl SlaStore for SqliteStore {
             if inserted == 1 {
                 let cause = format!("alert:{}:{}:{}", ticket.0, alert.target, alert.level);
                 Self::enqueue_in(&mut tx, desk, &cause, &alert.out, now_ms).await?;
+                recorded.push(alert.level);
             }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(recorded)
     }
 
     async fn sla_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<(DeskId, TicketId)>> {
