@@ -31,6 +31,11 @@ pub const JOBS: &[Job] = &[
         every: "0 * * * * *",
         what: "posts scheduled digests; wakes exactly at the next scheduled run",
     },
+    Job {
+        name: "mail-poll",
+        every: "0 */5 * * * *",
+        what: "polls connected mailboxes every PIRAJA_MAIL_POLL (this schedule is the fallback)",
+    },
 ];
 
 /// Runs `tick` now and again at each run of `job`'s schedule or at the hint `tick` returns,
@@ -70,18 +75,31 @@ where
     }
 }
 
-/// Starts every job of [`JOBS`] for `desks`.
-pub fn spawn_all(desks: &Desks, stop: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+/// Starts every job of [`JOBS`] for `desks` (the mail poller only with a mail adapter, polling
+/// every `poll`).
+pub fn spawn_all(
+    desks: &Desks,
+    mail: Option<(std::sync::Arc<crate::mail::MailApp>, Duration)>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     JOBS.iter()
+        .filter(|job| job.name != "mail-poll" || mail.is_some())
         .map(|job| {
-            let (desks, stop, job) = (desks.clone(), stop.clone(), *job);
+            let (desks, stop, job, mail) = (desks.clone(), stop.clone(), *job, mail.clone());
             tokio::spawn(async move {
                 let clock = desks.clock.clone();
-                match job.name {
-                    "sla-watch" => {
+                match (job.name, mail) {
+                    ("sla-watch", _) => {
                         run_job(job, clock, stop, || async {
                             desks.sla_tick().await;
                             desks.store.sla_next_check().await.ok().flatten()
+                        })
+                        .await
+                    }
+                    ("mail-poll", Some((app, every))) => {
+                        run_job(job, clock.clone(), stop, || async {
+                            app.poll_all(&desks).await;
+                            Some(crate::mail::next_poll(clock.now(), every))
                         })
                         .await
                     }

@@ -10,6 +10,7 @@ pub mod discord;
 pub mod export;
 pub mod http;
 pub mod jobs;
+pub mod mail;
 pub mod outbox;
 pub mod secret;
 pub mod server;

@@ -12,6 +12,7 @@ use crate::core::people::Platform;
 use crate::desk::{Clock, Desks};
 use crate::discord::DiscordApp;
 use crate::http::{AppState, metrics_handle, router, run};
+use crate::mail::MailApp;
 use crate::outbox::Worker;
 use crate::secret::Sealer;
 use crate::slack::SlackApp;
@@ -26,7 +27,18 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let store = SqliteStore::open(&settings.database_url)
         .await
         .with_context(|| "cannot open the database (DATABASE_URL)".to_owned())?;
-    let desks = Desks::new(Arc::new(store), Clock::system()).with_limits(settings.limits);
+    let mut desks = Desks::new(Arc::new(store), Clock::system()).with_limits(settings.limits);
+    let mail = match (&settings.google, &settings.microsoft) {
+        (None, None) => None,
+        _ => {
+            let sealer = Sealer::new(&settings.load_secret_key()?);
+            MailApp::new(&settings, sealer).map(Arc::new)
+        }
+    };
+    if let Some(app) = &mail {
+        desks = desks.with_mail(app.clone());
+        let _ = app.desks.set(desks.clone());
+    }
     let slack = match &settings.slack {
         Some(s) => {
             // The secret key is needed only to seal and open the tokens of OAuth installs.
@@ -50,6 +62,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         metrics: metrics_handle(),
         slack,
         discord,
+        mail,
     })
 }
 
@@ -75,7 +88,8 @@ pub async fn serve(
         worker = worker.with_sender(Platform::Discord, Arc::new(sender));
     }
     let worker = tokio::spawn(worker.run(stop_rx.clone()));
-    let jobs = crate::jobs::spawn_all(&state.desks, &stop_rx);
+    let mail = state.mail.clone().map(|m| (m, state.settings.mail_poll));
+    let jobs = crate::jobs::spawn_all(&state.desks, mail, &stop_rx);
     let app = router(state.clone());
     let mut drain_rx = stop_rx.clone();
     let server = tokio::spawn(run(listener, app, async move {

@@ -5,6 +5,7 @@ pub mod command;
 pub mod contact;
 pub mod digest;
 pub mod grammar;
+pub mod mail;
 pub mod outgoing;
 pub mod people;
 pub mod sla;

@@ -59,6 +59,11 @@ impl UserRef {
         UserRef::new(Platform::Slack, id)
     }
 
+    /// Someone known only by email (a customer writing in), lower-cased.
+    pub fn email(address: &str) -> UserRef {
+        UserRef::new(Platform::Email, address.to_lowercase())
+    }
+
     pub fn discord(id: impl Into<String>) -> UserRef {
         UserRef::new(Platform::Discord, id)
     }

@@ -370,6 +370,12 @@ pub enum Action {
     SetPriority(Priority),
     Note(String),
     LinkContact(ContactLink),
+    /// An email joined the ticket: `summary` says who wrote what; `outgoing` when the support
+    /// mailbox sent it (a reply to the customer counts as a response).
+    Email {
+        summary: String,
+        outgoing: bool,
+    },
 }
 
 /// Why an action was refused.
@@ -462,6 +468,9 @@ impl Ticket {
                 )
             }
             Action::Note(text) => event(EventKind::Note, None, None, Some(text.clone())),
+            Action::Email { summary, .. } => {
+                event(EventKind::Email, None, None, Some(summary.clone()))
+            }
             Action::LinkContact(link) => {
                 if self.contact.as_ref() == Some(link) {
                     return Ok(None);
@@ -495,6 +504,7 @@ fn counts_as_response(before: &Ticket, action: &Action, actor: &UserRef) -> bool
     match action {
         Action::Move(to, _) => before.status == Status::Open && *to != Status::Open,
         Action::Note(_) => true,
+        Action::Email { outgoing, .. } => *outgoing,
         _ => false,
     }
 }

@@ -7,6 +7,7 @@
 
 mod contacts;
 pub mod limits;
+pub mod mail;
 mod sharing;
 pub mod sla;
 mod tickets;
@@ -112,6 +113,8 @@ pub struct Desks {
     pub outbox_wake: Arc<Notify>,
     /// Abuse limits per person and per desk.
     pub limits: Arc<limits::Limiter>,
+    /// The mail adapter, when a mail provider is configured.
+    pub mail: Option<mail::MailHandle>,
 }
 
 /// The most rows a list or history returns; renderers summarise the rest.
@@ -124,7 +127,14 @@ impl Desks {
             clock,
             outbox_wake: Arc::new(Notify::new()),
             limits: Arc::new(limits::Limiter::new(crate::config::Limits::default())),
+            mail: None,
         }
+    }
+
+    /// The same desks with a mail adapter.
+    pub fn with_mail(mut self, mail: mail::MailHandle) -> Desks {
+        self.mail = Some(mail);
+        self
     }
 
     /// The same desks with other abuse limits.
@@ -277,10 +287,8 @@ impl Desks {
             }
             DigestOff => self.digest_off(actor).await,
             DigestMe { cron } => self.digest_schedule(actor, &cron, None, true).await,
-            Link { .. } | MailboxConnect { .. } => Ok(Reply::Error(format!(
-                "/ticket {} is not available on this server yet; see /ticket help for what is.",
-                cmd.name()
-            ))),
+            Link { no, thread } => self.link_thread(actor, no, &thread).await,
+            MailboxConnect { provider } => self.mailbox_connect(actor, provider).await,
         }
     }
 

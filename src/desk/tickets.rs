@@ -99,7 +99,13 @@ impl Desks {
         individual: Option<i64>,
     ) -> Result<Reply, StoreError> {
         let surfaces = self.store.surfaces(actor.desk).await?;
-        let source = match actor.surface.platform {
+        // A customer known only by email (mail intake) makes an email ticket.
+        let platform = if actor.user.platform == crate::core::people::Platform::Email {
+            crate::core::people::Platform::Email
+        } else {
+            actor.surface.platform
+        };
+        let source = match platform {
             crate::core::people::Platform::Slack => Source::Slack,
             crate::core::people::Platform::Discord => Source::Discord,
             crate::core::people::Platform::Email => Source::Email,

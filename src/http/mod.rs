@@ -42,6 +42,8 @@ pub struct AppState {
     pub slack: Option<Arc<crate::slack::SlackApp>>,
     /// Present when `DISCORD_PUBLIC_KEY` is set.
     pub discord: Option<Arc<crate::discord::DiscordApp>>,
+    /// Present when a mail provider (Google, Microsoft) is configured.
+    pub mail: Option<Arc<crate::mail::MailApp>>,
 }
 
 /// The process-wide Prometheus recorder (installed once, shared by every server in a process).
@@ -71,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .merge(crate::slack::routes())
         .merge(crate::discord::routes())
+        .merge(crate::mail::routes())
         .fallback(not_found);
     with_layers(routes).with_state(state)
 }

@@ -35,6 +35,9 @@ use crate::desk::{Invocation, Reply};
 use crate::http::AppState;
 use payload::{EventEnvelope, Interaction, SlashCommand};
 
+/// How long a slash command may run before it is acknowledged and finished via `response_url`.
+pub const BUDGET: std::time::Duration = std::time::Duration::from_millis(2000);
+
 /// Slack's configuration as the handlers need it.
 pub struct SlackApp {
     pub signing_secret: SecretString,
@@ -187,7 +190,30 @@ async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         } => Some(u.clone()),
         _ => None,
     };
-    let reply = state.desks.execute(&inv, cmd).await;
+    // Slack drops an answer after 3 seconds: work that takes longer than the budget (fetching
+    // a mail thread) is acknowledged at once and answered through response_url.
+    let desks = state.desks.clone();
+    let mut work = tokio::spawn(async move { desks.execute(&inv, cmd).await });
+    let reply = match tokio::time::timeout(BUDGET, &mut work).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "A Slack command task failed.");
+            Reply::Error("Something went wrong on our side; nothing was changed.".into())
+        }
+        Err(_) => {
+            let (app, url) = (app.clone(), form.response_url.clone());
+            tokio::spawn(async move {
+                if let Ok(reply) = work.await {
+                    respond_later(&app, url, render::message(&reply).response(false));
+                }
+            });
+            let working = Reply::Text {
+                text: "Working on it; the answer follows here in a moment.".into(),
+                private: true,
+            };
+            return Json(render::message(&working).response(false)).into_response();
+        }
+    };
     let mut users = vec![form.user_id.as_str()];
     users.extend(target.as_deref());
     people::learn(&app, &state.desks.store, &form.team_id, &users);

@@ -347,13 +347,113 @@ pub trait OutboxStore: Send + Sync {
 
 /// Everything the desk stores.
 pub trait Store:
-    DeskStore + TicketStore + ContactStore + OutboxStore + InstallStore + SlaStore + 'static
+    DeskStore + TicketStore + ContactStore + OutboxStore + InstallStore + SlaStore + MailStore + 'static
 {
 }
 
 impl<T> Store for T where
-    T: DeskStore + TicketStore + ContactStore + OutboxStore + InstallStore + SlaStore + 'static
+    T: DeskStore
+        + TicketStore
+        + ContactStore
+        + OutboxStore
+        + InstallStore
+        + SlaStore
+        + MailStore
+        + 'static
 {
+}
+
+/// A connected (or disconnected) mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub id: i64,
+    pub desk: DeskId,
+    pub provider: crate::core::command::Provider,
+    pub address: String,
+    /// Sealed for `mailbox:<id>`.
+    pub tokens: Vec<u8>,
+    pub cursor: Option<String>,
+    pub connected: bool,
+}
+
+/// An email appended to a ticket, as recorded for threading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailRecord {
+    pub provider_id: String,
+    pub message_id: Option<String>,
+    pub thread_id: Option<String>,
+    pub from_email: Option<String>,
+    pub subject: String,
+    pub web_link: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// Seals a mailbox's tokens once its id is known.
+pub type SealFn<'a> = dyn Fn(i64) -> Vec<u8> + Send + Sync + 'a;
+
+/// Mailboxes, their cursors, and the email that joined tickets.
+#[async_trait]
+pub trait MailStore: Send + Sync {
+    /// Stores a newly connected mailbox (or reconnects the same address), its tokens sealed by
+    /// `seal` for its id; returns the id.
+    #[allow(clippy::too_many_arguments)]
+    async fn save_mailbox(
+        &self,
+        desk: DeskId,
+        provider: crate::core::command::Provider,
+        address: &str,
+        by: &UserRef,
+        seal: &SealFn<'_>,
+        cursor: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<i64>;
+    /// Every connected mailbox, across desks (the poller's read).
+    async fn connected_mailboxes(&self) -> Result<Vec<Mailbox>>;
+    async fn mailboxes_of(&self, desk: DeskId) -> Result<Vec<Mailbox>>;
+    async fn set_mailbox_tokens(&self, id: i64, sealed: &[u8]) -> Result<()>;
+    async fn set_mailbox_cursor(&self, id: i64, cursor: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Marks a mailbox disconnected; true when it was connected (so the desk is told once).
+    async fn disconnect_mailbox(&self, id: i64, reason: &str) -> Result<bool>;
+    /// Whether this provider message was already appended somewhere.
+    async fn mail_seen(&self, mailbox: i64, provider_id: &str) -> Result<bool>;
+    /// Records an appended email and links its thread to the ticket.
+    async fn record_mail(
+        &self,
+        desk: DeskId,
+        mailbox: i64,
+        ticket: TicketId,
+        mail: &MailRecord,
+    ) -> Result<()>;
+    /// The ticket a thread is linked to.
+    async fn ticket_of_thread(&self, mailbox: i64, thread_id: &str) -> Result<Option<TicketId>>;
+    /// The ticket holding any of these Message-IDs.
+    async fn ticket_of_message_ids(&self, desk: DeskId, ids: &[String])
+    -> Result<Option<TicketId>>;
+    /// Links a thread to a ticket (a later link moves it).
+    async fn link_thread(
+        &self,
+        desk: DeskId,
+        mailbox: i64,
+        thread_id: &str,
+        ticket: TicketId,
+    ) -> Result<()>;
+    /// The emails of a ticket, oldest first.
+    async fn mail_of_ticket(&self, desk: DeskId, ticket: TicketId) -> Result<Vec<MailRecord>>;
+    /// Appends an email to ticket `no` exactly once, in one transaction: records it (and links
+    /// its thread), applies `actions` in order (a reopen, then the email itself) with their
+    /// events and `out`. `None` when this provider message was appended before.
+    #[allow(clippy::too_many_arguments)]
+    async fn append_mail(
+        &self,
+        desk: DeskId,
+        mailbox: i64,
+        no: TicketNo,
+        actor: &UserRef,
+        actions: &[Action],
+        mail: &MailRecord,
+        out: &OutFn<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Changed>>;
 }
 
 /// A desk's SLA settings as stored (targets only where they differ from the defaults).
@@ -524,6 +624,13 @@ pub trait InstallStore: Send + Sync {
     async fn slack_install(&self, team_id: &str) -> Result<Option<SlackInstall>>;
     /// Remembers an OAuth flow's state until it expires.
     async fn save_oauth_state(&self, state: &OAuthState, now: DateTime<Utc>) -> Result<()>;
+    /// The unexpired state `state` made for `purpose`, left in place.
+    async fn peek_oauth_state(
+        &self,
+        state: &str,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OAuthState>>;
     /// Takes (deletes and returns) the unexpired state `state` made for `purpose`; a second
     /// take of the same state finds nothing.
     async fn take_oauth_state(

@@ -77,6 +77,7 @@ impl DiscordTest {
             metrics: piraja::http::metrics_handle(),
             slack: None,
             discord: Some(app),
+            mail: None,
         };
         DiscordTest {
             t,

@@ -4,6 +4,7 @@
 mod desk;
 mod discord;
 mod helpers;
+mod mail;
 mod outbox;
 mod process;
 mod server;

@@ -80,6 +80,7 @@ impl SlackTest {
             metrics: piraja::http::metrics_handle(),
             slack: Some(slack),
             discord: None,
+            mail: None,
         };
         SlackTest {
             t,

@@ -111,6 +111,35 @@ impl InstallStore for SqliteStore {
         Ok(())
     }
 
+    async fn peek_oauth_state(
+        &self,
+        state: &str,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OAuthState>> {
+        let now = ms(now);
+        let row = sqlx::query!(
+            r#"SELECT state AS "state!", purpose, desk_id, user_ref, verifier, expires_at
+               FROM oauth_states WHERE state = ? AND purpose = ? AND expires_at > ?"#,
+            state,
+            purpose,
+            now
+        )
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| {
+            Ok(OAuthState {
+                state: r.state,
+                purpose: r.purpose,
+                desk: r.desk_id.map(DeskId),
+                user: user(r.user_ref)?,
+                verifier: r.verifier,
+                expires_at: at(r.expires_at),
+            })
+        })
+        .transpose()
+    }
+
     async fn take_oauth_state(
         &self,
         state: &str,

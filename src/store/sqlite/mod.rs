@@ -9,6 +9,7 @@
 mod contacts;
 mod desks;
 mod installs;
+mod mail;
 mod outbox;
 mod sla;
 mod tickets;

@@ -151,6 +151,63 @@ impl SqliteStore {
         Ok(last)
     }
 
+    /// Applies `action` to ticket `no` in the caller's transaction: the ticket, its events and
+    /// `out` in the outbox.
+    pub(super) async fn change_in(
+        tx: &mut Transaction<'static, Sqlite>,
+        desk: DeskId,
+        no: TicketNo,
+        actor: &UserRef,
+        action: &Action,
+        out: &OutFn<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Changed> {
+        let before = Self::ticket_in(tx, desk, no)
+            .await?
+            .ok_or(crate::store::StoreError::NoTicket(no))?
+            .ticket;
+        let Some(applied) = before.apply(action, actor, now)? else {
+            return Ok(Changed::No(before));
+        };
+        let t = &applied.ticket;
+        let now_ms = ms(now);
+        let (priority, status) = (t.priority.as_str(), t.status.as_str());
+        let assignee = t.assignee.as_ref().map(UserRef::to_string);
+        let individual = t
+            .contact
+            .as_ref()
+            .and_then(|c| c.individual.as_ref().map(|i| i.0));
+        let organization = t
+            .contact
+            .as_ref()
+            .and_then(|c| c.organization.as_ref().map(|o| o.0));
+        let first_response = t.first_response_at.map(ms);
+        let resolved = t.resolved_at.map(ms);
+        sqlx::query!(
+            "UPDATE tickets SET priority = ?, status = ?, assignee = ?, individual_id = ?,
+                    organization_id = ?, updated_at = ?, first_response_at = ?, resolved_at = ?
+             WHERE desk_id = ? AND id = ?",
+            priority,
+            status,
+            assignee,
+            individual,
+            organization,
+            now_ms,
+            first_response,
+            resolved,
+            desk.0,
+            t.id.0
+        )
+        .execute(&mut **tx)
+        .await?;
+        let cause = Self::insert_events(tx, t, &applied.events, now_ms).await?;
+        Self::enqueue_in(tx, desk, &format!("event{cause}"), &out(t), now_ms).await?;
+        let after = Self::ticket_in(tx, desk, no)
+            .await?
+            .ok_or(crate::store::StoreError::NoTicket(no))?;
+        Ok(Changed::Yes(after.ticket))
+    }
+
     /// Queues `out` in the caller's transaction; `cause` makes each row's idempotency key.
     pub(super) async fn enqueue_in(
         tx: &mut Transaction<'static, Sqlite>,
@@ -302,51 +359,9 @@ impl TicketStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Changed> {
         let mut tx = self.write().await?;
-        let before = Self::ticket_in(&mut tx, desk, no)
-            .await?
-            .ok_or(crate::store::StoreError::NoTicket(no))?
-            .ticket;
-        let Some(applied) = before.apply(action, actor, now)? else {
-            return Ok(Changed::No(before));
-        };
-        let t = &applied.ticket;
-        let now_ms = ms(now);
-        let (priority, status) = (t.priority.as_str(), t.status.as_str());
-        let assignee = t.assignee.as_ref().map(UserRef::to_string);
-        let individual = t
-            .contact
-            .as_ref()
-            .and_then(|c| c.individual.as_ref().map(|i| i.0));
-        let organization = t
-            .contact
-            .as_ref()
-            .and_then(|c| c.organization.as_ref().map(|o| o.0));
-        let first_response = t.first_response_at.map(ms);
-        let resolved = t.resolved_at.map(ms);
-        sqlx::query!(
-            "UPDATE tickets SET priority = ?, status = ?, assignee = ?, individual_id = ?,
-                    organization_id = ?, updated_at = ?, first_response_at = ?, resolved_at = ?
-             WHERE desk_id = ? AND id = ?",
-            priority,
-            status,
-            assignee,
-            individual,
-            organization,
-            now_ms,
-            first_response,
-            resolved,
-            desk.0,
-            t.id.0
-        )
-        .execute(&mut *tx)
-        .await?;
-        let cause = Self::insert_events(&mut tx, t, &applied.events, now_ms).await?;
-        Self::enqueue_in(&mut tx, desk, &format!("event{cause}"), &out(t), now_ms).await?;
-        let after = Self::ticket_in(&mut tx, desk, no)
-            .await?
-            .ok_or(crate::store::StoreError::NoTicket(no))?;
+        let changed = Self::change_in(&mut tx, desk, no, actor, action, out, now).await?;
         tx.commit().await?;
-        Ok(Changed::Yes(after.ticket))
+        Ok(changed)
     }
 
     async fn ticket(&self, desk: DeskId, no: TicketNo) -> Result<Option<TicketRecord>> {

@@ -1,0 +1,269 @@
+//! Gmail's REST API, the calls we need: the profile, history since a cursor, recent messages,
+//! a message in RFC 822 form, and a thread.
+
+use base64::Engine;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use super::MailError;
+use crate::core::mail::{ThreadRef, parse_raw};
+use crate::desk::mail::Fetched;
+
+/// How many recent messages a resync reads at most.
+const RESYNC_MAX: usize = 200;
+
+async fn get(
+    http: &reqwest::Client,
+    url: &str,
+    token: &SecretString,
+    query: &[(&str, &str)],
+) -> Result<Value, MailError> {
+    let response = http
+        .get(url)
+        .bearer_auth(token.expose_secret())
+        .query(query)
+        .send()
+        .await
+        .map_err(|e| MailError::Network(e.without_url().to_string()))?;
+    match response.status().as_u16() {
+        200..=299 => response
+            .json()
+            .await
+            .map_err(|e| MailError::Network(e.without_url().to_string())),
+        401 => Err(MailError::Revoked("unauthorized".into())),
+        404 => Err(MailError::CursorExpired),
+        s => Err(MailError::Status(s)),
+    }
+}
+
+fn users(base: &str) -> String {
+    format!("{}/gmail/v1/users/me", base.trim_end_matches('/'))
+}
+
+/// The mailbox's address and its current history id.
+pub async fn profile(
+    http: &reqwest::Client,
+    base: &str,
+    token: &SecretString,
+) -> Result<(String, Option<String>), MailError> {
+    let v = get(http, &format!("{}/profile", users(base)), token, &[]).await?;
+    let address = v["emailAddress"]
+        .as_str()
+        .ok_or_else(|| MailError::Other("no emailAddress".into()))?;
+    Ok((address.to_lowercase(), history_id(&v)))
+}
+
+fn history_id(v: &Value) -> Option<String> {
+    match &v["historyId"] {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// New mail since `cursor` (a history id), oldest first, and the cursor to store. Without a
+/// cursor, or when Gmail says it is too old (404), the recent mail is read again; mail already
+/// taken in is skipped by the desk.
+pub async fn poll(
+    http: &reqwest::Client,
+    base: &str,
+    token: &SecretString,
+    cursor: Option<&str>,
+) -> Result<(Vec<Fetched>, Option<String>), MailError> {
+    let mut ids: Vec<String> = Vec::new();
+    let next_cursor;
+    let history = match cursor {
+        Some(start) => history(http, base, token, start).await,
+        None => Err(MailError::CursorExpired),
+    };
+    match history {
+        Ok((found, latest)) => {
+            ids = found;
+            next_cursor = latest.or_else(|| cursor.map(str::to_owned));
+        }
+        Err(MailError::CursorExpired) => {
+            let (_, latest) = profile(http, base, token).await?;
+            let mut page: Option<String> = None;
+            while ids.len() < RESYNC_MAX {
+                let mut q = vec![("q", "newer_than:2d -in:chats"), ("maxResults", "100")];
+                if let Some(p) = page.as_deref() {
+                    q.push(("pageToken", p));
+                }
+                let v = get(http, &format!("{}/messages", users(base)), token, &q).await?;
+                for m in v["messages"].as_array().into_iter().flatten() {
+                    if let Some(id) = m["id"].as_str() {
+                        ids.push(id.to_owned());
+                    }
+                }
+                page = v["nextPageToken"].as_str().map(str::to_owned);
+                if page.is_none() {
+                    break;
+                }
+            }
+            // messages.list is newest first.
+            ids.reverse();
+            next_cursor = latest;
+        }
+        Err(e) => return Err(e),
+    }
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(f) = message(http, base, token, &id).await? {
+            out.push(f);
+        }
+    }
+    Ok((out, next_cursor))
+}
+
+async fn history(
+    http: &reqwest::Client,
+    base: &str,
+    token: &SecretString,
+    start: &str,
+) -> Result<(Vec<String>, Option<String>), MailError> {
+    let mut ids = Vec::new();
+    let mut latest = None;
+    let mut page: Option<String> = None;
+    for _ in 0..50 {
+        let mut q = vec![("startHistoryId", start), ("historyTypes", "messageAdded")];
+        if let Some(p) = page.as_deref() {
+            q.push(("pageToken", p));
+        }
+        let v = get(http, &format!("{}/history", users(base)), token, &q).await?;
+        for h in v["history"].as_array().into_iter().flatten() {
+            for added in h["messagesAdded"].as_array().into_iter().flatten() {
+                if let Some(id) = added["message"]["id"].as_str()
+                    && !ids.iter().any(|x| x == id)
+                {
+                    ids.push(id.to_owned());
+                }
+            }
+        }
+        latest = history_id(&v).or(latest);
+        page = v["nextPageToken"].as_str().map(str::to_owned);
+        if page.is_none() {
+            break;
+        }
+    }
+    Ok((ids, latest))
+}
+
+/// One message, parsed; `None` (logged and counted) when its content cannot be read.
+pub async fn message(
+    http: &reqwest::Client,
+    base: &str,
+    token: &SecretString,
+    id: &str,
+) -> Result<Option<Fetched>, MailError> {
+    let v = match get(
+        http,
+        &format!("{}/messages/{id}", users(base)),
+        token,
+        &[("format", "raw")],
+    )
+    .await
+    {
+        Ok(v) => v,
+        // Deleted between listing and reading.
+        Err(MailError::CursorExpired) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let raw = v["raw"].as_str().unwrap_or_default();
+    let bytes = URL_SAFE_NO_PAD
+        .decode(raw.trim_end_matches('='))
+        .or_else(|_| URL_SAFE.decode(raw));
+    let Ok(bytes) = bytes else {
+        skipped("gmail", id, "the raw message is not base64url");
+        return Ok(None);
+    };
+    let mut mail = match parse_raw(&bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            skipped("gmail", id, &e.to_string());
+            return Ok(None);
+        }
+    };
+    mail.thread_id = v["threadId"].as_str().map(str::to_owned);
+    let web_link = mail.message_id.as_ref().map(|m| {
+        format!(
+            "https://mail.google.com/mail/u/0/#search/rfc822msgid%3A{}",
+            urlencode(m)
+        )
+    });
+    Ok(Some(Fetched {
+        provider_id: id.to_owned(),
+        mail,
+        web_link,
+    }))
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A message the poller could not read: logged and counted, and the next ones still arrive.
+pub fn skipped(provider: &'static str, id: &str, why: &str) {
+    tracing::warn!(
+        provider,
+        message = id,
+        reason = why,
+        "An email was skipped."
+    );
+    metrics::counter!("piraja_mail_skipped_total", "provider" => provider).increment(1);
+}
+
+/// Every message of a thread, oldest first.
+pub async fn thread(
+    http: &reqwest::Client,
+    base: &str,
+    token: &SecretString,
+    r: &ThreadRef,
+) -> Result<Vec<Fetched>, MailError> {
+    let thread_id = match r {
+        ThreadRef::GmailThread(id) => id.clone(),
+        ThreadRef::MessageId(m) => {
+            let q = format!("rfc822msgid:{m}");
+            let v = get(
+                http,
+                &format!("{}/messages", users(base)),
+                token,
+                &[("q", q.as_str()), ("maxResults", "1")],
+            )
+            .await?;
+            match v["messages"][0]["threadId"].as_str() {
+                Some(t) => t.to_owned(),
+                None => return Ok(Vec::new()),
+            }
+        }
+        ThreadRef::GmailWebId(_) => {
+            return Err(MailError::Other(
+                "Gmail's newer web links do not carry the thread id; use \"Show original\" and give the Message-ID".into(),
+            ));
+        }
+        _ => return Err(MailError::Other("that is not a Gmail thread".into())),
+    };
+    let v = match get(
+        http,
+        &format!("{}/threads/{thread_id}", users(base)),
+        token,
+        &[("format", "minimal")],
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(MailError::CursorExpired) => {
+            return Err(MailError::Other("Gmail has no such thread".into()));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for m in v["messages"].as_array().into_iter().flatten() {
+        if let Some(id) = m["id"].as_str()
+            && let Some(f) = message(http, base, token, id).await?
+        {
+            out.push(f);
+        }
+    }
+    Ok(out)
+}
