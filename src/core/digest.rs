@@ -111,6 +111,35 @@ impl Digest {
         out
     }
 
+    /// One line per priority: "`**`urgent`**`: 3 open · 1 in progress · 0 waiting", with
+    /// `bold` around the priority (Slack `*`, Discord `**`).
+    pub fn open_lines(&self, bold: &str) -> Vec<String> {
+        self.by_priority
+            .iter()
+            .map(|(p, [o, i, w])| {
+                format!("{bold}{p}{bold}: {o} open · {i} in progress · {w} waiting")
+            })
+            .collect()
+    }
+
+    /// The flow since the last digest and the week's SLA compliance.
+    pub fn footer(&self) -> String {
+        let mut footer = format!(
+            "Since {}: {} created, {} resolved.",
+            self.since.format("%Y-%m-%d %H:%M UTC"),
+            self.created,
+            self.resolved
+        );
+        let compliance = self.compliance_lines();
+        if !compliance.is_empty() {
+            footer.push_str(&format!(
+                "\nSLA met, last 7 days: {}",
+                compliance.join("; ")
+            ));
+        }
+        footer
+    }
+
     /// The compliance line, e.g. "urgent 9/10 first responses, 7/8 resolutions in time".
     pub fn compliance_lines(&self) -> Vec<String> {
         self.compliance

@@ -399,30 +399,8 @@ impl Desks {
             "The mailbox {} was disconnected ({reason}). An agent can connect it again with /ticket mailbox connect {provider}",
             mailbox.address
         );
-        let out: Vec<Outgoing> = self
-            .store
-            .surfaces(mailbox.desk)
-            .await?
-            .into_iter()
-            .filter_map(|s| {
-                Some(Outgoing::ChannelMessage {
-                    surface: s.surface,
-                    channel: s.notify_channel?,
-                    text: text.clone(),
-                })
-            })
-            .collect();
-        let now = self.clock.now();
-        self.store
-            .enqueue(
-                mailbox.desk,
-                &format!("mailbox-off:{}:{}", mailbox.id, now.timestamp_millis()),
-                &out,
-                now,
-            )
-            .await?;
-        self.outbox_wake.notify_one();
-        Ok(())
+        let key = format!("mailbox-off:{}", mailbox.id);
+        self.notice(mailbox.desk, &key, &text).await
     }
 
     /// Tells a desk's channels that a mailbox is connected.
@@ -435,6 +413,13 @@ impl Desks {
         let text = format!(
             "The mailbox {address} is connected: email forwarded to it becomes tickets, and replies in linked threads join them."
         );
+        self.notice(desk, &format!("mailbox-on:{mailbox}"), &text)
+            .await
+    }
+
+    /// Says `text` in every notification channel of a desk; `key` (with the time) makes the
+    /// outbox rows' idempotency keys.
+    async fn notice(&self, desk: DeskId, key: &str, text: &str) -> Result<(), StoreError> {
         let out: Vec<Outgoing> = self
             .store
             .surfaces(desk)
@@ -444,19 +429,13 @@ impl Desks {
                 Some(Outgoing::ChannelMessage {
                     surface: s.surface,
                     channel: s.notify_channel?,
-                    text: text.clone(),
+                    text: text.to_owned(),
                 })
             })
             .collect();
         let now = self.clock.now();
-        self.store
-            .enqueue(
-                desk,
-                &format!("mailbox-on:{mailbox}:{}", now.timestamp_millis()),
-                &out,
-                now,
-            )
-            .await?;
+        let key = format!("{key}:{}", now.timestamp_millis());
+        self.store.enqueue(desk, &key, &out, now).await?;
         self.outbox_wake.notify_one();
         Ok(())
     }

@@ -187,7 +187,13 @@ async fn answer(
     );
     let desks = state.desks.clone();
     let mut work = tokio::spawn(async move { desks.execute(&inv, cmd).await });
-    match tokio::time::timeout(app.budget, &mut work).await {
+    // A zero budget always defers (used to exercise the followup path).
+    let within = if app.budget.is_zero() {
+        None
+    } else {
+        tokio::time::timeout(app.budget, &mut work).await.ok()
+    };
+    match within.ok_or(()) {
         Ok(Ok(reply)) => respond(app, &reply, kind),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "A Discord command task failed.");

@@ -282,11 +282,7 @@ pub fn message(reply: &Reply) -> Message {
 pub fn digest_message(d: &crate::core::digest::Digest) -> Value {
     use crate::core::digest::Section;
     let mut fields = Vec::new();
-    let open: Vec<String> = d
-        .by_priority
-        .iter()
-        .map(|(p, [o, i, w])| format!("**{p}**: {o} open · {i} in progress · {w} waiting"))
-        .collect();
+    let open = d.open_lines("**");
     fields.push(
         json!({ "name": format!("{} open tickets", d.open_total()), "value": open.join("\n") }),
     );
@@ -333,19 +329,7 @@ pub fn digest_message(d: &crate::core::digest::Digest) -> Value {
             .collect();
         fields.push(json!({ "name": "Open per assignee", "value": cut(&lines.join("\n"), MAX_FIELD_VALUE) }));
     }
-    let mut footer = format!(
-        "Since {}: {} created, {} resolved.",
-        d.since.format("%Y-%m-%d %H:%M UTC"),
-        d.created,
-        d.resolved
-    );
-    let compliance = d.compliance_lines();
-    if !compliance.is_empty() {
-        footer.push_str(&format!(
-            "\nSLA met, last 7 days: {}",
-            compliance.join("; ")
-        ));
-    }
+    let footer = d.footer();
     fields.push(json!({ "name": "Flow", "value": cut(&footer, MAX_FIELD_VALUE) }));
     let buttons: Vec<Value> = d
         .listed()

@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::Value;
 
 use super::MailError;
@@ -19,22 +19,7 @@ async fn get(
     token: &SecretString,
     query: &[(&str, &str)],
 ) -> Result<Value, MailError> {
-    let response = http
-        .get(url)
-        .bearer_auth(token.expose_secret())
-        .query(query)
-        .send()
-        .await
-        .map_err(|e| MailError::Network(e.without_url().to_string()))?;
-    match response.status().as_u16() {
-        200..=299 => response
-            .json()
-            .await
-            .map_err(|e| MailError::Network(e.without_url().to_string())),
-        401 => Err(MailError::Revoked("unauthorized".into())),
-        404 => Err(MailError::CursorExpired),
-        s => Err(MailError::Status(s)),
-    }
+    super::get_json(http, url, token, query, MailError::CursorExpired).await
 }
 
 fn users(base: &str) -> String {

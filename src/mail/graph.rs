@@ -1,7 +1,7 @@
 //! Microsoft Graph, the calls we need: `/me`, a delta query on the inbox, a message, and the
 //! messages of a conversation.
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::Value;
 
 use super::MailError;
@@ -29,21 +29,10 @@ async fn get(
             "Graph returned a link to another host".into(),
         ));
     }
-    let response = http
-        .get(url)
-        .bearer_auth(token.expose_secret())
-        .query(query)
-        .send()
-        .await
-        .map_err(|e| MailError::Network(e.without_url().to_string()))?;
-    match response.status().as_u16() {
-        200..=299 => response
-            .json()
-            .await
-            .map_err(|e| MailError::Network(e.without_url().to_string())),
-        401 => Err(MailError::Revoked("unauthorized".into())),
-        410 => Err(MailError::CursorExpired),
-        s => Err(MailError::Status(s)),
+    match super::get_json(http, url, token, query, MailError::CursorExpired).await {
+        // Graph answers 404 for a message that is gone and 410 for an expired delta.
+        Err(MailError::CursorExpired) if !url.contains("/delta") => Err(MailError::Status(404)),
+        other => other,
     }
 }
 

@@ -596,6 +596,33 @@ async fn callback(
     }
 }
 
+/// GETs JSON with the mailbox's token: 401 means access was revoked; `missing` is what a 404
+/// (or Graph's 410 for an expired delta) means to the caller.
+pub async fn get_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: &SecretString,
+    query: &[(&str, &str)],
+    missing: MailError,
+) -> Result<serde_json::Value, MailError> {
+    let response = http
+        .get(url)
+        .bearer_auth(token.expose_secret())
+        .query(query)
+        .send()
+        .await
+        .map_err(|e| MailError::Network(e.without_url().to_string()))?;
+    match response.status().as_u16() {
+        200..=299 => response
+            .json()
+            .await
+            .map_err(|e| MailError::Network(e.without_url().to_string())),
+        401 => Err(MailError::Revoked("unauthorized".into())),
+        404 | 410 => Err(missing),
+        s => Err(MailError::Status(s)),
+    }
+}
+
 /// When the next poll is due.
 pub fn next_poll(now: DateTime<Utc>, every: Duration) -> DateTime<Utc> {
     now + chrono::TimeDelta::from_std(every).unwrap_or(chrono::TimeDelta::minutes(1))

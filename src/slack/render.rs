@@ -291,11 +291,7 @@ pub fn message(reply: &Reply) -> Message {
 pub fn digest_blocks(d: &crate::core::digest::Digest) -> Vec<Value> {
     use crate::core::digest::Section;
     let mut blocks = vec![json!({ "type": "header", "text": plain(&d.title, 150) })];
-    let open: Vec<String> = d
-        .by_priority
-        .iter()
-        .map(|(p, [o, i, w])| format!("*{p}*: {o} open · {i} in progress · {w} waiting"))
-        .collect();
+    let open = d.open_lines("*");
     blocks.push(json!({ "type": "section", "text": mrkdwn(&format!("*{} open tickets*\n{}", d.open_total(), open.join("\n")), MAX_SECTION) }));
     let mut section = |title: &str, s: &Section| {
         blocks.push(
@@ -337,19 +333,7 @@ pub fn digest_blocks(d: &crate::core::digest::Digest) -> Vec<Value> {
             .collect();
         blocks.push(json!({ "type": "section", "text": mrkdwn(&format!("*Open per assignee*\n{}", lines.join("\n")), MAX_SECTION) }));
     }
-    let mut footer = format!(
-        "Since {}: {} created, {} resolved.",
-        d.since.format("%Y-%m-%d %H:%M UTC"),
-        d.created,
-        d.resolved
-    );
-    let compliance = d.compliance_lines();
-    if !compliance.is_empty() {
-        footer.push_str(&format!(
-            "\nSLA met, last 7 days: {}",
-            compliance.join("; ")
-        ));
-    }
+    let footer = d.footer();
     blocks.push(json!({ "type": "context", "elements": [mrkdwn(&footer, MAX_SECTION)] }));
     blocks
 }
