@@ -115,6 +115,15 @@ pub struct Desks {
     pub limits: Arc<limits::Limiter>,
     /// The mail adapter, when a mail provider is configured.
     pub mail: Option<mail::MailHandle>,
+    /// SLA settings per desk, read at most once a minute.
+    pub sla_cache: Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<
+                crate::core::ticket::DeskId,
+                (sla::SlaContext, std::time::Instant),
+            >,
+        >,
+    >,
 }
 
 /// The most rows a list or history returns; renderers summarise the rest.
@@ -128,6 +137,7 @@ impl Desks {
             outbox_wake: Arc::new(Notify::new()),
             limits: Arc::new(limits::Limiter::new(crate::config::Limits::default())),
             mail: None,
+            sla_cache: Arc::default(),
         }
     }
 

@@ -62,8 +62,53 @@ fn example_hours() -> &'static str {
 }
 
 impl Desks {
-    /// The desk's SLA policy and calendar.
+    /// A new ticket's clocks, stored with it in the create transaction.
+    pub async fn new_ticket_sla(
+        &self,
+        desk: DeskId,
+        priority: Priority,
+        now: DateTime<Utc>,
+    ) -> Result<SlaState, StoreError> {
+        let ctx = self.sla_context(desk).await?;
+        let events = [sla::SlaEvent {
+            at: now,
+            kind: sla::SlaEventKind::Created { priority },
+        }];
+        let clocks = sla::clocks(&ctx.policy, &ctx.calendar, &events, now);
+        Ok(SlaState {
+            due: SlaDue::of(&clocks),
+            first_level: clocks.first_response.level,
+            resolution_level: clocks.resolution.level,
+            check_at: sla::next_change(&ctx.policy, &ctx.calendar, &events, now),
+        })
+    }
+
+    /// Forgets a desk's cached SLA settings (after they change).
+    pub fn forget_sla_context(&self, desk: DeskId) {
+        if let Ok(mut cache) = self.sla_cache.lock() {
+            cache.remove(&desk);
+        }
+    }
+
+    /// The desk's SLA policy and calendar (cached for a minute; changes here forget it).
     pub async fn sla_context(&self, desk: DeskId) -> Result<SlaContext, StoreError> {
+        if let Ok(cache) = self.sla_cache.lock()
+            && let Some((ctx, at)) = cache.get(&desk)
+            && at.elapsed() < std::time::Duration::from_secs(60)
+        {
+            return Ok(ctx.clone());
+        }
+        let ctx = self.load_sla_context(desk).await?;
+        if let Ok(mut cache) = self.sla_cache.lock() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(desk, (ctx.clone(), std::time::Instant::now()));
+        }
+        Ok(ctx)
+    }
+
+    async fn load_sla_context(&self, desk: DeskId) -> Result<SlaContext, StoreError> {
         let s = self.store.sla_settings(desk).await?;
         let mut policy = Policy::default();
         for (p, first, resolution) in s.targets {
@@ -265,6 +310,7 @@ impl Desks {
         self.store
             .set_sla_target(actor.desk, priority, first, resolution)
             .await?;
+        self.forget_sla_context(actor.desk);
         let n = self.refresh_desk_sla(actor.desk).await?;
         Ok(Reply::Text {
             text: format!(
@@ -286,6 +332,7 @@ impl Desks {
                 self.store
                     .set_business_hours(actor.desk, None, None)
                     .await?;
+                self.forget_sla_context(actor.desk);
                 "The SLA clock now runs around the clock.".to_owned()
             }
             Some(h) => {
@@ -309,6 +356,7 @@ impl Desks {
                 self.store
                     .set_business_hours(actor.desk, Some(&written), Some(&h.timezone))
                     .await?;
+                self.forget_sla_context(actor.desk);
                 format!("The SLA clock now counts business hours only: {written}.")
             }
         };
@@ -325,6 +373,7 @@ impl Desks {
         day: chrono::NaiveDate,
     ) -> Result<Reply, StoreError> {
         self.store.add_holiday(actor.desk, day).await?;
+        self.forget_sla_context(actor.desk);
         let ctx = self.sla_context(actor.desk).await?;
         let n = self.refresh_desk_sla(actor.desk).await?;
         let note = if ctx.calendar.hours.is_none() {

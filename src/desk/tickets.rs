@@ -111,6 +111,7 @@ impl Desks {
             crate::core::people::Platform::Email => Source::Email,
             crate::core::people::Platform::Cli => Source::Cli,
         };
+        let now = self.clock.now();
         let new = NewTicket {
             description: description.to_owned(),
             priority,
@@ -118,6 +119,7 @@ impl Desks {
             assignee: assignee.clone(),
             individual,
             source,
+            sla: Some(self.new_ticket_sla(actor.desk, priority, now).await?),
         };
         let origin = actor
             .channel
@@ -135,7 +137,7 @@ impl Desks {
         };
         let created = self
             .store
-            .create_ticket(actor.desk, &new, inv.key.as_deref(), &out, self.clock.now())
+            .create_ticket(actor.desk, &new, inv.key.as_deref(), &out, now)
             .await?;
         if !created.replayed {
             metrics::counter!("piraja_tickets_created_total", "source" => source.as_str())
@@ -143,15 +145,6 @@ impl Desks {
             tracing::info!(desk.id = %actor.desk, ticket.no = created.ticket.no.0, "A ticket was created.");
         }
         self.outbox_wake.notify_one();
-        let ticket = if created.replayed {
-            created.ticket
-        } else {
-            self.refresh_sla(actor.desk, created.ticket).await
-        };
-        let created = crate::store::Created {
-            ticket,
-            replayed: created.replayed,
-        };
         let name = match &created.ticket.assignee {
             Some(a) => self.store.member_name(actor.desk, a).await?,
             None => None,

@@ -68,6 +68,8 @@ pub struct NewTicket {
     pub assignee: Option<UserRef>,
     pub individual: Option<i64>,
     pub source: Source,
+    /// The new ticket's SLA clocks, stored with it.
+    pub sla: Option<SlaState>,
 }
 
 /// The result of a create.

@@ -286,10 +286,17 @@ impl TicketStore for SqliteStore {
         let reporter = new.reporter.to_string();
         let assignee = new.assignee.as_ref().map(UserRef::to_string);
         let source = new.source.as_str();
+        let sla = new.sla.as_ref();
+        let first_due = sla.and_then(|s| s.due.first_due).map(ms);
+        let resolution_due = sla.and_then(|s| s.due.resolution_due).map(ms);
+        let first_level = sla.map(|s| s.first_level.as_str());
+        let resolution_level = sla.map(|s| s.resolution_level.as_str());
+        let check_at = sla.and_then(|s| s.check_at).map(ms);
         let id = sqlx::query_scalar!(
             "INSERT INTO tickets (desk_id, no, description, priority, status, assignee, reporter,
-                                  individual_id, source, created_at, updated_at)
-             VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?) RETURNING id AS \"id!: i64\"",
+                                  individual_id, source, created_at, updated_at, first_due,
+                                  resolution_due, first_level, resolution_level, sla_check_at)
+             VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id AS \"id!: i64\"",
             desk.0,
             no,
             new.description,
@@ -299,7 +306,12 @@ impl TicketStore for SqliteStore {
             new.individual,
             source,
             now_ms,
-            now_ms
+            now_ms,
+            first_due,
+            resolution_due,
+            first_level,
+            resolution_level,
+            check_at
         )
         .fetch_one(&mut *tx)
         .await?;
