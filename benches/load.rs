@@ -199,8 +199,13 @@ fn rss_mib(pid: u32) -> f64 {
 
 /// A stand-in for Slack's and Discord's APIs: answers every call at once.
 async fn stub_api() -> anyhow::Result<String> {
-    let app = axum::Router::new().fallback(|| async {
-        axum::Json(json!({ "ok": true, "ts": "1700000000.000100", "channel": "C1", "id": "1" }))
+    // Every post gets its own message id, as on the real platforms.
+    let next = Arc::new(AtomicU64::new(1));
+    let app = axum::Router::new().fallback(move || {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        async move {
+            axum::Json(json!({ "ok": true, "ts": format!("1700000000.{n:06}"), "channel": "C1", "id": n.to_string() }))
+        }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -205,7 +205,7 @@ impl Desks {
             summary: summary(&f.mail, f.web_link.as_deref()),
             outgoing,
         });
-        let surfaces = self.store.surfaces(mailbox.desk).await?;
+        let surfaces = self.surfaces(mailbox.desk).await?;
         let note = if reopen {
             format!("{} replied by email; {} is open again.", from, ticket.no)
         } else {
@@ -314,7 +314,7 @@ impl Desks {
         sender: &str,
     ) -> Result<Ticket, StoreError> {
         let desk = mailbox.desk;
-        let surfaces = self.store.surfaces(desk).await?;
+        let surfaces = self.surfaces(desk).await?;
         let surface = surfaces
             .first()
             .map(|s| s.surface.clone())

@@ -5,6 +5,7 @@
 //! [`Desks::execute`] and render the reply. Permissions are checked here, once, for every
 //! platform.
 
+pub mod cache;
 mod contacts;
 pub mod limits;
 pub mod mail;
@@ -115,6 +116,8 @@ pub struct Desks {
     pub limits: Arc<limits::Limiter>,
     /// The mail adapter, when a mail provider is configured.
     pub mail: Option<mail::MailHandle>,
+    /// Surfaces, members and desks' surfaces, briefly remembered.
+    pub caches: Arc<cache::Caches>,
     /// SLA settings per desk, read at most once a minute.
     pub sla_cache: Arc<
         std::sync::Mutex<
@@ -138,7 +141,21 @@ impl Desks {
             limits: Arc::new(limits::Limiter::new(crate::config::Limits::default())),
             mail: None,
             sla_cache: Arc::default(),
+            caches: Arc::default(),
         }
+    }
+
+    /// The surfaces serving a desk (briefly cached).
+    pub async fn surfaces(
+        &self,
+        desk: crate::core::ticket::DeskId,
+    ) -> Result<Vec<crate::core::people::Surface>, StoreError> {
+        if let Some(s) = self.caches.surfaces.get(&desk) {
+            return Ok(s);
+        }
+        let s = self.store.surfaces(desk).await?;
+        self.caches.surfaces.put(desk, s.clone());
+        Ok(s)
     }
 
     /// The same desks with a mail adapter.
@@ -156,20 +173,40 @@ impl Desks {
     /// Resolves the desk and the actor's standing for an invocation.
     pub async fn actor(&self, inv: &Invocation) -> Result<Actor, StoreError> {
         let now = self.clock.now();
-        let desk = self
-            .store
-            .desk_for_surface(&inv.surface, inv.surface_name.as_deref(), now)
-            .await?;
-        let mut membership = self
-            .store
-            .see_member(
-                desk,
-                &inv.user,
-                inv.user_name.as_deref(),
-                inv.surface.platform != Platform::Discord,
-                now,
-            )
-            .await?;
+        let desk = match self.caches.desk_of.get(&inv.surface) {
+            Some(desk) => desk,
+            None => {
+                let desk = self
+                    .store
+                    .desk_for_surface(&inv.surface, inv.surface_name.as_deref(), now)
+                    .await?;
+                self.caches.desk_of.put(inv.surface.clone(), desk);
+                desk
+            }
+        };
+        let key = (desk, inv.user.clone());
+        let cached = self
+            .caches
+            .members
+            .get(&key)
+            .filter(|(_, name)| inv.user_name.is_none() || inv.user_name == *name);
+        let mut membership = match cached {
+            Some((m, _)) => m,
+            None => {
+                let m = self
+                    .store
+                    .see_member(
+                        desk,
+                        &inv.user,
+                        inv.user_name.as_deref(),
+                        inv.surface.platform != Platform::Discord,
+                        now,
+                    )
+                    .await?;
+                self.caches.members.put(key, (m, inv.user_name.clone()));
+                m
+            }
+        };
         if inv.surface_admin {
             membership.role = crate::core::people::Role::Admin;
         }
@@ -311,6 +348,7 @@ impl Desks {
         self.store
             .set_notify_channel(actor.desk, &actor.surface, channel)
             .await?;
+        self.caches.forget();
         Ok(Reply::Text {
             text: "New tickets of this desk will be posted in this channel.".into(),
             private: false,
@@ -332,6 +370,7 @@ impl Desks {
         self.store
             .set_role(actor.desk, &target, role, self.clock.now())
             .await?;
+        self.caches.forget();
         let article = if role == crate::core::people::Role::Member {
             "a"
         } else {

@@ -60,6 +60,7 @@ impl Desks {
             .store
             .redeem_link_code(&code_hash(code), &actor.surface, &actor.user, merge, now)
             .await?;
+        self.caches.forget();
         Ok(match redeemed {
             Redeemed::Joined { moved: 0, .. } => Reply::Text {
                 text: "This workspace now shares its desk: tickets, contacts, SLA and digests \

@@ -172,7 +172,7 @@ impl Desks {
             resolution_level: clocks.resolution.level,
             check_at: sla::next_change(&ctx.policy, &ctx.calendar, &events, now),
         };
-        let surfaces = self.store.surfaces(desk).await?;
+        let surfaces = self.surfaces(desk).await?;
         let on_change: Vec<Outgoing> = surfaces
             .iter()
             .map(|s| Outgoing::UpdateCards {

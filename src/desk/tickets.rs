@@ -98,7 +98,7 @@ impl Desks {
         assignee: Option<UserRef>,
         individual: Option<i64>,
     ) -> Result<Reply, StoreError> {
-        let surfaces = self.store.surfaces(actor.desk).await?;
+        let surfaces = self.surfaces(actor.desk).await?;
         // A customer known only by email (mail intake) makes an email ticket.
         let platform = if actor.user.platform == crate::core::people::Platform::Email {
             crate::core::people::Platform::Email
@@ -245,7 +245,7 @@ impl Desks {
         action: Action,
         note: String,
     ) -> Result<Reply, StoreError> {
-        let surfaces = self.store.surfaces(actor.desk).await?;
+        let surfaces = self.surfaces(actor.desk).await?;
         let newly_assigned = match &action {
             Action::Assign(Some(u)) => Some(u.clone()),
             _ => None,

@@ -219,6 +219,7 @@ pub async fn callback(
         .unwrap_or_else(|| install.team_id.clone());
     match state.desks.store.save_slack_install(&install, now).await {
         Ok(desk) => {
+            state.desks.caches.forget();
             tracing::info!(team = %install.team_id, desk = desk.0, "A Slack workspace installed Piraja.");
             let clear = format!("{STATE_COOKIE}=; Max-Age=0; Path=/slack; HttpOnly; SameSite=Lax");
             let mut page = html_page(
