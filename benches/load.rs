@@ -528,11 +528,18 @@ async fn seed(db: &Path, desks: i64, tickets: i64) -> anyhow::Result<()> {
                         CASE WHEN n % 10 < 6 THEN 'closed' WHEN n % 10 = 6 THEN 'in_progress' WHEN n % 10 = 7 THEN 'waiting' ELSE 'open' END,
                         CASE WHEN n % 3 = 0 THEN NULL ELSE 'slack:U' || (1 + n % 5) END,
                         'slack:U9', NULL,
-                        CASE WHEN (n - 1) / {per_desk} = 0 AND (n - 1) % {per_desk} < 10000 THEN (SELECT id FROM organizations WHERE desk_id = 1 AND name_key = 'org 1') END,
+                        NULL,
                         'slack', {now} - (n % 100000) * 60000, {now},
                         {now} + (n % 50 - 10) * 3600000, {now} + (n % 90 - 10) * 3600000,
                         CASE WHEN n % 50 < 10 THEN 'breached' WHEN n % 50 < 14 THEN 'at_risk' ELSE 'ok' END, 'ok'
                  FROM s WHERE 1 + (n - 1) / {per_desk} <= {desks}"),
+        // Desk 1 also has an organization with 10,000 tickets, for the history timing.
+        format!("WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 10000)
+                 INSERT INTO tickets (desk_id, no, description, priority, status, reporter, organization_id, source, created_at, updated_at)
+                 SELECT 1, {per_desk} + n, 'Acme ticket ' || n, 'medium', CASE WHEN n % 10 < 8 THEN 'closed' ELSE 'open' END,
+                        'slack:U9', (SELECT id FROM organizations WHERE desk_id = 1 AND name_key = 'org 1'), 'email',
+                        {now} - n * 60000, {now} FROM s"),
+        format!("UPDATE desks SET next_no = {per_desk} + 10001 WHERE id = 1"),
         "INSERT INTO events (desk_id, ticket_id, actor, kind, new_value, at)
                  SELECT desk_id, id, reporter, 'created', priority, created_at FROM tickets".to_owned(),
         "INSERT INTO events (desk_id, ticket_id, actor, kind, old_value, new_value, at)

@@ -32,6 +32,31 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     path: Option<PathBuf>,
+    group: std::sync::Arc<Group>,
+}
+
+/// The transaction concurrent creates share (group commit), and who waits for it.
+pub(crate) struct Group {
+    state: tokio::sync::Mutex<GroupState>,
+}
+
+struct GroupState {
+    tx: Option<Transaction<'static, Sqlite>>,
+    generation: u64,
+    /// Told the outcome of this generation's commit.
+    done: tokio::sync::watch::Sender<Option<std::result::Result<(), String>>>,
+}
+
+impl Default for Group {
+    fn default() -> Group {
+        Group {
+            state: tokio::sync::Mutex::new(GroupState {
+                tx: None,
+                generation: 0,
+                done: tokio::sync::watch::channel(None).0,
+            }),
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -81,6 +106,7 @@ impl SqliteStore {
             writer,
             reader,
             path,
+            group: std::sync::Arc::default(),
         })
     }
 

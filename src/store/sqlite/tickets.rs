@@ -151,6 +151,119 @@ impl SqliteStore {
         Ok(last)
     }
 
+    /// Creates a ticket in the caller's transaction (see [`TicketStore::create_ticket`]).
+    pub(super) async fn create_in(
+        tx: &mut Transaction<'static, Sqlite>,
+        desk: DeskId,
+        new: &NewTicket,
+        key: Option<&str>,
+        out: &OutFn<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Created> {
+        let now_ms = ms(now);
+        if let Some(key) = key {
+            let seen = sqlx::query_scalar!(
+                "SELECT t.no FROM request_keys k JOIN tickets t ON t.id = k.ticket_id
+                 WHERE k.desk_id = ? AND k.key = ?",
+                desk.0,
+                key
+            )
+            .fetch_optional(&mut **tx)
+            .await?;
+            if let Some(no) = seen {
+                let record = Self::ticket_in(tx, desk, TicketNo(no))
+                    .await?
+                    .ok_or(crate::store::StoreError::NoTicket(TicketNo(no)))?;
+                return Ok(Created {
+                    ticket: record.ticket,
+                    replayed: true,
+                });
+            }
+        }
+        let no = sqlx::query_scalar!(
+            "UPDATE desks SET next_no = next_no + 1 WHERE id = ? RETURNING next_no - 1 AS \"no!: i64\"",
+            desk.0
+        )
+        .fetch_one(&mut **tx)
+        .await?;
+        let priority = new.priority.as_str();
+        let reporter = new.reporter.to_string();
+        let assignee = new.assignee.as_ref().map(UserRef::to_string);
+        let source = new.source.as_str();
+        let sla = new.sla.as_ref();
+        let first_due = sla.and_then(|s| s.due.first_due).map(ms);
+        let resolution_due = sla.and_then(|s| s.due.resolution_due).map(ms);
+        let first_level = sla.map(|s| s.first_level.as_str());
+        let resolution_level = sla.map(|s| s.resolution_level.as_str());
+        let check_at = sla.and_then(|s| s.check_at).map(ms);
+        let id = sqlx::query_scalar!(
+            "INSERT INTO tickets (desk_id, no, description, priority, status, assignee, reporter,
+                                  individual_id, source, created_at, updated_at, first_due,
+                                  resolution_due, first_level, resolution_level, sla_check_at)
+             VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id AS \"id!: i64\"",
+            desk.0,
+            no,
+            new.description,
+            priority,
+            assignee,
+            reporter,
+            new.individual,
+            source,
+            now_ms,
+            now_ms,
+            first_due,
+            resolution_due,
+            first_level,
+            resolution_level,
+            check_at
+        )
+        .fetch_one(&mut **tx)
+        .await?;
+        if let Some(key) = key {
+            sqlx::query!(
+                "INSERT INTO request_keys (desk_id, key, ticket_id, created_at) VALUES (?, ?, ?, ?)",
+                desk.0,
+                key,
+                id,
+                now_ms
+            )
+            .execute(&mut **tx)
+            .await?;
+        }
+        let record = Self::ticket_in(tx, desk, TicketNo(no))
+            .await?
+            .ok_or(crate::store::StoreError::NoTicket(TicketNo(no)))?;
+        let mut events = vec![NewEvent {
+            actor: new.reporter.clone(),
+            kind: EventKind::Created,
+            old_value: None,
+            new_value: Some(new.priority.as_str().into()),
+            note: None,
+        }];
+        if let Some(a) = &new.assignee {
+            events.push(NewEvent {
+                actor: new.reporter.clone(),
+                kind: EventKind::Assigned,
+                old_value: None,
+                new_value: Some(a.to_string()),
+                note: None,
+            });
+        }
+        let cause = Self::insert_events(tx, &record.ticket, &events, now_ms).await?;
+        Self::enqueue_in(
+            tx,
+            desk,
+            &format!("event{cause}"),
+            &out(&record.ticket),
+            now_ms,
+        )
+        .await?;
+        Ok(Created {
+            ticket: record.ticket,
+            replayed: false,
+        })
+    }
+
     /// Applies `action` to ticket `no` in the caller's transaction: the ticket, its events and
     /// `out` in the outbox.
     pub(super) async fn change_in(
@@ -255,110 +368,59 @@ impl TicketStore for SqliteStore {
         out: &OutFn<'_>,
         now: DateTime<Utc>,
     ) -> Result<Created> {
-        let mut tx = self.write().await?;
-        let now_ms = ms(now);
-        if let Some(key) = key {
-            let seen = sqlx::query_scalar!(
-                "SELECT t.no FROM request_keys k JOIN tickets t ON t.id = k.ticket_id
-                 WHERE k.desk_id = ? AND k.key = ?",
-                desk.0,
-                key
-            )
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(no) = seen {
-                let record = Self::ticket_in(&mut tx, desk, TicketNo(no))
-                    .await?
-                    .ok_or(crate::store::StoreError::NoTicket(TicketNo(no)))?;
-                return Ok(Created {
-                    ticket: record.ticket,
-                    replayed: true,
-                });
+        // Group commit: concurrent creates share one transaction, each inside its own
+        // savepoint, and each answers only once that transaction is committed.
+        let (created, done) = {
+            let mut g = self.group.state.lock().await;
+            if g.tx.is_none() {
+                g.tx = Some(self.write().await?);
+            }
+            let tx =
+                g.tx.as_mut()
+                    .ok_or_else(|| corrupt("no group transaction"))?;
+            sqlx::query("SAVEPOINT piraja_create")
+                .execute(&mut **tx)
+                .await?;
+            let created = Self::create_in(tx, desk, new, key, out, now).await;
+            let undo = if created.is_ok() {
+                "RELEASE piraja_create"
+            } else {
+                "ROLLBACK TO piraja_create"
+            };
+            sqlx::query(undo).execute(&mut **tx).await?;
+            if created.is_err() {
+                sqlx::query("RELEASE piraja_create")
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            (created?, (g.generation, g.done.subscribe()))
+        };
+        let (generation, mut committed) = done;
+        // Let the creates queued behind this one join the transaction, then commit them all
+        // (unless one of them already did).
+        tokio::task::yield_now().await;
+        {
+            let mut g = self.group.state.lock().await;
+            if g.generation == generation
+                && let Some(tx) = g.tx.take()
+            {
+                let result = tx.commit().await.map_err(|e| e.to_string());
+                g.generation += 1;
+                let (next, _) = tokio::sync::watch::channel(None);
+                let finished = std::mem::replace(&mut g.done, next);
+                let _ = finished.send(Some(result));
             }
         }
-        let no = sqlx::query_scalar!(
-            "UPDATE desks SET next_no = next_no + 1 WHERE id = ? RETURNING next_no - 1 AS \"no!: i64\"",
-            desk.0
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        let priority = new.priority.as_str();
-        let reporter = new.reporter.to_string();
-        let assignee = new.assignee.as_ref().map(UserRef::to_string);
-        let source = new.source.as_str();
-        let sla = new.sla.as_ref();
-        let first_due = sla.and_then(|s| s.due.first_due).map(ms);
-        let resolution_due = sla.and_then(|s| s.due.resolution_due).map(ms);
-        let first_level = sla.map(|s| s.first_level.as_str());
-        let resolution_level = sla.map(|s| s.resolution_level.as_str());
-        let check_at = sla.and_then(|s| s.check_at).map(ms);
-        let id = sqlx::query_scalar!(
-            "INSERT INTO tickets (desk_id, no, description, priority, status, assignee, reporter,
-                                  individual_id, source, created_at, updated_at, first_due,
-                                  resolution_due, first_level, resolution_level, sla_check_at)
-             VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id AS \"id!: i64\"",
-            desk.0,
-            no,
-            new.description,
-            priority,
-            assignee,
-            reporter,
-            new.individual,
-            source,
-            now_ms,
-            now_ms,
-            first_due,
-            resolution_due,
-            first_level,
-            resolution_level,
-            check_at
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        if let Some(key) = key {
-            sqlx::query!(
-                "INSERT INTO request_keys (desk_id, key, ticket_id, created_at) VALUES (?, ?, ?, ?)",
-                desk.0,
-                key,
-                id,
-                now_ms
-            )
-            .execute(&mut *tx)
-            .await?;
+        let outcome = committed
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| corrupt("the group commit was lost"))?
+            .clone();
+        match outcome {
+            Some(Ok(())) => Ok(created),
+            Some(Err(e)) => Err(corrupt(format!("the commit failed: {e}"))),
+            None => Err(corrupt("the group commit was lost")),
         }
-        let record = Self::ticket_in(&mut tx, desk, TicketNo(no))
-            .await?
-            .ok_or(crate::store::StoreError::NoTicket(TicketNo(no)))?;
-        let mut events = vec![NewEvent {
-            actor: new.reporter.clone(),
-            kind: EventKind::Created,
-            old_value: None,
-            new_value: Some(new.priority.as_str().into()),
-            note: None,
-        }];
-        if let Some(a) = &new.assignee {
-            events.push(NewEvent {
-                actor: new.reporter.clone(),
-                kind: EventKind::Assigned,
-                old_value: None,
-                new_value: Some(a.to_string()),
-                note: None,
-            });
-        }
-        let cause = Self::insert_events(&mut tx, &record.ticket, &events, now_ms).await?;
-        Self::enqueue_in(
-            &mut tx,
-            desk,
-            &format!("event{cause}"),
-            &out(&record.ticket),
-            now_ms,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Created {
-            ticket: record.ticket,
-            replayed: false,
-        })
     }
 
     async fn change_ticket(
