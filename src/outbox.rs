@@ -33,6 +33,35 @@ pub enum Delivery {
     Failed(String),
 }
 
+/// What a platform call's error means for delivery.
+pub trait DeliveryError: std::fmt::Display {
+    /// `Some(after)` when the platform rate limited the call (`after` is its `Retry-After`).
+    fn rate_limited(&self) -> Option<Option<Duration>>;
+    /// Whether trying again later may work.
+    fn transient(&self) -> bool;
+}
+
+impl Delivery {
+    /// The outcome of one attempt: sent; retried at the platform's time when rate limited, or
+    /// with backoff when the error is transient; otherwise failed for good.
+    pub fn of<E: DeliveryError>(result: Result<Option<CardMessage>, E>) -> Delivery {
+        match result {
+            Ok(card) => Delivery::Sent { card },
+            Err(e) => match e.rate_limited() {
+                Some(after) => Delivery::Retry {
+                    after,
+                    error: "rate limited".into(),
+                },
+                None if e.transient() => Delivery::Retry {
+                    after: None,
+                    error: e.to_string(),
+                },
+                None => Delivery::Failed(e.to_string()),
+            },
+        }
+    }
+}
+
 /// Delivers messages to one platform.
 #[async_trait]
 pub trait Sender: Send + Sync {

@@ -57,6 +57,9 @@ impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
 /// The desk's caches.
 #[derive(Default)]
 pub struct Caches {
+    /// Bumped by every [`Caches::forget`]: a value read from the store before a change must not
+    /// be stored after it (see [`Caches::epoch`]).
+    epoch: std::sync::atomic::AtomicU64,
     pub desk_of: Expiring<SurfaceRef, DeskId>,
     /// A member's standing and the name it was stored with.
     pub members: Expiring<(DeskId, UserRef), (Membership, Option<String>)>,
@@ -70,8 +73,20 @@ impl std::fmt::Debug for Caches {
 }
 
 impl Caches {
+    /// The current epoch: read it before reading the store, and cache what was read only if
+    /// [`Caches::still`] that epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether nothing was forgotten since `epoch`.
+    pub fn still(&self, epoch: u64) -> bool {
+        self.epoch() == epoch
+    }
+
     /// Forgets everything (after a join, a merge, a role or channel change).
     pub fn forget(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.desk_of.clear();
         self.members.clear();
         self.surfaces.clear();

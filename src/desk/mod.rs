@@ -153,8 +153,11 @@ impl Desks {
         if let Some(s) = self.caches.surfaces.get(&desk) {
             return Ok(s);
         }
+        let epoch = self.caches.epoch();
         let s = self.store.surfaces(desk).await?;
-        self.caches.surfaces.put(desk, s.clone());
+        if self.caches.still(epoch) {
+            self.caches.surfaces.put(desk, s.clone());
+        }
         Ok(s)
     }
 
@@ -173,6 +176,7 @@ impl Desks {
     /// Resolves the desk and the actor's standing for an invocation.
     pub async fn actor(&self, inv: &Invocation) -> Result<Actor, StoreError> {
         let now = self.clock.now();
+        let epoch = self.caches.epoch();
         let desk = match self.caches.desk_of.get(&inv.surface) {
             Some(desk) => desk,
             None => {
@@ -180,7 +184,9 @@ impl Desks {
                     .store
                     .desk_for_surface(&inv.surface, inv.surface_name.as_deref(), now)
                     .await?;
-                self.caches.desk_of.put(inv.surface.clone(), desk);
+                if self.caches.still(epoch) {
+                    self.caches.desk_of.put(inv.surface.clone(), desk);
+                }
                 desk
             }
         };
@@ -203,7 +209,9 @@ impl Desks {
                         now,
                     )
                     .await?;
-                self.caches.members.put(key, (m, inv.user_name.clone()));
+                if self.caches.still(epoch) {
+                    self.caches.members.put(key, (m, inv.user_name.clone()));
+                }
                 m
             }
         };

@@ -196,7 +196,15 @@ impl Desks {
         }
         let recorded = self
             .store
-            .save_sla(desk, ticket.id, &state, &on_change, &alerts, now)
+            .save_sla(
+                desk,
+                ticket.id,
+                ticket.updated_at,
+                &state,
+                &on_change,
+                &alerts,
+                now,
+            )
             .await?;
         for level in &recorded {
             let name = if *level == "breached" {

@@ -35,6 +35,19 @@ pub enum RestError {
     NoToken,
 }
 
+impl crate::outbox::DeliveryError for RestError {
+    fn rate_limited(&self) -> Option<Option<Duration>> {
+        match self {
+            RestError::RateLimited(after) => Some(*after),
+            _ => None,
+        }
+    }
+
+    fn transient(&self) -> bool {
+        RestError::transient(self)
+    }
+}
+
 impl RestError {
     pub fn transient(&self) -> bool {
         match self {
@@ -354,18 +367,7 @@ impl DiscordSender {
 #[async_trait]
 impl Sender for DiscordSender {
     async fn deliver(&self, item: &OutboxItem) -> Delivery {
-        match self.send(item).await {
-            Ok(card) => Delivery::Sent { card },
-            Err(RestError::RateLimited(after)) => Delivery::Retry {
-                after,
-                error: "rate limited".into(),
-            },
-            Err(e) if e.transient() => Delivery::Retry {
-                after: None,
-                error: e.to_string(),
-            },
-            Err(e) => Delivery::Failed(e.to_string()),
-        }
+        Delivery::of(self.send(item).await)
     }
 }
 

@@ -109,6 +109,7 @@ async fn history(
 ) -> Result<(Vec<String>, Option<String>), MailError> {
     let mut ids = Vec::new();
     let mut latest = None;
+    let mut highest: Option<u64> = None;
     let mut page: Option<String> = None;
     for _ in 0..50 {
         let mut q = vec![("startHistoryId", start), ("historyTypes", "messageAdded")];
@@ -117,6 +118,9 @@ async fn history(
         }
         let v = get(http, &format!("{}/history", users(base)), token, &q).await?;
         for h in v["history"].as_array().into_iter().flatten() {
+            if let Some(id) = h["id"].as_str().and_then(|i| i.parse::<u64>().ok()) {
+                highest = Some(highest.map_or(id, |x| x.max(id)));
+            }
             for added in h["messagesAdded"].as_array().into_iter().flatten() {
                 if let Some(id) = added["message"]["id"].as_str()
                     && !ids.iter().any(|x| x == id)
@@ -128,10 +132,11 @@ async fn history(
         latest = history_id(&v).or(latest);
         page = v["nextPageToken"].as_str().map(str::to_owned);
         if page.is_none() {
-            break;
+            return Ok((ids, latest));
         }
     }
-    Ok((ids, latest))
+    // More pages than one poll reads: resume after the last record taken in.
+    Ok((ids, highest.map(|h| h.to_string()).or(latest)))
 }
 
 /// One message, parsed; `None` (logged and counted) when its content cannot be read.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -30,9 +30,14 @@ use crate::core::command::Provider;
 use crate::core::mail::ThreadRef;
 use crate::desk::Desks;
 use crate::desk::mail::{Fetched, MailPort, purpose};
-use crate::http::{AppState, html_page};
+use crate::http::{AppState, cookie, html_page};
 use crate::secret::Sealer;
+use crate::secret::ct_eq;
 use crate::store::Mailbox;
+use axum::http::HeaderMap;
+
+/// The cookie that binds a mailbox sign-in to the browser that started it.
+pub const STATE_COOKIE: &str = "piraja_mail_state";
 
 /// Gmail: read-only access, and a refresh token (offline, with consent).
 pub const GOOGLE_SCOPE: &str = "https://www.googleapis.com/auth/gmail.readonly";
@@ -360,9 +365,24 @@ impl MailPort for MailApp {
 
 /// The mail routes.
 pub fn routes() -> Router<AppState> {
+    type Q = Result<Query<Params>, axum::extract::rejection::QueryRejection>;
     Router::new()
-        .route("/mail/{provider}/connect", get(connect))
-        .route("/mail/{provider}/callback", get(callback))
+        .route(
+            "/mail/google/connect",
+            get(|s: State<AppState>, q: Q| connect(s, "google", q)),
+        )
+        .route(
+            "/mail/google/callback",
+            get(|s: State<AppState>, h: HeaderMap, q: Q| callback(s, h, "google", q)),
+        )
+        .route(
+            "/mail/microsoft/connect",
+            get(|s: State<AppState>, q: Q| connect(s, "microsoft", q)),
+        )
+        .route(
+            "/mail/microsoft/callback",
+            get(|s: State<AppState>, h: HeaderMap, q: Q| callback(s, h, "microsoft", q)),
+        )
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -401,10 +421,10 @@ fn app_for(state: &AppState, provider: &str) -> Result<(Arc<MailApp>, Provider),
 /// `GET /mail/{provider}/connect`: checks the signed link and redirects to the provider.
 async fn connect(
     State(state): State<AppState>,
-    Path(provider): Path<String>,
+    provider: &'static str,
     query: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (app, p) = match app_for(&state, &provider) {
+    let (app, p) = match app_for(&state, provider) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -442,7 +462,7 @@ async fn connect(
     let Some(provider) = app.provider(p) else {
         return refused("The provider is not configured.");
     };
-    let verifier = PkceCodeVerifier::new(flow.verifier.unwrap_or_default());
+    let verifier = PkceCodeVerifier::new(flow.verifier.clone().unwrap_or_default());
     let mut request = provider
         .client
         .authorize_url(|| CsrfToken::new(value.clone()))
@@ -457,10 +477,21 @@ async fn connect(
         }
     };
     let (url, _) = request.url();
+    // The sign-in must come back to the browser that started it: the callback checks this.
+    let secure = if state.settings.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{STATE_COOKIE}={}; Max-Age=600; Path=/mail; HttpOnly; SameSite=Lax{secure}",
+        app.sealer.sign(&value, flow.expires_at.timestamp_millis())
+    );
     (
         StatusCode::FOUND,
         [
             (header::LOCATION, url.to_string()),
+            (header::SET_COOKIE, cookie),
             (header::CACHE_CONTROL, "no-store".into()),
         ],
     )
@@ -470,10 +501,11 @@ async fn connect(
 /// `GET /mail/{provider}/callback`: exchanges the code, learns the address, stores the mailbox.
 async fn callback(
     State(state): State<AppState>,
-    Path(provider): Path<String>,
+    headers: HeaderMap,
+    provider: &'static str,
     query: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (app, p) = match app_for(&state, &provider) {
+    let (app, p) = match app_for(&state, provider) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -482,6 +514,14 @@ async fn callback(
     let Some(value) = q.state.filter(|s| !s.is_empty()) else {
         return refused("The answer has no state. Start again with /ticket mailbox connect.");
     };
+    let bound = cookie(&headers, STATE_COOKIE)
+        .and_then(|c| app.sealer.verify(&c, now.timestamp_millis()))
+        .is_some_and(|c| ct_eq(&c, &value));
+    if !bound {
+        return refused(
+            "This sign-in was not started in this browser, or took too long. Start again with /ticket mailbox connect.",
+        );
+    }
     let flow = match state
         .desks
         .store

@@ -31,6 +31,19 @@ pub enum ApiError {
     Network(String),
 }
 
+impl crate::outbox::DeliveryError for ApiError {
+    fn rate_limited(&self) -> Option<Option<Duration>> {
+        match self {
+            ApiError::RateLimited(after) => Some(*after),
+            _ => None,
+        }
+    }
+
+    fn transient(&self) -> bool {
+        ApiError::transient(self)
+    }
+}
+
 impl ApiError {
     /// Whether trying again later may work.
     pub fn transient(&self) -> bool {
@@ -326,17 +339,6 @@ impl Sender for SlackSender {
                 };
             }
         }
-        match self.send(&token, item).await {
-            Ok(card) => Delivery::Sent { card },
-            Err(ApiError::RateLimited(after)) => Delivery::Retry {
-                after,
-                error: "rate limited".into(),
-            },
-            Err(e) if e.transient() => Delivery::Retry {
-                after: None,
-                error: e.to_string(),
-            },
-            Err(e) => Delivery::Failed(e.to_string()),
-        }
+        Delivery::of(self.send(&token, item).await)
     }
 }

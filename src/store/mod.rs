@@ -527,10 +527,14 @@ pub trait SlaStore: Send + Sync {
     /// Stores a ticket's clocks in one transaction with: `on_change` queued when a level
     /// changed from the stored one, and each alert not sent before recorded and queued.
     /// Returns the levels of the alerts recorded now.
+    /// Nothing is stored when the ticket changed since `as_of` (its `updated_at` when the clocks
+    /// were computed): that change brings its own evaluation.
+    #[allow(clippy::too_many_arguments)]
     async fn save_sla(
         &self,
         desk: DeskId,
         ticket: TicketId,
+        as_of: DateTime<Utc>,
         state: &SlaState,
         on_change: &[Outgoing],
         alerts: &[SlaAlert],

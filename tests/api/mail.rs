@@ -34,6 +34,8 @@ struct MailTest {
     mock: MockServer,
     app: Arc<MailApp>,
     state: AppState,
+    /// The browser's cookie, as the connect page set it.
+    cookie: std::sync::Mutex<Option<String>>,
 }
 
 impl MailTest {
@@ -68,15 +70,28 @@ impl MailTest {
             mock,
             app,
             state,
+            cookie: std::sync::Mutex::new(None),
         }
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, Option<String>, String) {
+        let mut request = Request::get(uri);
+        if let Some(c) = self.cookie.lock().unwrap().clone() {
+            request = request.header("cookie", c);
+        }
         let response = piraja::http::router(self.state.clone())
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .oneshot(request.body(Body::empty()).unwrap())
             .await
             .unwrap();
         let status = response.status();
+        if let Some(set) = response.headers().get("set-cookie") {
+            let set = set.to_str().unwrap();
+            assert!(
+                set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+                "{set}"
+            );
+            *self.cookie.lock().unwrap() = set.split(';').next().map(str::to_owned);
+        }
         let location = response
             .headers()
             .get("location")
@@ -256,6 +271,13 @@ async fn connecting_gmail_stores_sealed_tokens_and_refuses_tampered_replayed_or_
         .get(&format!("/mail/google/callback?code=c&state={state}"))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "replayed");
+    // A sign-in that comes back to another browser (without this one's cookie) is refused.
+    let state = m.connect("google").await;
+    *m.cookie.lock().unwrap() = None;
+    let (status, _, _) = m
+        .get(&format!("/mail/google/callback?code=c&state={state}"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "another browser");
     let link = m.connect_link("google").await;
     m.t.clock.advance(Duration::minutes(11));
     let (status, _, _) = m.get(&link).await;

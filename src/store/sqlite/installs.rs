@@ -43,8 +43,11 @@ impl InstallStore for SqliteStore {
         )
         .execute(&mut *tx)
         .await?;
+        // The installer becomes the admin of a desk that has none; a reinstall by someone
+        // else does not promote them.
         sqlx::query!(
-            "INSERT INTO members (desk_id, user_ref, role, created_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO members (desk_id, user_ref, role, created_at)
+             SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM members WHERE desk_id = ?1 AND role = 'admin')
              ON CONFLICT (desk_id, user_ref) DO UPDATE SET role = excluded.role",
             desk.0,
             installer,
@@ -240,9 +243,8 @@ impl InstallStore for SqliteStore {
             if moved > 0 && !merge {
                 return Ok(Redeemed::HasTickets(moved));
             }
-            if moved > 0 {
-                first_no = merge_desks(&mut tx, source, target).await?;
-            }
+            // Contacts, mailboxes, schedules and members come along even without tickets.
+            first_no = merge_desks(&mut tx, source, target).await?;
         }
         sqlx::query!("DELETE FROM desk_link_codes WHERE code_hash = ?", code_hash)
             .execute(&mut *tx)
@@ -346,6 +348,9 @@ async fn merge_desks(
         "UPDATE card_messages SET desk_id = ?2 WHERE desk_id = ?1",
         "UPDATE outbox SET desk_id = ?2 WHERE desk_id = ?1",
         "UPDATE sla_alerts SET desk_id = ?2 WHERE desk_id = ?1",
+        "UPDATE OR IGNORE mailboxes SET desk_id = ?2 WHERE desk_id = ?1",
+        "UPDATE mail_messages SET desk_id = ?2 WHERE desk_id = ?1",
+        "UPDATE ticket_threads SET desk_id = ?2 WHERE desk_id = ?1",
         "UPDATE digest_schedules SET desk_id = ?2 WHERE desk_id = ?1",
         "UPDATE OR IGNORE request_keys SET desk_id = ?2 WHERE desk_id = ?1",
         "DELETE FROM request_keys WHERE desk_id = ?1 AND ?2 IS NOT NULL",

@@ -43,8 +43,11 @@ pub(crate) struct Group {
 struct GroupState {
     tx: Option<Transaction<'static, Sqlite>>,
     generation: u64,
-    /// Told the outcome of this generation's commit.
-    done: tokio::sync::watch::Sender<Option<std::result::Result<(), String>>>,
+    /// A create's savepoint is open (set before it, cleared after its release): when a new
+    /// create finds it set, the one before was dropped half-way and is undone first.
+    dirty: bool,
+    /// The latest committed generation and its outcome.
+    done: tokio::sync::watch::Sender<Option<(u64, std::result::Result<(), String>)>>,
 }
 
 impl Default for Group {
@@ -53,6 +56,7 @@ impl Default for Group {
             state: tokio::sync::Mutex::new(GroupState {
                 tx: None,
                 generation: 0,
+                dirty: false,
                 done: tokio::sync::watch::channel(None).0,
             }),
         }

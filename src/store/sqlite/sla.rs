@@ -171,6 +171,7 @@ impl SlaStore for SqliteStore {
         &self,
         desk: DeskId,
         ticket: TicketId,
+        as_of: DateTime<Utc>,
         state: &SlaState,
         on_change: &[Outgoing],
         alerts: &[SlaAlert],
@@ -184,10 +185,12 @@ impl SlaStore for SqliteStore {
         let resolution_level = state.resolution_level.as_str();
         let check = state.check_at.map(ms);
         let mut tx = self.write().await?;
+        let as_of = ms(as_of);
         let before = sqlx::query!(
-            "SELECT first_level, resolution_level FROM tickets WHERE desk_id = ? AND id = ?",
+            "SELECT first_level, resolution_level FROM tickets WHERE desk_id = ? AND id = ? AND updated_at = ?",
             desk.0,
-            ticket.0
+            ticket.0,
+            as_of
         )
         .fetch_optional(&mut *tx)
         .await?;

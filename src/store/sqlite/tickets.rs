@@ -88,6 +88,46 @@ impl TryFrom<TicketRow> for TicketRecord {
     }
 }
 
+/// Commits generation `generation` of the group transaction once the creates queued before it
+/// have joined, and tells every member the outcome.
+fn spawn_committer(group: std::sync::Arc<super::Group>, generation: u64) {
+    tokio::spawn(async move {
+        tokio::task::yield_now().await;
+        let mut g = group.state.lock().await;
+        if g.generation != generation {
+            return;
+        }
+        let dirty = g.dirty;
+        let result = match g.tx.take() {
+            Some(mut tx) => {
+                // A create dropped inside its savepoint is undone, never committed half-way.
+                let undone = if dirty {
+                    match sqlx::query("ROLLBACK TO piraja_create")
+                        .execute(&mut *tx)
+                        .await
+                    {
+                        Ok(_) => sqlx::query("RELEASE piraja_create")
+                            .execute(&mut *tx)
+                            .await
+                            .map(|_| ()),
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    Ok(())
+                };
+                match undone {
+                    Ok(()) => tx.commit().await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            None => Ok(()),
+        };
+        g.generation += 1;
+        g.dirty = false;
+        let _ = g.done.send(Some((generation, result)));
+    });
+}
+
 impl SqliteStore {
     /// One ticket by number or by id, through any executor (the reader, or a transaction).
     async fn fetch_ticket<'e, E: sqlx::Executor<'e, Database = Sqlite>>(
@@ -369,56 +409,54 @@ impl TicketStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Created> {
         // Group commit: concurrent creates share one transaction, each inside its own
-        // savepoint, and each answers only once that transaction is committed.
-        let (created, done) = {
-            let mut g = self.group.state.lock().await;
+        // savepoint, and each answers only once that transaction is committed. The commit is
+        // made by a task of its own, so a request that goes away mid-way cannot leave the
+        // transaction (and with it the only writer connection) open.
+        let (created, generation, mut committed) = {
+            let mut guard = self.group.state.lock().await;
+            let g = &mut *guard;
             if g.tx.is_none() {
                 g.tx = Some(self.write().await?);
+                spawn_committer(self.group.clone(), g.generation);
             }
             let tx =
                 g.tx.as_mut()
                     .ok_or_else(|| corrupt("no group transaction"))?;
-            sqlx::query("SAVEPOINT piraja_create")
-                .execute(&mut **tx)
-                .await?;
-            let created = Self::create_in(tx, desk, new, key, out, now).await;
-            let undo = if created.is_ok() {
-                "RELEASE piraja_create"
-            } else {
-                "ROLLBACK TO piraja_create"
-            };
-            sqlx::query(undo).execute(&mut **tx).await?;
-            if created.is_err() {
+            if g.dirty {
+                // An earlier create was dropped inside its savepoint: undo its half.
+                sqlx::query("ROLLBACK TO piraja_create")
+                    .execute(&mut **tx)
+                    .await?;
                 sqlx::query("RELEASE piraja_create")
                     .execute(&mut **tx)
                     .await?;
+                g.dirty = false;
             }
-            (created?, (g.generation, g.done.subscribe()))
+            sqlx::query("SAVEPOINT piraja_create")
+                .execute(&mut **tx)
+                .await?;
+            g.dirty = true;
+            let created = Self::create_in(tx, desk, new, key, out, now).await;
+            if created.is_err() {
+                sqlx::query("ROLLBACK TO piraja_create")
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            sqlx::query("RELEASE piraja_create")
+                .execute(&mut **tx)
+                .await?;
+            g.dirty = false;
+            (created, g.generation, g.done.subscribe())
         };
-        let (generation, mut committed) = done;
-        // Let the creates queued behind this one join the transaction, then commit them all
-        // (unless one of them already did).
-        tokio::task::yield_now().await;
-        {
-            let mut g = self.group.state.lock().await;
-            if g.generation == generation
-                && let Some(tx) = g.tx.take()
-            {
-                let result = tx.commit().await.map_err(|e| e.to_string());
-                g.generation += 1;
-                let (next, _) = tokio::sync::watch::channel(None);
-                let finished = std::mem::replace(&mut g.done, next);
-                let _ = finished.send(Some(result));
-            }
-        }
+        let created = created?;
         let outcome = committed
-            .wait_for(Option::is_some)
+            .wait_for(|v| v.as_ref().is_some_and(|(done, _)| *done >= generation))
             .await
             .map_err(|_| corrupt("the group commit was lost"))?
             .clone();
         match outcome {
-            Some(Ok(())) => Ok(created),
-            Some(Err(e)) => Err(corrupt(format!("the commit failed: {e}"))),
+            Some((_, Ok(()))) => Ok(created),
+            Some((_, Err(e))) => Err(corrupt(format!("the commit failed: {e}"))),
             None => Err(corrupt("the group commit was lost")),
         }
     }
