@@ -270,9 +270,34 @@ impl SqliteStore {
             .execute(&mut **tx)
             .await?;
         }
-        let record = Self::ticket_in(tx, desk, TicketNo(no))
-            .await?
-            .ok_or(crate::store::StoreError::NoTicket(TicketNo(no)))?;
+        // The new ticket is known whole without reading it back, unless it links a contact
+        // (whose label the view builds).
+        let record = if new.individual.is_some() {
+            Self::ticket_in(tx, desk, TicketNo(no))
+                .await?
+                .ok_or(crate::store::StoreError::NoTicket(TicketNo(no)))?
+        } else {
+            TicketRecord {
+                ticket: Ticket {
+                    id: TicketId(id),
+                    desk,
+                    no: TicketNo(no),
+                    description: new.description.clone(),
+                    priority: new.priority,
+                    status: Status::Open,
+                    assignee: new.assignee.clone(),
+                    reporter: new.reporter.clone(),
+                    contact: None,
+                    source: new.source,
+                    created_at: at(now_ms),
+                    updated_at: at(now_ms),
+                    first_response_at: None,
+                    resolved_at: None,
+                    sla: new.sla.map(|s| s.due).unwrap_or_default(),
+                },
+                assignee_name: None,
+            }
+        };
         let mut events = vec![NewEvent {
             actor: new.reporter.clone(),
             kind: EventKind::Created,
