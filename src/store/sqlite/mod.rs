@@ -101,7 +101,9 @@ impl SqliteStore {
                 .max_connections(4)
                 .idle_timeout(None)
                 .max_lifetime(None)
-                .connect_with(base.read_only(true))
+                // Four readers with a 4 MiB page cache each, beside the writer's 16 MiB, keep the
+                // process's memory bounded under load (BENCHMARKS.md).
+                .connect_with(base.read_only(true).pragma("cache_size", "-4000"))
                 .await?
         } else {
             writer.clone()
