@@ -197,6 +197,40 @@ pub struct ListView {
     pub total: i64,
 }
 
+/// A queue line: "`*`#12`*` · urgent · in progress · @ann · Printer on fire", with the
+/// platform's `bold` markup, its way of naming a person, and its escaping.
+pub fn row_line(
+    r: &Row,
+    bold: &str,
+    person: impl Fn(&Person) -> String,
+    escape: impl Fn(&str) -> String,
+) -> String {
+    let who = r
+        .assignee
+        .as_ref()
+        .map(person)
+        .unwrap_or_else(|| "unassigned".into());
+    format!(
+        "{bold}{}{bold} · {} · {} · {who} · {}",
+        r.no,
+        r.priority,
+        r.status,
+        escape(&r.description)
+    )
+}
+
+/// A contact-history line: number, status, priority, date and the description's start.
+pub fn history_line(l: &HistoryLine, bold: &str, escape: impl Fn(&str) -> String) -> String {
+    format!(
+        "{bold}{}{bold} · {} · {} · {} · {}",
+        l.no,
+        l.status,
+        l.priority,
+        l.created_at.format("%Y-%m-%d"),
+        escape(&cut(&l.description, 100))
+    )
+}
+
 /// One line of a timeline, in words.
 pub fn describe_event(e: &Event) -> String {
     let who = e.actor_name.clone().unwrap_or_else(|| e.actor.id.clone());

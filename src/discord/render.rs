@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::core::ticket::Priority;
-use crate::core::view::{Card, CardAction, Person, cut};
+use crate::core::view::{Card, CardAction, Person, cut, history_line, row_line};
 use crate::desk::Reply;
 
 pub const MAX_CONTENT: usize = 2000;
@@ -67,7 +67,7 @@ pub fn escape(text: &str) -> String {
 pub fn card_embed(card: &Card) -> Value {
     let mut fields = vec![
         json!({ "name": "Priority", "value": card.priority.as_str(), "inline": true }),
-        json!({ "name": "Status", "value": card.status.as_str().replace('_', " "), "inline": true }),
+        json!({ "name": "Status", "value": card.status.label(), "inline": true }),
         json!({ "name": "Assignee", "value": card.assignee.as_ref().map(person).unwrap_or_else(|| "nobody".into()), "inline": true }),
     ];
     if let Some(contact) = &card.contact {
@@ -234,19 +234,7 @@ pub fn message(reply: &Reply) -> Message {
             let lines: Vec<String> = list
                 .rows
                 .iter()
-                .map(|r| {
-                    format!(
-                        "**{}** · {} · {} · {} · {}",
-                        r.no,
-                        r.priority,
-                        r.status.as_str().replace('_', " "),
-                        r.assignee
-                            .as_ref()
-                            .map(person)
-                            .unwrap_or_else(|| "unassigned".into()),
-                        escape(&r.description)
-                    )
-                })
+                .map(|r| row_line(r, "**", person, escape))
                 .collect();
             counted(&list.title, list.total, &lines)
         }
@@ -254,16 +242,7 @@ pub fn message(reply: &Reply) -> Message {
             let lines: Vec<String> = h
                 .lines
                 .iter()
-                .map(|l| {
-                    format!(
-                        "**{}** · {} · {} · {} · {}",
-                        l.no,
-                        l.status.as_str().replace('_', " "),
-                        l.priority,
-                        l.created_at.format("%Y-%m-%d"),
-                        escape(&cut(&l.description, 100))
-                    )
-                })
+                .map(|l| history_line(l, "**", escape))
                 .collect();
             counted(&format!("Tickets of {}", h.title), h.total, &lines)
         }

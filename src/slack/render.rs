@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::core::people::Platform;
 use crate::core::ticket::Priority;
-use crate::core::view::{Card, CardAction, Person, cut};
+use crate::core::view::{Card, CardAction, Person, cut, history_line, row_line};
 use crate::desk::Reply;
 
 pub const MAX_BLOCKS: usize = 50;
@@ -230,19 +230,7 @@ pub fn message(reply: &Reply) -> Message {
             let lines: Vec<String> = list
                 .rows
                 .iter()
-                .map(|r| {
-                    format!(
-                        "*{}* · {} · {} · {} · {}",
-                        r.no,
-                        r.priority,
-                        r.status,
-                        r.assignee
-                            .as_ref()
-                            .map(person)
-                            .unwrap_or_else(|| "unassigned".into()),
-                        escape(&r.description)
-                    )
-                })
+                .map(|r| row_line(r, "*", person, escape))
                 .collect();
             counted(&list.title, list.total, &lines)
         }
@@ -250,16 +238,7 @@ pub fn message(reply: &Reply) -> Message {
             let lines: Vec<String> = h
                 .lines
                 .iter()
-                .map(|l| {
-                    format!(
-                        "*{}* · {} · {} · {} · {}",
-                        l.no,
-                        l.status,
-                        l.priority,
-                        l.created_at.format("%Y-%m-%d"),
-                        escape(&cut(&l.description, 100))
-                    )
-                })
+                .map(|l| history_line(l, "*", escape))
                 .collect();
             counted(&format!("Tickets of {}", h.title), h.total, &lines)
         }
