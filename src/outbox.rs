@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::core::people::Platform;
 use crate::desk::Clock;
-use crate::store::{CardMessage, OutboxItem, Store};
+use crate::store::{CardMessage, OutboxItem, Outcome, Settled, Store};
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,24 +168,29 @@ impl Worker {
                 (item, outcome)
             });
         }
+        let mut settled = Vec::with_capacity(count);
         while let Some(joined) = running.join_next().await {
             match joined {
-                Ok((item, outcome)) => self.settle(&item, outcome).await,
+                Ok((item, outcome)) => settled.push(self.settle(&item, outcome)),
                 Err(e) => tracing::error!(error = %e, "An outbox delivery task panicked."),
             }
+        }
+        if let Err(e) = self.store.outbox_settle(&settled, self.clock.now()).await {
+            tracing::error!(error = %e, count = settled.len(), "Outbox deliveries could not be recorded; they will be sent again.");
         }
         self.observe().await;
         count
     }
 
-    async fn settle(&self, item: &OutboxItem, outcome: Delivery) {
+    /// What to record of one attempt (recorded for the whole round at once).
+    fn settle(&self, item: &OutboxItem, outcome: Delivery) -> Settled {
         let now = self.clock.now();
         let attempts = item.attempts + 1;
-        let result = match outcome {
+        let outcome = match outcome {
             Delivery::Sent { card } => {
                 metrics::counter!("piraja_outbox_deliveries_total", "outcome" => "sent")
                     .increment(1);
-                self.store.outbox_done(item, card.as_ref(), now).await
+                Outcome::Sent(card)
             }
             Delivery::Retry { after, error } if attempts < self.policy.max_attempts => {
                 let delay = self.policy.delay(attempts, after, &mut rand::rng());
@@ -200,7 +205,11 @@ impl Worker {
                 metrics::counter!("piraja_outbox_deliveries_total", "outcome" => "retry")
                     .increment(1);
                 let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
-                self.store.outbox_retry(item.id, attempts, at, &error).await
+                Outcome::Retry {
+                    attempts,
+                    at,
+                    error,
+                }
             }
             Delivery::Retry { error, .. } | Delivery::Failed(error) => {
                 tracing::error!(
@@ -212,11 +221,13 @@ impl Worker {
                 );
                 metrics::counter!("piraja_outbox_deliveries_total", "outcome" => "dead")
                     .increment(1);
-                self.store.outbox_dead(item.id, attempts, &error, now).await
+                Outcome::Dead { attempts, error }
             }
         };
-        if let Err(e) = result {
-            tracing::error!(outbox.id = item.id, error = %e, "An outbox delivery could not be recorded; it will be sent again.");
+        Settled {
+            id: item.id,
+            desk: item.desk,
+            outcome,
         }
     }
 

@@ -109,6 +109,29 @@ pub struct CardMessage {
     pub message_id: String,
 }
 
+/// What became of one delivery attempt of outbox row `id`.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub id: i64,
+    pub desk: DeskId,
+    pub outcome: Outcome,
+}
+
+/// How a delivery attempt ended, as recorded.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Delivered; the card message it posted, if it posted one.
+    Sent(Option<CardMessage>),
+    /// Try again at `at`.
+    Retry {
+        attempts: i64,
+        at: DateTime<Utc>,
+        error: String,
+    },
+    /// Given up on (dead-lettered).
+    Dead { attempts: i64, error: String },
+}
+
 /// One outbox row due for delivery.
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
@@ -306,29 +329,10 @@ pub trait OutboxStore: Send + Sync {
     async fn outbox_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OutboxItem>>;
     /// When the next pending message falls due, if any.
     async fn outbox_next_due(&self) -> Result<Option<DateTime<Utc>>>;
-    /// Marks a message delivered, recording the card it posted, in one transaction.
-    async fn outbox_done(
-        &self,
-        item: &OutboxItem,
-        card: Option<&CardMessage>,
-        now: DateTime<Utc>,
-    ) -> Result<()>;
-    /// Schedules another attempt.
-    async fn outbox_retry(
-        &self,
-        id: i64,
-        attempts: i64,
-        at: DateTime<Utc>,
-        error: &str,
-    ) -> Result<()>;
-    /// Gives up on a message.
-    async fn outbox_dead(
-        &self,
-        id: i64,
-        attempts: i64,
-        error: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()>;
+    /// Records what became of delivery attempts, all in one transaction (one commit for a
+    /// whole round of deliveries): delivered messages are marked sent with the cards they
+    /// posted, others get another attempt or are given up on.
+    async fn outbox_settle(&self, settled: &[Settled], now: DateTime<Utc>) -> Result<()>;
     async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats>;
     /// Where a ticket's card shows on one surface.
     async fn card_messages(

@@ -7,7 +7,7 @@ use piraja::core::outgoing::Outgoing;
 use piraja::core::people::{Platform, SurfaceRef};
 use piraja::core::ticket::{DeskId, TicketId, TicketNo};
 use piraja::desk::Reply;
-use piraja::store::{ContactStore, OutboxStore, TicketStore};
+use piraja::store::{ContactStore, OutboxStore, Outcome, Settled, TicketStore};
 
 use crate::helpers::{TestDesks, slack_inv, text};
 
@@ -410,13 +410,19 @@ async fn changes_queue_card_posts_updates_and_assignment_messages() {
         if due.is_empty() {
             break;
         }
+        let mut settled = Vec::new();
         for item in due {
             all.push(item.message.clone());
-            t.store
-                .outbox_done(&item, None, t.clock.now())
-                .await
-                .unwrap();
+            settled.push(Settled {
+                id: item.id,
+                desk: item.desk,
+                outcome: Outcome::Sent(None),
+            });
         }
+        t.store
+            .outbox_settle(&settled, t.clock.now())
+            .await
+            .unwrap();
     }
     assert_eq!(all.len(), 5, "{all:#?}");
     assert!(all.contains(&Outgoing::UpdateCards {

@@ -17,7 +17,7 @@ impl SqliteStore {
             desk.0,
             id
         )
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read().await?)
         .await?
         else {
             return Ok(None);
@@ -27,7 +27,7 @@ impl SqliteStore {
             desk.0,
             id
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         Ok(Some(Individual {
             id: row.id,
@@ -44,7 +44,7 @@ impl SqliteStore {
             desk.0,
             id
         )
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read().await?)
         .await?
         else {
             return Ok(None);
@@ -54,7 +54,7 @@ impl SqliteStore {
             desk.0,
             id
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         Ok(Some(Organization { id, name, domains }))
     }
@@ -217,7 +217,7 @@ impl ContactStore for SqliteStore {
             desk.0,
             address
         )
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         match id {
             Some(id) => self.individual(desk, id).await,
@@ -232,7 +232,7 @@ impl ContactStore for SqliteStore {
             desk.0,
             key
         )
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         match id {
             Some(id) => self.organization(desk, id).await,
@@ -253,14 +253,14 @@ impl ContactStore for SqliteStore {
             individual,
             limit
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let total = sqlx::query_scalar!(
             r#"SELECT COUNT(*) AS "n!: i64" FROM tickets WHERE desk_id = ? AND individual_id = ?"#,
             desk.0,
             individual
         )
-        .fetch_one(&self.reader)
+        .fetch_one(&mut *self.read().await?)
         .await?;
         let lines = rows
             .into_iter()
@@ -284,7 +284,7 @@ impl ContactStore for SqliteStore {
             organization,
             limit
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let total = sqlx::query_scalar!(
             r#"SELECT COUNT(*) AS "n!: i64" FROM tickets
@@ -293,7 +293,7 @@ impl ContactStore for SqliteStore {
             desk.0,
             organization
         )
-        .fetch_one(&self.reader)
+        .fetch_one(&mut *self.read().await?)
         .await?;
         let lines = rows
             .into_iter()

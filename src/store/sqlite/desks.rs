@@ -12,7 +12,7 @@ use crate::store::{DeskStore, Membership, Result};
 impl DeskStore for SqliteStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query!("SELECT 1 AS one")
-            .fetch_one(&self.reader)
+            .fetch_one(&mut *self.read().await?)
             .await?;
         Ok(())
     }
@@ -77,14 +77,14 @@ impl DeskStore for SqliteStore {
             platform,
             surface.external_id
         )
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         Ok(desk.map(DeskId))
     }
 
     async fn desk_exists(&self, desk: DeskId) -> Result<bool> {
         let found = sqlx::query_scalar!("SELECT id FROM desks WHERE id = ?", desk.0)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.read().await?)
             .await?;
         Ok(found.is_some())
     }
@@ -95,7 +95,7 @@ impl DeskStore for SqliteStore {
              WHERE desk_id = ? ORDER BY platform, external_id",
             desk.0
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -174,7 +174,7 @@ impl DeskStore for SqliteStore {
             platform,
             surface.external_id
         )
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         Ok(revoked.flatten().is_some())
     }
@@ -196,7 +196,7 @@ impl DeskStore for SqliteStore {
             desk.0,
             user_ref
         )
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         if let Some(row) = known
             && (name.is_none() || name == row.name.as_deref())
@@ -295,7 +295,7 @@ impl DeskStore for SqliteStore {
             desk.0,
             user_ref
         )
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         Ok(name.flatten())
     }

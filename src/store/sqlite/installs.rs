@@ -74,7 +74,7 @@ impl InstallStore for SqliteStore {
              FROM slack_installs WHERE team_id = ?",
             team_id
         )
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         row.map(|r| {
             Ok(SlackInstall {
@@ -128,7 +128,7 @@ impl InstallStore for SqliteStore {
             purpose,
             now
         )
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         row.map(|r| {
             Ok(OAuthState {
@@ -283,11 +283,7 @@ impl InstallStore for SqliteStore {
 /// members and contacts) into desk `to`, numbered after `to`'s own. Contacts that `to` already
 /// knows (the same email, the same organization name) are merged into `to`'s. Returns the
 /// first new number.
-async fn merge_desks(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    from: i64,
-    to: i64,
-) -> Result<i64> {
+async fn merge_desks(tx: &mut super::Write, from: i64, to: i64) -> Result<i64> {
     let first_no =
         sqlx::query_scalar!(r#"SELECT next_no AS "n!: i64" FROM desks WHERE id = ?"#, to)
             .fetch_one(&mut **tx)

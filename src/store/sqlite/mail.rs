@@ -83,7 +83,7 @@ impl MailStore for SqliteStore {
             r#"SELECT id AS "id!", desk_id, provider, address, tokens, cursor, status
                FROM mailboxes WHERE status = 'connected' ORDER BY id"#
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.into_iter().map(MailboxRow::mailbox).collect()
     }
@@ -95,7 +95,7 @@ impl MailStore for SqliteStore {
                FROM mailboxes WHERE desk_id = ? ORDER BY id"#,
             desk.0
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.into_iter().map(MailboxRow::mailbox).collect()
     }
@@ -144,7 +144,7 @@ impl MailStore for SqliteStore {
             mailbox,
             provider_id
         )
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         Ok(seen.is_some())
     }
@@ -196,7 +196,7 @@ impl MailStore for SqliteStore {
             mailbox,
             thread_id
         )
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         Ok(t.map(TicketId))
     }
@@ -212,7 +212,7 @@ impl MailStore for SqliteStore {
                 desk.0,
                 id
             )
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.read().await?)
             .await?;
             if let Some(t) = t {
                 return Ok(Some(TicketId(t)));
@@ -250,7 +250,7 @@ impl MailStore for SqliteStore {
             desk.0,
             ticket.0
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         Ok(rows
             .into_iter()

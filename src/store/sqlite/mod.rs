@@ -6,8 +6,10 @@
 //! WAL lets run beside the writer. `synchronous = FULL` makes every acknowledged commit
 //! survive power loss, not only a process crash (see ARCHITECTURE.md).
 
+mod conns;
 mod contacts;
 mod desks;
+mod group;
 mod installs;
 mod mail;
 mod outbox;
@@ -19,48 +21,20 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Sqlite, Transaction};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+
+use conns::Conns;
+pub(crate) use group::Write;
 
 use super::{Result, StoreError};
 
 /// The SQLite implementation of [`super::Store`].
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    writer: Conns,
+    reader: Conns,
     path: Option<PathBuf>,
-    group: std::sync::Arc<Group>,
-}
-
-/// The transaction concurrent creates share (group commit), and who waits for it.
-pub(crate) struct Group {
-    state: tokio::sync::Mutex<GroupState>,
-}
-
-struct GroupState {
-    tx: Option<Transaction<'static, Sqlite>>,
-    generation: u64,
-    /// A create's savepoint is open (set before it, cleared after its release): when a new
-    /// create finds it set, the one before was dropped half-way and is undone first.
-    dirty: bool,
-    /// The latest committed generation and its outcome.
-    done: tokio::sync::watch::Sender<Option<(u64, std::result::Result<(), String>)>>,
-}
-
-impl Default for Group {
-    fn default() -> Group {
-        Group {
-            state: tokio::sync::Mutex::new(GroupState {
-                tx: None,
-                generation: 0,
-                dirty: false,
-                done: tokio::sync::watch::channel(None).0,
-            }),
-        }
-    }
+    group: std::sync::Arc<group::Group>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -87,24 +61,16 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-16000");
         let path = Some(base.get_filename().to_path_buf()).filter(|p| p != Path::new(":memory:"));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(base.clone())
-            .await?;
-        MIGRATOR.run(&writer).await?;
+        let writer = Conns::open(base.clone(), 1).await?;
+        {
+            let mut conn = writer.get().await?;
+            MIGRATOR.run(&mut *conn).await?;
+        }
         // An in-memory database is private to its connection: read through the writer then.
         let reader = if path.is_some() {
-            SqlitePoolOptions::new()
-                .max_connections(4)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                // Four readers with a 4 MiB page cache each, beside the writer's 16 MiB, keep the
-                // process's memory bounded under load (BENCHMARKS.md).
-                .connect_with(base.read_only(true).pragma("cache_size", "-4000"))
-                .await?
+            // Four readers with a 4 MiB page cache each, beside the writer's 16 MiB, keep the
+            // process's memory bounded under load (BENCHMARKS.md).
+            Conns::open(base.read_only(true).pragma("cache_size", "-4000"), 4).await?
         } else {
             writer.clone()
         };
@@ -155,9 +121,15 @@ impl SqliteStore {
         self.path.as_deref()
     }
 
-    /// A write transaction that holds the write lock from its first statement.
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    /// A write: a savepoint in the transaction that the writes under way share (group
+    /// commit, see `group.rs`); [`Write::commit`] returns once it is on disk.
+    async fn write(&self) -> Result<Write> {
+        self.group.write(&self.writer).await
+    }
+
+    /// A read-only connection (the writer's, for an in-memory database).
+    async fn read(&self) -> Result<conns::Conn> {
+        self.reader.get().await
     }
 }
 

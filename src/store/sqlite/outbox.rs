@@ -7,7 +7,7 @@ use super::{SqliteStore, at, corrupt, ms};
 use crate::core::outgoing::Outgoing;
 use crate::core::people::SurfaceRef;
 use crate::core::ticket::{DeskId, TicketId};
-use crate::store::{CardMessage, OutboxItem, OutboxStats, OutboxStore, Result};
+use crate::store::{CardMessage, OutboxItem, OutboxStats, OutboxStore, Outcome, Result, Settled};
 
 #[async_trait]
 impl OutboxStore for SqliteStore {
@@ -38,7 +38,7 @@ impl OutboxStore for SqliteStore {
             now,
             limit
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -59,88 +59,75 @@ impl OutboxStore for SqliteStore {
         let next = sqlx::query_scalar!(
             r#"SELECT MIN(next_attempt_at) AS "next: i64" FROM outbox WHERE state = 'pending'"#
         )
-        .fetch_one(&self.reader)
+        .fetch_one(&mut *self.read().await?)
         .await?;
         Ok(next.map(at))
     }
 
-    async fn outbox_done(
-        &self,
-        item: &OutboxItem,
-        card: Option<&CardMessage>,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        let now = ms(now);
-        let mut tx = self.write().await?;
-        sqlx::query!(
-            "UPDATE outbox SET state = 'sent', attempts = attempts + 1, done_at = ?, last_error = NULL
-             WHERE id = ?",
-            now,
-            item.id
-        )
-        .execute(&mut *tx)
-        .await?;
-        if let Some(card) = card {
-            let platform = card.surface.platform.as_str();
-            sqlx::query!(
-                "INSERT INTO card_messages (desk_id, ticket_id, platform, surface_id, channel, message_id, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (ticket_id, platform, channel) DO UPDATE SET message_id = excluded.message_id",
-                item.desk.0,
-                card.ticket.0,
-                platform,
-                card.surface.external_id,
-                card.channel,
-                card.message_id,
-                now
-            )
-            .execute(&mut *tx)
-            .await?;
+    async fn outbox_settle(&self, settled: &[Settled], now: DateTime<Utc>) -> Result<()> {
+        if settled.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn outbox_retry(
-        &self,
-        id: i64,
-        attempts: i64,
-        at_time: DateTime<Utc>,
-        error: &str,
-    ) -> Result<()> {
-        let next = ms(at_time);
-        let mut tx = self.write().await?;
-        sqlx::query!(
-            "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-            attempts,
-            next,
-            error,
-            id
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn outbox_dead(
-        &self,
-        id: i64,
-        attempts: i64,
-        error: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
         let now = ms(now);
         let mut tx = self.write().await?;
-        sqlx::query!(
-            "UPDATE outbox SET state = 'dead', attempts = ?, last_error = ?, done_at = ? WHERE id = ?",
-            attempts,
-            error,
-            now,
-            id
-        )
-        .execute(&mut *tx)
-        .await?;
+        for s in settled {
+            match &s.outcome {
+                Outcome::Sent(card) => {
+                    sqlx::query!(
+                        "UPDATE outbox SET state = 'sent', attempts = attempts + 1, done_at = ?, last_error = NULL
+                         WHERE id = ?",
+                        now,
+                        s.id
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                    if let Some(card) = card {
+                        let platform = card.surface.platform.as_str();
+                        sqlx::query!(
+                            "INSERT INTO card_messages (desk_id, ticket_id, platform, surface_id, channel, message_id, created_at)
+                             VALUES (?, ?, ?, ?, ?, ?, ?)
+                             ON CONFLICT (ticket_id, platform, channel) DO UPDATE SET message_id = excluded.message_id",
+                            s.desk.0,
+                            card.ticket.0,
+                            platform,
+                            card.surface.external_id,
+                            card.channel,
+                            card.message_id,
+                            now
+                        )
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                Outcome::Retry {
+                    attempts,
+                    at: at_time,
+                    error,
+                } => {
+                    let next = ms(*at_time);
+                    sqlx::query!(
+                        "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+                        attempts,
+                        next,
+                        error,
+                        s.id
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Outcome::Dead { attempts, error } => {
+                    sqlx::query!(
+                        "UPDATE outbox SET state = 'dead', attempts = ?, last_error = ?, done_at = ? WHERE id = ?",
+                        attempts,
+                        error,
+                        now,
+                        s.id
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -152,7 +139,7 @@ impl OutboxStore for SqliteStore {
                  (SELECT COUNT(*) FROM outbox WHERE state = 'dead') AS "dead!: i64",
                  (SELECT MIN(created_at) FROM outbox WHERE state = 'pending') AS "oldest: i64""#
         )
-        .fetch_one(&self.reader)
+        .fetch_one(&mut *self.read().await?)
         .await?;
         let oldest_age_secs = row
             .oldest
@@ -181,7 +168,7 @@ impl OutboxStore for SqliteStore {
             platform,
             surface.external_id
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         Ok(rows
             .into_iter()
@@ -210,7 +197,7 @@ impl OutboxStore for SqliteStore {
             channel,
             message_id
         )
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         Ok(id.map(TicketId))
     }

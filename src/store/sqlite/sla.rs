@@ -59,13 +59,13 @@ impl SlaStore for SqliteStore {
             r#"SELECT timezone, business_hours, at_risk_ratio AS "ratio!: f64" FROM desks WHERE id = ?"#,
             desk.0
         )
-        .fetch_one(&self.reader)
+        .fetch_one(&mut *self.read().await?)
         .await?;
         let rows = sqlx::query!(
             "SELECT priority, first_response_ms, resolution_ms FROM sla_targets WHERE desk_id = ?",
             desk.0
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let mut targets = Vec::new();
         for r in rows {
@@ -80,7 +80,7 @@ impl SlaStore for SqliteStore {
             "SELECT day FROM sla_holidays WHERE desk_id = ? ORDER BY day",
             desk.0
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let holidays = days
             .iter()
@@ -162,7 +162,7 @@ impl SlaStore for SqliteStore {
                WHERE desk_id = ? AND status IN ('open', 'in_progress', 'waiting')"#,
             desk.0
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         Ok(ids.into_iter().map(TicketId).collect())
     }
@@ -249,7 +249,7 @@ impl SlaStore for SqliteStore {
             now,
             limit
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         Ok(rows
             .into_iter()
@@ -261,7 +261,7 @@ impl SlaStore for SqliteStore {
         let next = sqlx::query_scalar!(
             r#"SELECT min(sla_check_at) AS "at: i64" FROM tickets WHERE sla_check_at IS NOT NULL"#
         )
-        .fetch_one(&self.reader)
+        .fetch_one(&mut *self.read().await?)
         .await?;
         Ok(next.map(at))
     }
@@ -284,7 +284,7 @@ impl SlaStore for SqliteStore {
             desk.0,
             who
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let mut by_priority: Vec<(Priority, [i64; 3])> = [
             Priority::Urgent,
@@ -317,7 +317,7 @@ impl SlaStore for SqliteStore {
             who,
             now_ms
         )
-        .fetch_one(&self.reader)
+        .fetch_one(&mut *self.read().await?)
         .await?;
         let breached = sqlx::query_as!(
             LineRow,
@@ -333,7 +333,7 @@ impl SlaStore for SqliteStore {
             now_ms,
             limit
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let at_risk_total = sqlx::query_scalar!(
             r#"SELECT count(*) AS "n!: i64" FROM tickets
@@ -344,7 +344,7 @@ impl SlaStore for SqliteStore {
             who,
             now_ms
         )
-        .fetch_one(&self.reader)
+        .fetch_one(&mut *self.read().await?)
         .await?;
         let at_risk = sqlx::query_as!(
             LineRow,
@@ -361,7 +361,7 @@ impl SlaStore for SqliteStore {
             now_ms,
             limit
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let unassigned_total = if who.is_some() {
             0
@@ -371,7 +371,7 @@ impl SlaStore for SqliteStore {
                    WHERE desk_id = ? AND status IN ('open', 'in_progress', 'waiting') AND assignee IS NULL"#,
                 desk.0
             )
-            .fetch_one(&self.reader)
+            .fetch_one(&mut *self.read().await?)
             .await?
         };
         let unassigned = if who.is_some() {
@@ -388,7 +388,7 @@ impl SlaStore for SqliteStore {
                 desk.0,
                 limit
             )
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.read().await?)
             .await?
         };
         let open_total: i64 = by_priority.iter().map(|(_, c)| c.iter().sum::<i64>()).sum();
@@ -402,7 +402,7 @@ impl SlaStore for SqliteStore {
             desk.0,
             who
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let per = sqlx::query!(
             r#"SELECT t.assignee AS "assignee!", m.name, count(*) AS "n!: i64"
@@ -413,7 +413,7 @@ impl SlaStore for SqliteStore {
             desk.0,
             who
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let mut per_assignee = Vec::new();
         for p in per {
@@ -429,7 +429,7 @@ impl SlaStore for SqliteStore {
             who,
             since_ms
         )
-        .fetch_one(&self.reader)
+        .fetch_one(&mut *self.read().await?)
         .await?;
         let week = now_ms - 7 * 24 * 3600 * 1000;
         let rows = sqlx::query!(
@@ -445,7 +445,7 @@ impl SlaStore for SqliteStore {
             who,
             week
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let mut compliance = Vec::new();
         for p in [
@@ -533,7 +533,7 @@ impl SlaStore for SqliteStore {
             r#"SELECT id AS "id!: i64", desk_id, platform, surface_id, channel, user_ref, cron, timezone, last_run
                FROM digest_schedules ORDER BY id"#
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.into_iter()
             .map(|r| {

@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Sqlite, Transaction};
+use sqlx::Sqlite;
 
-use super::{SqliteStore, at, corrupt, ms};
+use super::{SqliteStore, Write, at, corrupt, ms};
 use crate::core::outgoing::Outgoing;
 use crate::core::people::UserRef;
 use crate::core::ticket::{
@@ -88,46 +88,6 @@ impl TryFrom<TicketRow> for TicketRecord {
     }
 }
 
-/// Commits generation `generation` of the group transaction once the creates queued before it
-/// have joined, and tells every member the outcome.
-fn spawn_committer(group: std::sync::Arc<super::Group>, generation: u64) {
-    tokio::spawn(async move {
-        tokio::task::yield_now().await;
-        let mut g = group.state.lock().await;
-        if g.generation != generation {
-            return;
-        }
-        let dirty = g.dirty;
-        let result = match g.tx.take() {
-            Some(mut tx) => {
-                // A create dropped inside its savepoint is undone, never committed half-way.
-                let undone = if dirty {
-                    match sqlx::query("ROLLBACK TO piraja_create")
-                        .execute(&mut *tx)
-                        .await
-                    {
-                        Ok(_) => sqlx::query("RELEASE piraja_create")
-                            .execute(&mut *tx)
-                            .await
-                            .map(|_| ()),
-                        Err(e) => Err(e),
-                    }
-                } else {
-                    Ok(())
-                };
-                match undone {
-                    Ok(()) => tx.commit().await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-            None => Ok(()),
-        };
-        g.generation += 1;
-        g.dirty = false;
-        let _ = g.done.send(Some((generation, result)));
-    });
-}
-
 impl SqliteStore {
     /// One ticket by number or by id, through any executor (the reader, or a transaction).
     async fn fetch_ticket<'e, E: sqlx::Executor<'e, Database = Sqlite>>(
@@ -155,16 +115,12 @@ impl SqliteStore {
         row.map(TryInto::try_into).transpose()
     }
 
-    async fn ticket_in(
-        tx: &mut Transaction<'static, Sqlite>,
-        desk: DeskId,
-        no: TicketNo,
-    ) -> Result<Option<TicketRecord>> {
+    async fn ticket_in(tx: &mut Write, desk: DeskId, no: TicketNo) -> Result<Option<TicketRecord>> {
         Self::fetch_ticket(&mut **tx, desk, Some(no), None).await
     }
 
     async fn insert_events(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Write,
         ticket: &Ticket,
         events: &[NewEvent],
         now: i64,
@@ -193,7 +149,7 @@ impl SqliteStore {
 
     /// Creates a ticket in the caller's transaction (see [`TicketStore::create_ticket`]).
     pub(super) async fn create_in(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Write,
         desk: DeskId,
         new: &NewTicket,
         key: Option<&str>,
@@ -332,7 +288,7 @@ impl SqliteStore {
     /// Applies `action` to ticket `no` in the caller's transaction: the ticket, its events and
     /// `out` in the outbox.
     pub(super) async fn change_in(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Write,
         desk: DeskId,
         no: TicketNo,
         actor: &UserRef,
@@ -388,7 +344,7 @@ impl SqliteStore {
 
     /// Queues `out` in the caller's transaction; `cause` makes each row's idempotency key.
     pub(super) async fn enqueue_in(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Write,
         desk: DeskId,
         cause: &str,
         out: &[Outgoing],
@@ -433,57 +389,10 @@ impl TicketStore for SqliteStore {
         out: &OutFn<'_>,
         now: DateTime<Utc>,
     ) -> Result<Created> {
-        // Group commit: concurrent creates share one transaction, each inside its own
-        // savepoint, and each answers only once that transaction is committed. The commit is
-        // made by a task of its own, so a request that goes away mid-way cannot leave the
-        // transaction (and with it the only writer connection) open.
-        let (created, generation, mut committed) = {
-            let mut guard = self.group.state.lock().await;
-            let g = &mut *guard;
-            if g.tx.is_none() {
-                g.tx = Some(self.write().await?);
-                spawn_committer(self.group.clone(), g.generation);
-            }
-            let tx =
-                g.tx.as_mut()
-                    .ok_or_else(|| corrupt("no group transaction"))?;
-            if g.dirty {
-                // An earlier create was dropped inside its savepoint: undo its half.
-                sqlx::query("ROLLBACK TO piraja_create")
-                    .execute(&mut **tx)
-                    .await?;
-                sqlx::query("RELEASE piraja_create")
-                    .execute(&mut **tx)
-                    .await?;
-                g.dirty = false;
-            }
-            sqlx::query("SAVEPOINT piraja_create")
-                .execute(&mut **tx)
-                .await?;
-            g.dirty = true;
-            let created = Self::create_in(tx, desk, new, key, out, now).await;
-            if created.is_err() {
-                sqlx::query("ROLLBACK TO piraja_create")
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            sqlx::query("RELEASE piraja_create")
-                .execute(&mut **tx)
-                .await?;
-            g.dirty = false;
-            (created, g.generation, g.done.subscribe())
-        };
-        let created = created?;
-        let outcome = committed
-            .wait_for(|v| v.as_ref().is_some_and(|(done, _)| *done >= generation))
-            .await
-            .map_err(|_| corrupt("the group commit was lost"))?
-            .clone();
-        match outcome {
-            Some((_, Ok(()))) => Ok(created),
-            Some((_, Err(e))) => Err(corrupt(format!("the commit failed: {e}"))),
-            None => Err(corrupt("the group commit was lost")),
-        }
+        let mut tx = self.write().await?;
+        let created = Self::create_in(&mut tx, desk, new, key, out, now).await?;
+        tx.commit().await?;
+        Ok(created)
     }
 
     async fn change_ticket(
@@ -502,11 +411,11 @@ impl TicketStore for SqliteStore {
     }
 
     async fn ticket(&self, desk: DeskId, no: TicketNo) -> Result<Option<TicketRecord>> {
-        Self::fetch_ticket(&self.reader, desk, Some(no), None).await
+        Self::fetch_ticket(&mut *self.read().await?, desk, Some(no), None).await
     }
 
     async fn ticket_by_id(&self, desk: DeskId, id: TicketId) -> Result<Option<TicketRecord>> {
-        Self::fetch_ticket(&self.reader, desk, None, Some(id)).await
+        Self::fetch_ticket(&mut *self.read().await?, desk, None, Some(id)).await
     }
 
     async fn timeline(&self, desk: DeskId, id: TicketId) -> Result<Vec<Event>> {
@@ -517,7 +426,7 @@ impl TicketStore for SqliteStore {
             desk.0,
             id.0
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -569,7 +478,7 @@ impl TicketStore for SqliteStore {
             q.unassigned,
             limit
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let total = sqlx::query_scalar!(
             r#"SELECT COUNT(*) AS "n!: i64" FROM tickets
@@ -586,7 +495,7 @@ impl TicketStore for SqliteStore {
             assignee,
             q.unassigned
         )
-        .fetch_one(&self.reader)
+        .fetch_one(&mut *self.read().await?)
         .await?;
         let records = rows
             .into_iter()

@@ -1,0 +1,234 @@
+//! Group commit: every write of the process shares one transaction with the writes that run
+//! beside it, each inside a savepoint of its own, and each returns only once that shared
+//! transaction is committed.
+//!
+//! With `synchronous = FULL` a commit is a disk flush; one flush per write capped the server at
+//! the disk's flush rate. Here the first write of a round opens the transaction and spawns the
+//! round's committer; writes queued on the lock behind it join the same transaction; the
+//! committer takes the lock after them (the lock is fair), commits once, and tells every
+//! member the outcome. An acknowledgement still means "on disk": [`Write::commit`] waits for
+//! the round's commit and fails if it failed.
+//!
+//! A write that goes away without committing (an error, or a request dropped mid-way) leaves
+//! its savepoint open and the round marked `dirty`; whoever takes the lock next (the next write
+//! or the committer) rolls the savepoint back first, so half a write is never committed.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use sqlx::sqlite::SqliteConnection;
+use tokio::sync::{Mutex, OwnedMutexGuard, watch};
+
+use super::conns::{Conns, Tx};
+use super::corrupt;
+use crate::store::Result;
+
+/// The shared transaction and who waits for it.
+pub(crate) struct Group {
+    state: Arc<Mutex<State>>,
+}
+
+struct State {
+    tx: Option<Tx>,
+    generation: u64,
+    /// A write's savepoint is open (set before it, cleared at its release).
+    dirty: bool,
+    /// The latest committed generation and its outcome.
+    done: watch::Sender<Option<(u64, std::result::Result<(), String>)>>,
+}
+
+impl Default for Group {
+    fn default() -> Group {
+        Group {
+            state: Arc::new(Mutex::new(State {
+                tx: None,
+                generation: 0,
+                dirty: false,
+                done: watch::channel(None).0,
+            })),
+        }
+    }
+}
+
+impl Group {
+    /// Starts a write: joins the round's transaction (opening it on `writer` if there is
+    /// none) inside a new savepoint.
+    pub(crate) async fn write(&self, writer: &Conns) -> Result<Write> {
+        let mut g = self.state.clone().lock_owned().await;
+        if g.tx.is_none() {
+            g.tx = Some(writer.begin().await?);
+            spawn_committer(self.state.clone(), g.generation);
+        }
+        let dirty = g.dirty;
+        let tx =
+            g.tx.as_mut()
+                .ok_or_else(|| corrupt("no group transaction"))?;
+        if dirty {
+            undo(tx).await?;
+        }
+        sqlx::query("SAVEPOINT piraja_write")
+            .execute(&mut **tx)
+            .await?;
+        g.dirty = true;
+        Ok(Write { guard: g })
+    }
+}
+
+/// Rolls back the savepoint a write left open.
+async fn undo(tx: &mut Tx) -> Result<()> {
+    sqlx::query("ROLLBACK TO piraja_write")
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("RELEASE piraja_write")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// One write in the shared transaction. [`Write::commit`] it; dropping it undoes it.
+pub(crate) struct Write {
+    guard: OwnedMutexGuard<State>,
+}
+
+impl Write {
+    /// Releases the savepoint, lets the next write in, and waits until the round is on disk.
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        let g = &mut *self.guard;
+        let tx =
+            g.tx.as_mut()
+                .ok_or_else(|| corrupt("no group transaction"))?;
+        sqlx::query("RELEASE piraja_write")
+            .execute(&mut **tx)
+            .await?;
+        g.dirty = false;
+        let generation = g.generation;
+        let mut committed = g.done.subscribe();
+        drop(self.guard);
+        let outcome = committed
+            .wait_for(|v| v.as_ref().is_some_and(|(done, _)| *done >= generation))
+            .await
+            .map_err(|_| corrupt("the group commit was lost"))?
+            .clone();
+        match outcome {
+            Some((_, Ok(()))) => Ok(()),
+            Some((_, Err(e))) => Err(corrupt(format!("the commit failed: {e}"))),
+            None => Err(corrupt("the group commit was lost")),
+        }
+    }
+}
+
+impl Deref for Write {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        // A `Write` exists only while its round's transaction is open.
+        self.guard.tx.as_deref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl DerefMut for Write {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.guard
+            .tx
+            .as_deref_mut()
+            .unwrap_or_else(|| unreachable!())
+    }
+}
+
+/// Commits generation `generation` once the writes queued before it have joined, and tells
+/// every member the outcome. A task of its own, so a request that goes away cannot leave the
+/// transaction (and with it the only writer connection) open.
+fn spawn_committer(state: Arc<Mutex<State>>, generation: u64) {
+    tokio::spawn(async move {
+        tokio::task::yield_now().await;
+        let mut g = state.lock().await;
+        if g.generation != generation {
+            return;
+        }
+        let dirty = g.dirty;
+        let result = match g.tx.take() {
+            Some(mut tx) => {
+                let undone = if dirty { undo(&mut tx).await } else { Ok(()) };
+                match undone {
+                    Ok(()) => tx.commit().await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            None => Ok(()),
+        };
+        g.generation += 1;
+        g.dirty = false;
+        let _ = g.done.send(Some((generation, result)));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SqliteStore;
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("g.db").display());
+        (dir, SqliteStore::open(&url).await.unwrap())
+    }
+
+    async fn desks(store: &SqliteStore) -> Vec<String> {
+        sqlx::query_scalar::<_, String>("SELECT name FROM desks ORDER BY id")
+            .fetch_all(&mut *store.read().await.unwrap())
+            .await
+            .unwrap()
+    }
+
+    async fn add(w: &mut super::Write, name: &str) {
+        sqlx::query("INSERT INTO desks (name, created_at) VALUES (?, 0)")
+            .bind(name)
+            .execute(&mut **w)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_write_dropped_half_way_is_undone_and_the_others_commit() {
+        let (_dir, store) = store().await;
+        let mut kept = store.write().await.unwrap();
+        add(&mut kept, "kept").await;
+        kept.commit().await.unwrap();
+        // Dropped after its statement, before its commit: as a request that went away.
+        let mut dropped = store.write().await.unwrap();
+        add(&mut dropped, "dropped").await;
+        drop(dropped);
+        let mut next = store.write().await.unwrap();
+        add(&mut next, "next").await;
+        next.commit().await.unwrap();
+        assert_eq!(desks(&store).await, ["kept", "next"]);
+        // Dropped as the last write of its round: the committer undoes it.
+        let mut last = store.write().await.unwrap();
+        add(&mut last, "last").await;
+        drop(last);
+        let w = store.write().await.unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(desks(&store).await, ["kept", "next"]);
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_share_a_commit_and_all_land() {
+        let (_dir, store) = store().await;
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..50 {
+            let store = store.clone();
+            set.spawn(async move {
+                let mut w = store.write().await.unwrap();
+                add(&mut w, &format!("d{i:02}")).await;
+                w.commit().await.unwrap();
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+        let names = desks(&store).await;
+        assert_eq!(names.len(), 50);
+        // Fewer commits than writes: the rounds were shared.
+        let rounds = store.group.state.lock().await.generation;
+        assert!(rounds < 50, "{rounds} rounds for 50 writes");
+    }
+}
