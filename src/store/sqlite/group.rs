@@ -11,7 +11,8 @@
 //!
 //! A write that goes away without committing (an error, or a request dropped mid-way) leaves
 //! its savepoint open and the round marked `dirty`; whoever takes the lock next (the next write
-//! or the committer) rolls the savepoint back first, so half a write is never committed.
+//! or the committer) rolls the savepoint back first, so half a write is never committed. A
+//! finished write's savepoint is released by the same statement that opens the next one.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -31,7 +32,11 @@ pub(crate) struct Group {
 struct State {
     tx: Option<Tx>,
     generation: u64,
-    /// A write's savepoint is open (set before it, cleared at its release).
+    /// The last write's savepoint is still open. A finished write's savepoint is released by
+    /// the statement that opens the next one (or by the commit), which saves a round trip to
+    /// the connection's thread per write.
+    open: bool,
+    /// The open savepoint's write went away unfinished: it is rolled back, not released.
     dirty: bool,
     /// The latest committed generation and its outcome.
     done: watch::Sender<Option<(u64, std::result::Result<(), String>)>>,
@@ -43,6 +48,7 @@ impl Default for Group {
             state: Arc::new(Mutex::new(State {
                 tx: None,
                 generation: 0,
+                open: false,
                 dirty: false,
                 done: watch::channel(None).0,
             })),
@@ -59,30 +65,37 @@ impl Group {
             g.tx = Some(writer.begin().await?);
             spawn_committer(self.state.clone(), g.generation);
         }
-        let dirty = g.dirty;
+        let close = close_savepoint(g.open, g.dirty);
         let tx =
             g.tx.as_mut()
                 .ok_or_else(|| corrupt("no group transaction"))?;
-        if dirty {
-            undo(tx).await?;
-        }
-        sqlx::query("SAVEPOINT piraja_write")
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(match close {
+            Close::Nothing => "SAVEPOINT piraja_write",
+            Close::Release => "RELEASE piraja_write; SAVEPOINT piraja_write",
+            Close::Undo => "ROLLBACK TO piraja_write; RELEASE piraja_write; SAVEPOINT piraja_write",
+        })
+        .execute(&mut **tx)
+        .await?;
+        // Open, and dirty until the write says it is finished.
+        g.open = true;
         g.dirty = true;
         Ok(Write { guard: g })
     }
 }
 
-/// Rolls back the savepoint a write left open.
-async fn undo(tx: &mut Tx) -> Result<()> {
-    sqlx::query("ROLLBACK TO piraja_write")
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("RELEASE piraja_write")
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// What becomes of the savepoint left open before the next statement.
+enum Close {
+    Nothing,
+    Release,
+    Undo,
+}
+
+fn close_savepoint(open: bool, dirty: bool) -> Close {
+    match (open, dirty) {
+        (false, _) => Close::Nothing,
+        (true, false) => Close::Release,
+        (true, true) => Close::Undo,
+    }
 }
 
 /// One write in the shared transaction. [`Write::commit`] it; dropping it undoes it.
@@ -94,12 +107,7 @@ impl Write {
     /// Releases the savepoint, lets the next write in, and waits until the round is on disk.
     pub(crate) async fn commit(mut self) -> Result<()> {
         let g = &mut *self.guard;
-        let tx =
-            g.tx.as_mut()
-                .ok_or_else(|| corrupt("no group transaction"))?;
-        sqlx::query("RELEASE piraja_write")
-            .execute(&mut **tx)
-            .await?;
+        // Finished: its savepoint is released with the next statement or the commit.
         g.dirty = false;
         let generation = g.generation;
         let mut committed = g.done.subscribe();
@@ -145,18 +153,28 @@ fn spawn_committer(state: Arc<Mutex<State>>, generation: u64) {
         if g.generation != generation {
             return;
         }
-        let dirty = g.dirty;
+        let close = close_savepoint(g.open, g.dirty);
         let result = match g.tx.take() {
             Some(mut tx) => {
-                let undone = if dirty { undo(&mut tx).await } else { Ok(()) };
+                // A write left unfinished is undone before the commit; `COMMIT` releases a
+                // finished one.
+                let undone = match close {
+                    Close::Undo => sqlx::query("ROLLBACK TO piraja_write")
+                        .execute(&mut *tx)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    Close::Nothing | Close::Release => Ok(()),
+                };
                 match undone {
                     Ok(()) => tx.commit().await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e),
                 }
             }
             None => Ok(()),
         };
         g.generation += 1;
+        g.open = false;
         g.dirty = false;
         let _ = g.done.send(Some((generation, result)));
     });
