@@ -41,7 +41,26 @@ macro_rules! events_and_outbox {
     };
 }
 
+/// What a create reads first: a retried request's ticket number, the desk's next number and
+/// the next ticket id.
+#[derive(sqlx::FromRow)]
+pub(super) struct CreateHead {
+    seen: Option<i64>,
+    next_no: Option<i64>,
+    id: i64,
+}
+
+/// One ticket of `ticket_view` by desk and number, for [`super::group::Group::write_first`]
+/// (plain names: the row is read with `FromRow`).
+const TICKET_BY_NO: &str =
+    "SELECT id, desk_id, no, description, priority, status, assignee, reporter,
+        source, created_at, updated_at, first_response_at, resolved_at, individual_id,
+        assignee_name, individual_name, individual_email, org_id, organization_name,
+        first_due, resolution_due, sla_paused
+   FROM ticket_view WHERE desk_id = ?1 ->> 'desk' AND no = ?1 ->> 'no'";
+
 /// A row of `ticket_view`.
+#[derive(sqlx::FromRow)]
 struct TicketRow {
     id: i64,
     desk_id: i64,
@@ -157,18 +176,9 @@ impl SqliteStore {
         key: Option<&str>,
         out: &OutFn<'_>,
         now: DateTime<Utc>,
+        head: CreateHead,
     ) -> Result<Created> {
         let now_ms = ms(now);
-        let head = sqlx::query!(
-            r#"SELECT (SELECT t.no FROM request_keys k JOIN tickets t ON t.id = k.ticket_id
-                       WHERE k.desk_id = ?1 AND k.key = ?2) AS "seen: i64",
-                      (SELECT next_no FROM desks WHERE id = ?1) AS "next_no: i64",
-                      (SELECT coalesce(max(id), 0) + 1 FROM tickets) AS "id!: i64""#,
-            desk.0,
-            key
-        )
-        .fetch_one(&mut **tx)
-        .await?;
         if let Some(no) = head.seen {
             let record = Self::ticket_in(tx, desk, TicketNo(no))
                 .await?
@@ -286,6 +296,19 @@ impl SqliteStore {
             .await?
             .ok_or(crate::store::StoreError::NoTicket(no))?
             .ticket;
+        Self::apply_in(tx, before, actor, action, out, now).await
+    }
+
+    /// Applies `action` to `before` (the ticket as read in this transaction).
+    async fn apply_in(
+        tx: &mut Write,
+        before: Ticket,
+        actor: &UserRef,
+        action: &Action,
+        out: &OutFn<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Changed> {
+        let (desk, no) = (before.desk, before.no);
         let Some(applied) = before.apply(action, actor, now)? else {
             return Ok(Changed::No(before));
         };
@@ -400,8 +423,22 @@ impl TicketStore for SqliteStore {
         out: &OutFn<'_>,
         now: DateTime<Utc>,
     ) -> Result<Created> {
-        let mut tx = self.write().await?;
-        let created = Self::create_in(&mut tx, desk, new, key, out, now).await?;
+        // The read that starts a create runs with the statement that opens its savepoint.
+        let (mut tx, rows) = self
+            .write_first(
+                "SELECT (SELECT t.no FROM request_keys k JOIN tickets t ON t.id = k.ticket_id
+                         WHERE k.desk_id = ?1 ->> 'desk' AND k.key = ?1 ->> 'key') AS seen,
+                        (SELECT next_no FROM desks WHERE id = ?1 ->> 'desk') AS next_no,
+                        (SELECT coalesce(max(id), 0) + 1 FROM tickets) AS id",
+                serde_json::json!({ "desk": desk.0, "key": key }).to_string(),
+            )
+            .await?;
+        let head = rows
+            .first()
+            .map(sqlx::FromRow::from_row)
+            .transpose()?
+            .ok_or_else(|| corrupt("no create head"))?;
+        let created = Self::create_in(&mut tx, desk, new, key, out, now, head).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -415,8 +452,20 @@ impl TicketStore for SqliteStore {
         out: &OutFn<'_>,
         now: DateTime<Utc>,
     ) -> Result<Changed> {
-        let mut tx = self.write().await?;
-        let changed = Self::change_in(&mut tx, desk, no, actor, action, out, now).await?;
+        // The ticket is read with the statement that opens the write's savepoint.
+        let (mut tx, rows) = self
+            .write_first(
+                TICKET_BY_NO,
+                serde_json::json!({ "desk": desk.0, "no": no.0 }).to_string(),
+            )
+            .await?;
+        let before: TicketRecord = rows
+            .first()
+            .map(<TicketRow as sqlx::FromRow<_>>::from_row)
+            .transpose()?
+            .ok_or(crate::store::StoreError::NoTicket(no))?
+            .try_into()?;
+        let changed = Self::apply_in(&mut tx, before.ticket, actor, action, out, now).await?;
         tx.commit().await?;
         Ok(changed)
     }
