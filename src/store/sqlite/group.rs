@@ -14,6 +14,7 @@
 //! or the committer) rolls the savepoint back first, so half a write is never committed. A
 //! finished write's savepoint is released by the same statement that opens the next one.
 
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
@@ -40,6 +41,42 @@ struct State {
     dirty: bool,
     /// The latest committed generation and its outcome.
     done: watch::Sender<Option<(u64, std::result::Result<(), String>)>>,
+    /// Ticket ids and numbers handed out from memory.
+    alloc: Alloc,
+}
+
+/// Ticket ids and desks' next numbers handed out from memory, so a create need not read them
+/// first. Trusted only while nothing else changed them: another connection's commit (seen in
+/// `PRAGMA data_version` when a round begins), a write of ours that was undone, a failed write
+/// or a failed commit each empty it, and a create that finds it empty reads them. If it was
+/// wrong anyway, the ticket's insert clashes with the unique keys and the create is tried again
+/// after reading (`create_ticket`), so a number is never given twice or skipped.
+#[derive(Default)]
+pub(crate) struct Alloc {
+    data_version: Option<i64>,
+    next_id: Option<i64>,
+    next_no: HashMap<i64, i64>,
+}
+
+impl Alloc {
+    /// The id and number the next ticket of `desk` gets, if memory has them.
+    pub(crate) fn next(&self, desk: i64) -> Option<(i64, i64)> {
+        Some((self.next_id?, *self.next_no.get(&desk)?))
+    }
+
+    /// Records that ticket `id`, number `no` of `desk` was written.
+    pub(crate) fn took(&mut self, desk: i64, id: i64, no: i64) {
+        if self.next_no.len() >= 100_000 {
+            self.next_no.clear();
+        }
+        self.next_id = Some(id + 1);
+        self.next_no.insert(desk, no + 1);
+    }
+
+    fn forget(&mut self) {
+        self.next_id = None;
+        self.next_no.clear();
+    }
 }
 
 impl Default for Group {
@@ -51,6 +88,7 @@ impl Default for Group {
                 open: false,
                 dirty: false,
                 done: watch::channel(None).0,
+                alloc: Alloc::default(),
             })),
         }
     }
@@ -61,7 +99,11 @@ impl Group {
     /// none) inside a new savepoint.
     pub(crate) async fn write(&self, writer: &Conns) -> Result<Write> {
         let mut g = self.round(writer).await?;
-        let opening = opening(close_savepoint(g.open, g.dirty));
+        let close = close_savepoint(g.open, g.dirty);
+        if matches!(close, Close::Undo) {
+            g.alloc.forget();
+        }
+        let opening = opening(close);
         let tx =
             g.tx.as_mut()
                 .ok_or_else(|| corrupt("no group transaction"))?;
@@ -72,20 +114,24 @@ impl Group {
         Ok(Write { guard: g })
     }
 
-    /// Starts a write whose first statement, `sql` (reading its one parameter `param`), runs in
-    /// the same round trip as the statement that opens the write's savepoint; returns the rows
-    /// `sql` gave. One round trip to the connection's thread less for the writes that start
-    /// with a read (creates, changes).
-    pub(crate) async fn write_first(
+    /// Starts a write whose first statement runs in the same round trip as the statement that
+    /// opens the write's savepoint: `first` sees the round's [`Alloc`] and gives that statement
+    /// (a constant reading one parameter), the parameter and a value handed back with the
+    /// statement's rows. One round trip to the connection's thread less for the writes that
+    /// start with a read (creates, changes).
+    pub(crate) async fn write_first<T>(
         &self,
         writer: &Conns,
-        sql: &'static str,
-        param: String,
-    ) -> Result<(Write, Vec<SqliteRow>)> {
+        first: impl FnOnce(&Alloc) -> Result<(&'static str, String, T)>,
+    ) -> Result<(Write, Vec<SqliteRow>, T)> {
         use futures_util::TryStreamExt;
         use sqlx::Executor;
         let mut g = self.round(writer).await?;
         let close = close_savepoint(g.open, g.dirty);
+        if matches!(close, Close::Undo) {
+            g.alloc.forget();
+        }
+        let (sql, param, value) = first(&g.alloc)?;
         let opening = opening(close);
         // The statements of `opening`: once they have all run, the savepoint is open.
         let steps = opening.matches(';').count() + 1;
@@ -117,15 +163,27 @@ impl Group {
             g.dirty = false;
         }
         // Otherwise closing the last savepoint failed part-way and it is still as it was.
+        if result.is_err() {
+            g.alloc.forget();
+        }
         result?;
-        Ok((Write { guard: g }, rows))
+        Ok((Write { guard: g }, rows, value))
     }
 
     /// The lock on the round, with the round's transaction open.
     async fn round(&self, writer: &Conns) -> Result<OwnedMutexGuard<State>> {
         let mut g = self.state.clone().lock_owned().await;
         if g.tx.is_none() {
-            g.tx = Some(writer.begin().await?);
+            let mut tx = writer.begin().await?;
+            // Another connection's commit since our last round: memory may be stale.
+            let version: i64 = sqlx::query_scalar("PRAGMA data_version")
+                .fetch_one(&mut *tx)
+                .await?;
+            if g.alloc.data_version != Some(version) {
+                g.alloc.forget();
+                g.alloc.data_version = Some(version);
+            }
+            g.tx = Some(tx);
             spawn_committer(self.state.clone(), g.generation);
         }
         Ok(g)
@@ -184,6 +242,13 @@ impl Write {
     }
 }
 
+impl Write {
+    /// The round's ticket ids and numbers in memory.
+    pub(crate) fn alloc(&mut self) -> &mut Alloc {
+        &mut self.guard.alloc
+    }
+}
+
 impl Deref for Write {
     type Target = SqliteConnection;
 
@@ -232,6 +297,9 @@ fn spawn_committer(state: Arc<Mutex<State>>, generation: u64) {
             }
             None => Ok(()),
         };
+        if matches!(close, Close::Undo) || result.is_err() {
+            g.alloc.forget();
+        }
         g.generation += 1;
         g.open = false;
         g.dirty = false;
@@ -293,8 +361,11 @@ mod tests {
         let mut kept = store.write().await.unwrap();
         add(&mut kept, "kept").await;
         kept.commit().await.unwrap();
-        let (mut w, rows) = store
-            .write_first("SELECT ?1 ->> 'n' AS n", r#"{"n": 7}"#.into())
+        let (mut w, rows, ()) = store
+            .group
+            .write_first(&store.writer, |_| {
+                Ok(("SELECT ?1 ->> 'n' AS n", r#"{"n": 7}"#.into(), ()))
+            })
             .await
             .unwrap();
         assert_eq!(sqlx::Row::get::<i64, _>(&rows[0], "n"), 7);
@@ -303,7 +374,10 @@ mod tests {
         // The read fails after the savepoint opened: an error, and the round goes on.
         assert!(
             store
-                .write_first("SELECT * FROM no_such_table WHERE ?1", "1".into())
+                .group
+                .write_first(&store.writer, |_| {
+                    Ok(("SELECT * FROM no_such_table WHERE ?1", "1".into(), ()))
+                })
                 .await
                 .is_err()
         );

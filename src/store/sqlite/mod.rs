@@ -127,15 +127,6 @@ impl SqliteStore {
         self.group.write(&self.writer).await
     }
 
-    /// A write that starts with `sql` (one JSON parameter), run with its savepoint's opening.
-    async fn write_first(
-        &self,
-        sql: &'static str,
-        param: String,
-    ) -> Result<(Write, Vec<sqlx::sqlite::SqliteRow>)> {
-        self.group.write_first(&self.writer, sql, param).await
-    }
-
     /// A read-only connection (the writer's, for an in-memory database).
     async fn read(&self) -> Result<conns::Conn> {
         self.reader.get().await
