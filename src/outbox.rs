@@ -118,7 +118,13 @@ pub struct Worker {
     policy: RetryPolicy,
     /// Deliveries under way at once (each to a different destination).
     concurrency: usize,
+    /// When the outbox gauges were last read (counting a long backlog costs milliseconds, so
+    /// they are read at most every [`OBSERVE_EVERY`], not after every round).
+    observed: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often the outbox gauges are refreshed under load.
+const OBSERVE_EVERY: Duration = Duration::from_secs(2);
 
 impl Worker {
     pub fn new(store: Arc<dyn Store>, clock: Clock, wake: Arc<Notify>) -> Worker {
@@ -128,7 +134,8 @@ impl Worker {
             clock,
             wake,
             policy: RetryPolicy::default(),
-            concurrency: 16,
+            concurrency: 64,
+            observed: std::sync::Mutex::new(None),
         }
     }
 
@@ -232,6 +239,12 @@ impl Worker {
     }
 
     async fn observe(&self) {
+        if let Ok(mut last) = self.observed.lock() {
+            if last.is_some_and(|t| t.elapsed() < OBSERVE_EVERY) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
         if let Ok(stats) = self.store.outbox_stats(self.clock.now()).await {
             metrics::gauge!("piraja_outbox_depth").set(stats.pending as f64);
             metrics::gauge!("piraja_outbox_oldest_age_seconds").set(stats.oldest_age_secs);

@@ -27,10 +27,12 @@ impl OutboxStore for SqliteStore {
     async fn outbox_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OutboxItem>> {
         let now = ms(now);
         // Each destination's oldest pending row, if it is due: later rows of a destination wait
-        // until the earlier ones are delivered or dead, so a destination sees them in order.
+        // until the earlier ones are delivered or dead, so a destination sees them in order. The
+        // pending rows are walked in id order (the partial index) and the walk stops at `limit`;
+        // the planner would otherwise sort every due row first.
         let rows = sqlx::query!(
             "SELECT o.id, o.desk_id, o.destination, o.idempotency_key, o.payload, o.attempts, o.created_at
-             FROM outbox o
+             FROM outbox o INDEXED BY outbox_pending_by_id
              WHERE o.state = 'pending' AND o.next_attempt_at <= ?1
                AND NOT EXISTS (SELECT 1 FROM outbox p
                                WHERE p.state = 'pending' AND p.destination = o.destination AND p.id < o.id)
