@@ -485,6 +485,24 @@ async fn load(
         "memory: {idle:.1} MiB resident before the load, {:.1} MiB at its peak",
         peak.load(Ordering::Relaxed) as f64 / 1024.0
     );
+    // How far the outbox (cards posted and edited through the stand-in API) kept up.
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+    let mut conn =
+        sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", db.display()))?
+            .read_only(true)
+            .connect()
+            .await?;
+    let states: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state")
+            .fetch_all(&mut conn)
+            .await?;
+    let states: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    println!(
+        "outbox at the end: {} ({:.0} s of load)",
+        states.join(", "),
+        r.seconds
+    );
     Ok(())
 }
 

@@ -15,6 +15,7 @@ mod mail;
 mod outbox;
 mod sla;
 mod tickets;
+mod writes;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
