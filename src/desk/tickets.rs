@@ -156,18 +156,12 @@ impl Desks {
     }
 
     pub(super) async fn show(&self, actor: &Actor, no: TicketNo) -> Result<Reply, StoreError> {
-        let record = self
+        let (record, events) = self
             .store
-            .ticket(actor.desk, no)
+            .ticket_with_timeline(actor.desk, no)
             .await?
             .ok_or(StoreError::NoTicket(no))?;
-        let timeline = self
-            .store
-            .timeline(actor.desk, record.ticket.id)
-            .await?
-            .iter()
-            .map(describe_event)
-            .collect();
+        let timeline = events.iter().map(describe_event).collect();
         Ok(Reply::Detail(Detail {
             card: Card::of(&record.ticket, record.assignee_name, self.clock.now()),
             timeline,

@@ -28,8 +28,8 @@ pub struct Message {
 
 impl Message {
     /// The interaction response of `kind` (4: new message, 7: update the clicked one).
-    pub fn response(&self, kind: u8) -> Value {
-        let mut data = self.body.clone();
+    pub fn response(self, kind: u8) -> Value {
+        let mut data = self.body;
         if self.private && kind == 4 {
             data["flags"] = json!(EPHEMERAL);
         }

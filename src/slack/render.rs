@@ -27,13 +27,13 @@ pub struct Message {
 
 impl Message {
     /// The slash-command / `response_url` JSON body.
-    pub fn response(&self, replace_original: bool) -> Value {
+    pub fn response(self, replace_original: bool) -> Value {
         let mut body = json!({
             "response_type": if self.private { "ephemeral" } else { "in_channel" },
             "text": self.text,
         });
         if !self.blocks.is_empty() {
-            body["blocks"] = Value::Array(self.blocks.clone());
+            body["blocks"] = Value::Array(self.blocks);
         }
         if replace_original {
             body["replace_original"] = json!(true);

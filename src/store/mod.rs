@@ -258,6 +258,19 @@ pub trait TicketStore: Send + Sync {
     async fn ticket_by_id(&self, desk: DeskId, id: TicketId) -> Result<Option<TicketRecord>>;
     /// The timeline, oldest first.
     async fn timeline(&self, desk: DeskId, id: TicketId) -> Result<Vec<Event>>;
+    /// Ticket `no` with its timeline (what `/ticket show` reads), in one read where the store
+    /// can.
+    async fn ticket_with_timeline(
+        &self,
+        desk: DeskId,
+        no: TicketNo,
+    ) -> Result<Option<(TicketRecord, Vec<Event>)>> {
+        let Some(record) = self.ticket(desk, no).await? else {
+            return Ok(None);
+        };
+        let timeline = self.timeline(desk, record.ticket.id).await?;
+        Ok(Some((record, timeline)))
+    }
     /// Tickets matching `query`, most urgent first, then oldest; and how many match in all.
     async fn list(
         &self,

@@ -25,6 +25,48 @@ const TICKET_BY_NO: &str =
         first_due, resolution_due, sla_paused
    FROM ticket_view WHERE desk_id = ?1 ->> 'desk' AND no = ?1 ->> 'no'";
 
+/// `/ticket show`'s two reads as one batch: [`TICKET_BY_NO`], then the ticket's timeline.
+static SHOW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{TICKET_BY_NO};
+         SELECT e.actor, (SELECT m.name FROM members m
+                           WHERE m.desk_id = e.desk_id AND m.user_ref = e.actor) AS actor_name,
+                e.kind, e.old_value, e.new_value, e.note, e.at
+         FROM events e
+         WHERE e.desk_id = ?1 ->> 'desk'
+           AND e.ticket_id = (SELECT id FROM tickets WHERE desk_id = ?1 ->> 'desk' AND no = ?1 ->> 'no')
+         ORDER BY e.id"
+    )
+});
+
+/// A row of a ticket's timeline.
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    actor: String,
+    actor_name: Option<String>,
+    kind: String,
+    old_value: Option<String>,
+    new_value: Option<String>,
+    note: Option<String>,
+    at: i64,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = crate::store::StoreError;
+
+    fn try_from(r: EventRow) -> Result<Event> {
+        Ok(Event {
+            actor: r.actor.parse().map_err(corrupt)?,
+            actor_name: r.actor_name,
+            kind: EventKind::parse(&r.kind).ok_or_else(|| corrupt(&r.kind))?,
+            old_value: r.old_value,
+            new_value: r.new_value,
+            note: r.note,
+            at: at(r.at),
+        })
+    }
+}
+
 /// A row of `ticket_view`.
 #[derive(sqlx::FromRow)]
 struct TicketRow {
@@ -198,28 +240,54 @@ impl TicketStore for SqliteStore {
     }
 
     async fn timeline(&self, desk: DeskId, id: TicketId) -> Result<Vec<Event>> {
-        let rows = sqlx::query!(
-            "SELECT e.actor, m.name AS actor_name, e.kind, e.old_value, e.new_value, e.note, e.at
-             FROM events e LEFT JOIN members m ON m.desk_id = e.desk_id AND m.user_ref = e.actor
-             WHERE e.desk_id = ? AND e.ticket_id = ? ORDER BY e.id",
+        let rows = sqlx::query_as!(
+            EventRow,
+            // A scalar subquery, not a LEFT JOIN: SQLite re-prepared the join form on every
+            // execution (see migration 0006), and every `show` and SLA refresh reads this.
+            r#"SELECT e.actor AS "actor!",
+                      (SELECT m.name FROM members m
+                        WHERE m.desk_id = e.desk_id AND m.user_ref = e.actor) AS actor_name,
+                      e.kind AS "kind!", e.old_value, e.new_value, e.note, e.at AS "at!"
+               FROM events e
+               WHERE e.desk_id = ? AND e.ticket_id = ? ORDER BY e.id"#,
             desk.0,
             id.0
         )
         .fetch_all(&mut *self.read().await?)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(Event {
-                    actor: r.actor.parse().map_err(corrupt)?,
-                    actor_name: r.actor_name,
-                    kind: EventKind::parse(&r.kind).ok_or_else(|| corrupt(&r.kind))?,
-                    old_value: r.old_value,
-                    new_value: r.new_value,
-                    note: r.note,
-                    at: at(r.at),
-                })
-            })
-            .collect()
+        rows.into_iter().map(Event::try_from).collect()
+    }
+
+    async fn ticket_with_timeline(
+        &self,
+        desk: DeskId,
+        no: TicketNo,
+    ) -> Result<Option<(TicketRecord, Vec<Event>)>> {
+        use futures_util::TryStreamExt;
+        use sqlx::Executor;
+        // Both reads in one command to the reader's thread: the ticket's rows come first, then
+        // the second statement's (the stream marks where the first statement ended).
+        let mut conn = self.read().await?;
+        let param = serde_json::json!({ "desk": desk.0, "no": no.0 }).to_string();
+        let mut results = (&mut *conn).fetch_many(sqlx::query(SHOW.as_str()).bind(param));
+        let (mut ticket, mut events, mut first_done) = (None, Vec::new(), false);
+        while let Some(item) = results.try_next().await? {
+            match item {
+                sqlx::Either::Left(_) => first_done = true,
+                sqlx::Either::Right(row) if !first_done => {
+                    ticket = Some(<TicketRow as sqlx::FromRow<_>>::from_row(&row)?);
+                }
+                sqlx::Either::Right(row) => {
+                    events.push(Event::try_from(<EventRow as sqlx::FromRow<_>>::from_row(
+                        &row,
+                    )?)?);
+                }
+            }
+        }
+        let Some(ticket) = ticket else {
+            return Ok(None);
+        };
+        Ok(Some((ticket.try_into()?, events)))
     }
 
     async fn list(
