@@ -243,6 +243,12 @@ impl Write {
 }
 
 impl Write {
+    /// Ends a write that read but wrote nothing: its savepoint is released with the next
+    /// statement, and there is no commit to wait for.
+    pub(crate) fn unchanged(mut self) {
+        self.guard.dirty = false;
+    }
+
     /// The round's ticket ids and numbers in memory.
     pub(crate) fn alloc(&mut self) -> &mut Alloc {
         &mut self.guard.alloc

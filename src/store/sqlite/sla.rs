@@ -52,6 +52,22 @@ fn section(total: i64, rows: Vec<LineRow>) -> Result<Section> {
     })
 }
 
+/// A ticket's stored SLA clocks, if it was last changed at `as_of`.
+const SLA_BEFORE: &str = "SELECT first_level, resolution_level, first_due, resolution_due, sla_paused,
+        sla_check_at
+   FROM tickets WHERE desk_id = ?1 ->> 'desk' AND id = ?1 ->> 'ticket' AND updated_at = ?1 ->> 'as_of'";
+
+/// What [`SLA_BEFORE`] reads.
+#[derive(sqlx::FromRow)]
+struct SlaBefore {
+    first_level: Option<String>,
+    resolution_level: Option<String>,
+    first_due: Option<i64>,
+    resolution_due: Option<i64>,
+    sla_paused: i64,
+    sla_check_at: Option<i64>,
+}
+
 #[async_trait]
 impl SlaStore for SqliteStore {
     async fn sla_settings(&self, desk: DeskId) -> Result<SlaSettings> {
@@ -184,19 +200,33 @@ impl SlaStore for SqliteStore {
         let first_level = state.first_level.as_str();
         let resolution_level = state.resolution_level.as_str();
         let check = state.check_at.map(ms);
-        let mut tx = self.write().await?;
-        let as_of = ms(as_of);
-        let before = sqlx::query!(
-            "SELECT first_level, resolution_level FROM tickets WHERE desk_id = ? AND id = ? AND updated_at = ?",
-            desk.0,
-            ticket.0,
-            as_of
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(before) = before else {
+        // The stored clocks are read with the statement that opens the write's savepoint; when
+        // nothing would change (most changes of a ticket move no SLA clock), nothing is written
+        // and no commit is waited for.
+        let param = serde_json::json!({ "desk": desk.0, "ticket": ticket.0, "as_of": ms(as_of) });
+        let (mut tx, rows, ()) = self
+            .group
+            .write_first(&self.writer, |_| Ok((SLA_BEFORE, param.to_string(), ())))
+            .await?;
+        let Some(before) = rows
+            .first()
+            .map(<SlaBefore as sqlx::FromRow<_>>::from_row)
+            .transpose()?
+        else {
+            // The ticket changed since these clocks were computed: the newer change saves its own.
+            tx.unchanged();
             return Ok(Vec::new());
         };
+        let same = before.first_level.as_deref() == Some(first_level)
+            && before.resolution_level.as_deref() == Some(resolution_level)
+            && before.first_due == first_due
+            && before.resolution_due == resolution_due
+            && (before.sla_paused != 0) == paused
+            && before.sla_check_at == check;
+        if same && alerts.is_empty() {
+            tx.unchanged();
+            return Ok(Vec::new());
+        }
         let mut recorded = Vec::new();
         sqlx::query!(
             "UPDATE tickets SET first_due = ?, resolution_due = ?, sla_paused = ?, first_level = ?,
