@@ -13,6 +13,11 @@ use piraja::core::ticket::DeskId;
 use piraja::export;
 use piraja::store::{DeskStore, SqliteStore, TicketStore};
 
+/// mimalloc instead of the system allocator: under load a fifth of the server's time was in
+/// glibc's malloc and free (many small JSON maps per request, on two threads); see BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Piraja Tickets: a support desk that lives in Slack and Discord.
 ///
 /// Settings are environment variables (see the README); a piraja.toml in the working
