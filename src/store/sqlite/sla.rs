@@ -203,10 +203,16 @@ impl SlaStore for SqliteStore {
         // The stored clocks are read with the statement that opens the write's savepoint; when
         // nothing would change (most changes of a ticket move no SLA clock), nothing is written
         // and no commit is waited for.
-        let param = serde_json::json!({ "desk": desk.0, "ticket": ticket.0, "as_of": ms(as_of) });
+        // Three integers: written directly, no JSON map built.
+        let param = format!(
+            r#"{{"desk":{},"ticket":{},"as_of":{}}}"#,
+            desk.0,
+            ticket.0,
+            ms(as_of)
+        );
         let (mut tx, rows, ()) = self
             .group
-            .write_first(&self.writer, |_| Ok((SLA_BEFORE, param.to_string(), ())))
+            .write_first(&self.writer, |_| Ok((SLA_BEFORE, param, ())))
             .await?;
         let Some(before) = rows
             .first()

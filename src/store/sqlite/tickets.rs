@@ -39,6 +39,13 @@ static SHOW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
+/// The parameter of [`TICKET_BY_NO`] and [`SHOW`].
+#[derive(serde::Serialize)]
+struct DeskNo {
+    desk: i64,
+    no: i64,
+}
+
 /// A row of a ticket's timeline.
 #[derive(sqlx::FromRow)]
 struct EventRow {
@@ -215,7 +222,11 @@ impl TicketStore for SqliteStore {
             .write_first(&self.writer, |_| {
                 Ok((
                     TICKET_BY_NO,
-                    serde_json::json!({ "desk": desk.0, "no": no.0 }).to_string(),
+                    serde_json::to_string(&DeskNo {
+                        desk: desk.0,
+                        no: no.0,
+                    })
+                    .map_err(corrupt)?,
                     (),
                 ))
             })
@@ -268,7 +279,11 @@ impl TicketStore for SqliteStore {
         // Both reads in one command to the reader's thread: the ticket's rows come first, then
         // the second statement's (the stream marks where the first statement ended).
         let mut conn = self.read().await?;
-        let param = serde_json::json!({ "desk": desk.0, "no": no.0 }).to_string();
+        let param = serde_json::to_string(&DeskNo {
+            desk: desk.0,
+            no: no.0,
+        })
+        .map_err(corrupt)?;
         let mut results = (&mut *conn).fetch_many(sqlx::query(SHOW.as_str()).bind(param));
         let (mut ticket, mut events, mut first_done) = (None, Vec::new(), false);
         while let Some(item) = results.try_next().await? {

@@ -128,7 +128,7 @@ impl SqliteStore {
                 }
                 None => Ok((
                     CREATE_HEAD,
-                    serde_json::json!({ "desk": desk.0, "key": key }).to_string(),
+                    serde_json::to_string(&DeskKey { desk: desk.0, key }).map_err(corrupt)?,
                     None,
                 )),
             })
@@ -227,20 +227,27 @@ impl SqliteStore {
         let mut t = applied.ticket;
         t.updated_at = at(now_ms);
         let outbox = outbox_json(desk, None, &out(&t))?;
-        let batch = serde_json::json!({
-            "desk": desk.0,
-            "ticket": t.id.0,
-            "now": now_ms,
-            "events": events_json(&applied.events),
-            "outbox": outbox,
-            "priority": t.priority.as_str(),
-            "status": t.status.as_str(),
-            "assignee": t.assignee.as_ref().map(UserRef::to_string),
-            "individual": t.contact.as_ref().and_then(|c| c.individual.as_ref().map(|i| i.0)),
-            "organization": t.contact.as_ref().and_then(|c| c.organization.as_ref().map(|o| o.0)),
-            "first_response": t.first_response_at.map(ms),
-            "resolved": t.resolved_at.map(ms),
-        });
+        let batch = serde_json::to_string(&ChangeBatch {
+            desk: desk.0,
+            ticket: t.id.0,
+            now: now_ms,
+            events: events_json(&applied.events),
+            outbox,
+            priority: t.priority.as_str(),
+            status: t.status.as_str(),
+            assignee: t.assignee.as_ref().map(UserRef::to_string),
+            individual: t
+                .contact
+                .as_ref()
+                .and_then(|c| c.individual.as_ref().map(|i| i.0)),
+            organization: t
+                .contact
+                .as_ref()
+                .and_then(|c| c.organization.as_ref().map(|o| o.0)),
+            first_response: t.first_response_at.map(ms),
+            resolved: t.resolved_at.map(ms),
+        })
+        .map_err(corrupt)?;
         sqlx::query(concat!(
             "UPDATE tickets SET priority = ?1 ->> 'priority', status = ?1 ->> 'status',
                     assignee = ?1 ->> 'assignee', individual_id = ?1 ->> 'individual',
@@ -249,7 +256,7 @@ impl SqliteStore {
              WHERE desk_id = ?1 ->> 'desk' AND id = ?1 ->> 'ticket';",
             events_and_outbox!()
         ))
-        .bind(batch.to_string())
+        .bind(batch)
         .execute(&mut **tx)
         .await?;
         if matches!(action, Action::LinkContact(_)) {
@@ -270,7 +277,7 @@ impl SqliteStore {
         out: &[Outgoing],
         now: i64,
     ) -> Result<()> {
-        let rows = outbox_json(desk, Some(cause), out)?.to_string();
+        let rows = serde_json::to_string(&outbox_json(desk, Some(cause), out)?).map_err(corrupt)?;
         sqlx::query!(
             "INSERT INTO outbox (desk_id, destination, idempotency_key, payload, next_attempt_at, created_at)
              SELECT ?1, value ->> 0, value ->> 1, value ->> 2, ?2, ?2
@@ -334,41 +341,101 @@ fn create_batch(
     // are rendered from the stored ticket when they are delivered.
     let outbox = outbox_json(desk, None, &out(&ticket))?;
     let sla = new.sla.as_ref();
-    let batch = serde_json::json!({
-        "desk": desk.0,
-        "ticket": id,
-        "now": now_ms,
-        "events": events_json(&events),
-        "outbox": outbox,
-        "no": no,
-        "description": new.description,
-        "priority": new.priority.as_str(),
-        "assignee": new.assignee.as_ref().map(UserRef::to_string),
-        "reporter": new.reporter.to_string(),
-        "individual": new.individual,
-        "source": new.source.as_str(),
-        "first_due": sla.and_then(|s| s.due.first_due).map(ms),
-        "resolution_due": sla.and_then(|s| s.due.resolution_due).map(ms),
-        "first_level": sla.map(|s| s.first_level.as_str()),
-        "resolution_level": sla.map(|s| s.resolution_level.as_str()),
-        "check_at": sla.and_then(|s| s.check_at).map(ms),
-        "key": key,
-    });
-    Ok((ticket, batch.to_string()))
+    let batch = serde_json::to_string(&CreateBatch {
+        desk: desk.0,
+        ticket: id,
+        now: now_ms,
+        events: events_json(&events),
+        outbox,
+        no,
+        description: &new.description,
+        priority: new.priority.as_str(),
+        assignee: new.assignee.as_ref().map(UserRef::to_string),
+        reporter: new.reporter.to_string(),
+        individual: new.individual,
+        source: new.source.as_str(),
+        first_due: sla.and_then(|s| s.due.first_due).map(ms),
+        resolution_due: sla.and_then(|s| s.due.resolution_due).map(ms),
+        first_level: sla.map(|s| s.first_level.as_str()),
+        resolution_level: sla.map(|s| s.resolution_level.as_str()),
+        check_at: sla.and_then(|s| s.check_at).map(ms),
+        key,
+    })
+    .map_err(corrupt)?;
+    Ok((ticket, batch))
 }
 
+/// The parameter of [`CREATE_HEAD`].
+#[derive(serde::Serialize)]
+struct DeskKey<'a> {
+    desk: i64,
+    key: Option<&'a str>,
+}
+
+/// The parameter of a change's batch (typed, so no JSON map is built on the way).
+#[derive(serde::Serialize)]
+struct ChangeBatch<'a> {
+    desk: i64,
+    ticket: i64,
+    now: i64,
+    events: Vec<EventJson<'a>>,
+    outbox: Vec<OutboxJson>,
+    priority: &'a str,
+    status: &'a str,
+    assignee: Option<String>,
+    individual: Option<i64>,
+    organization: Option<i64>,
+    first_response: Option<i64>,
+    resolved: Option<i64>,
+}
+
+/// The parameter of [`create_writes`].
+#[derive(serde::Serialize)]
+struct CreateBatch<'a> {
+    desk: i64,
+    ticket: i64,
+    now: i64,
+    events: Vec<EventJson<'a>>,
+    outbox: Vec<OutboxJson>,
+    no: i64,
+    description: &'a str,
+    priority: &'a str,
+    assignee: Option<String>,
+    reporter: String,
+    individual: Option<i64>,
+    source: &'a str,
+    first_due: Option<i64>,
+    resolution_due: Option<i64>,
+    first_level: Option<&'a str>,
+    resolution_level: Option<&'a str>,
+    check_at: Option<i64>,
+    key: Option<&'a str>,
+}
+
+/// One event as the batches read it: `[actor, kind, old, new, note]`.
+type EventJson<'a> = (
+    String,
+    &'a str,
+    &'a Option<String>,
+    &'a Option<String>,
+    &'a Option<String>,
+);
+
+/// One outbox row as the inserts read it: `[destination, idempotency key, payload]`.
+type OutboxJson = (String, Option<String>, String);
+
 /// Events as the JSON array of `[actor, kind, old, new, note]` the batches read.
-fn events_json(events: &[NewEvent]) -> serde_json::Value {
+fn events_json(events: &[NewEvent]) -> Vec<EventJson<'_>> {
     events
         .iter()
         .map(|e| {
-            serde_json::json!([
+            (
                 e.actor.to_string(),
                 e.kind.as_str(),
-                e.old_value,
-                e.new_value,
-                e.note
-            ])
+                &e.old_value,
+                &e.new_value,
+                &e.note,
+            )
         })
         .collect()
 }
@@ -377,7 +444,7 @@ fn events_json(events: &[NewEvent]) -> serde_json::Value {
 /// with `json_each`. A card is posted to a channel once, whatever caused it; other rows are
 /// keyed `{desk}:{cause}:{index}`, or left for the insert to key by the change's last event
 /// when `cause` is `None`.
-fn outbox_json(desk: DeskId, cause: Option<&str>, out: &[Outgoing]) -> Result<serde_json::Value> {
+fn outbox_json(desk: DeskId, cause: Option<&str>, out: &[Outgoing]) -> Result<Vec<OutboxJson>> {
     out.iter()
         .enumerate()
         .map(|(i, msg)| {
@@ -390,7 +457,7 @@ fn outbox_json(desk: DeskId, cause: Option<&str>, out: &[Outgoing]) -> Result<se
                 _ => cause.map(|c| format!("{}:{c}:{i}", desk.0)),
             };
             let payload = serde_json::to_string(msg).map_err(corrupt)?;
-            Ok(serde_json::json!([msg.destination(), key, payload]))
+            Ok((msg.destination(), key, payload))
         })
         .collect()
 }
