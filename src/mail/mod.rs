@@ -400,6 +400,27 @@ fn refused(reason: &str) -> Response {
     )
 }
 
+/// A stored OAuth flow, or the page that says why there is none: `gone` when it was used or
+/// expired, "try again" (after logging `failed`) when the store could not be read.
+fn flow_or_page(
+    found: crate::store::Result<Option<crate::store::OAuthState>>,
+    gone: &str,
+    failed: &'static str,
+) -> Result<crate::store::OAuthState, Box<Response>> {
+    match found {
+        Ok(Some(flow)) => Ok(flow),
+        Ok(None) => Err(Box::new(refused(gone))),
+        Err(e) => {
+            tracing::error!(error = %e, "{failed}");
+            Err(Box::new(html_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                "Try again in a minute.",
+            )))
+        }
+    }
+}
+
 fn app_for(state: &AppState, provider: &str) -> Result<(Arc<MailApp>, Provider), Box<Response>> {
     let Some(p) = Provider::parse(provider) else {
         return Err(Box::new(html_page(
@@ -438,26 +459,18 @@ async fn connect(
             "This link is not valid or has expired. Ask for a new one with /ticket mailbox connect.",
         );
     };
-    let flow = match state
+    let looked = state
         .desks
         .store
         .peek_oauth_state(&value, &purpose(p), now)
-        .await
-    {
-        Ok(Some(flow)) => flow,
-        Ok(None) => {
-            return refused(
-                "This link was already used or has expired. Ask for a new one with /ticket mailbox connect.",
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "A mailbox connect could not read its state.");
-            return html_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again",
-                "Try again in a minute.",
-            );
-        }
+        .await;
+    let flow = match flow_or_page(
+        looked,
+        "This link was already used or has expired. Ask for a new one with /ticket mailbox connect.",
+        "A mailbox connect could not read its state.",
+    ) {
+        Ok(flow) => flow,
+        Err(page) => return *page,
     };
     let Some(provider) = app.provider(p) else {
         return refused("The provider is not configured.");
@@ -522,26 +535,18 @@ async fn callback(
             "This sign-in was not started in this browser, or took too long. Start again with /ticket mailbox connect.",
         );
     }
-    let flow = match state
+    let taken = state
         .desks
         .store
         .take_oauth_state(&value, &purpose(p), now)
-        .await
-    {
-        Ok(Some(flow)) => flow,
-        Ok(None) => {
-            return refused(
-                "This sign-in was already used, has expired, or was not started here. Start again with /ticket mailbox connect.",
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "A mailbox callback could not read its state.");
-            return html_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again",
-                "Try again in a minute.",
-            );
-        }
+        .await;
+    let flow = match flow_or_page(
+        taken,
+        "This sign-in was already used, has expired, or was not started here. Start again with /ticket mailbox connect.",
+        "A mailbox callback could not read its state.",
+    ) {
+        Ok(flow) => flow,
+        Err(page) => return *page,
     };
     if let Some(error) = q.error {
         return refused(&format!(

@@ -79,6 +79,18 @@ impl Alloc {
     }
 }
 
+impl State {
+    /// What becomes of the last write's savepoint before the next one opens; undoing a write
+    /// may undo a create, so memory's ids and numbers are forgotten then.
+    fn closing(&mut self) -> Close {
+        let close = close_savepoint(self.open, self.dirty);
+        if matches!(close, Close::Undo) {
+            self.alloc.forget();
+        }
+        close
+    }
+}
+
 impl Default for Group {
     fn default() -> Group {
         Group {
@@ -99,10 +111,7 @@ impl Group {
     /// none) inside a new savepoint.
     pub(crate) async fn write(&self, writer: &Conns) -> Result<Write> {
         let mut g = self.round(writer).await?;
-        let close = close_savepoint(g.open, g.dirty);
-        if matches!(close, Close::Undo) {
-            g.alloc.forget();
-        }
+        let close = g.closing();
         let opening = opening(close);
         let tx =
             g.tx.as_mut()
@@ -127,10 +136,7 @@ impl Group {
         use futures_util::TryStreamExt;
         use sqlx::Executor;
         let mut g = self.round(writer).await?;
-        let close = close_savepoint(g.open, g.dirty);
-        if matches!(close, Close::Undo) {
-            g.alloc.forget();
-        }
+        let close = g.closing();
         let (sql, param, value) = first(&g.alloc)?;
         let opening = opening(close);
         // The statements of `opening`: once they have all run, the savepoint is open.
@@ -283,7 +289,7 @@ fn spawn_committer(state: Arc<Mutex<State>>, generation: u64) {
         if g.generation != generation {
             return;
         }
-        let close = close_savepoint(g.open, g.dirty);
+        let close = g.closing();
         let result = match g.tx.take() {
             Some(mut tx) => {
                 // A write left unfinished is undone before the commit; `COMMIT` releases a
@@ -303,7 +309,7 @@ fn spawn_committer(state: Arc<Mutex<State>>, generation: u64) {
             }
             None => Ok(()),
         };
-        if matches!(close, Close::Undo) || result.is_err() {
+        if result.is_err() {
             g.alloc.forget();
         }
         g.generation += 1;
