@@ -3,7 +3,7 @@
 
 use crate::core::command::{ListFilter, Who};
 use crate::core::outgoing::Outgoing;
-use crate::core::people::{Actor, Surface, UserRef};
+use crate::core::people::{Actor, Surface, SurfaceRef, UserRef};
 use crate::core::ticket::{Action, Priority, Source, Status, Ticket, TicketNo};
 use crate::core::view::{Card, Detail, ListView, Row, describe_event};
 use crate::store::{Changed, ListQuery, NewTicket, StoreError};
@@ -14,7 +14,7 @@ use super::{Desks, Invocation, LIST_LIMIT, Reply, mention_text};
 /// notification channel, once per channel.
 fn new_card_posts(
     ticket: &Ticket,
-    origin: Option<(&Actor, &str)>,
+    origin: Option<(&SurfaceRef, &str)>,
     surfaces: &[Surface],
 ) -> Vec<Outgoing> {
     let mut out: Vec<Outgoing> = Vec::new();
@@ -28,8 +28,8 @@ fn new_card_posts(
             out.push(msg);
         }
     };
-    if let Some((actor, channel)) = origin {
-        push(&actor.surface, channel);
+    if let Some((surface, channel)) = origin {
+        push(surface, channel);
     }
     for s in surfaces {
         if let Some(channel) = &s.notify_channel {
@@ -121,23 +121,27 @@ impl Desks {
             source,
             sla: Some(self.new_ticket_sla(actor.desk, priority, now).await?),
         };
+        // Where the card goes: owned, as the store may write the create in a batch.
         let origin = actor
             .channel
-            .as_deref()
+            .clone()
             .filter(|_| inv.post_in_channel)
-            .map(|c| (actor, c));
-        let out = |t: &Ticket| {
-            let mut out = new_card_posts(t, origin, &surfaces);
+            .map(|c| (actor.surface.clone(), c));
+        let reporter = actor.user.clone();
+        let dm_to = assignee;
+        let out = Box::new(move |t: &Ticket| {
+            let mut out =
+                new_card_posts(t, origin.as_ref().map(|(s, c)| (s, c.as_str())), &surfaces);
             out.extend(
-                assignee
+                dm_to
                     .as_ref()
-                    .and_then(|a| assignment_dm(t, a, &actor.user, &surfaces)),
+                    .and_then(|a| assignment_dm(t, a, &reporter, &surfaces)),
             );
             out
-        };
+        });
         let created = self
             .store
-            .create_ticket(actor.desk, &new, inv.key.as_deref(), &out, now)
+            .create_ticket(actor.desk, new, inv.key.clone(), out, now)
             .await?;
         if !created.replayed {
             metrics::counter!("piraja_tickets_created_total", "source" => source.as_str())

@@ -33,6 +33,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// A database error shared by the writes of one batch (see `sqlite/creates.rs`).
+    #[error("database error: {0}")]
+    Batch(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0} already exists; choose a new file")]
@@ -43,6 +46,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// What a change must say: the outbox rows for the ticket as it is after the change.
 pub type OutFn<'a> = dyn for<'t> Fn(&'t Ticket) -> Vec<Outgoing> + Send + Sync + 'a;
+
+/// What a create must say: the outbox rows for the new ticket. Owned, because the store may
+/// write the create in a batch with others, away from the caller's task.
+pub type CreateOut = Box<dyn for<'t> Fn(&'t Ticket) -> Vec<Outgoing> + Send + Sync + 'static>;
 
 /// A member's standing on a desk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,9 +245,9 @@ pub trait TicketStore: Send + Sync {
     async fn create_ticket(
         &self,
         desk: DeskId,
-        new: &NewTicket,
-        key: Option<&str>,
-        out: &OutFn<'_>,
+        new: NewTicket,
+        key: Option<String>,
+        out: CreateOut,
         now: DateTime<Utc>,
     ) -> Result<Created>;
     /// Applies `action` to ticket `no` through [`Ticket::apply`], writing the changed ticket,

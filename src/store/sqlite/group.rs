@@ -14,7 +14,6 @@
 //! or the committer) rolls the savepoint back first, so half a write is never committed. A
 //! finished write's savepoint is released by the same statement that opens the next one.
 
-use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
@@ -41,53 +40,12 @@ struct State {
     dirty: bool,
     /// The latest committed generation and its outcome.
     done: watch::Sender<Option<(u64, std::result::Result<(), String>)>>,
-    /// Ticket ids and numbers handed out from memory.
-    alloc: Alloc,
-}
-
-/// Ticket ids and desks' next numbers handed out from memory, so a create need not read them
-/// first. Trusted only while nothing else changed them: another connection's commit (seen in
-/// `PRAGMA data_version` when a round begins), a write of ours that was undone, a failed write
-/// or a failed commit each empty it, and a create that finds it empty reads them. If it was
-/// wrong anyway, the ticket's insert clashes with the unique keys and the create is tried again
-/// after reading (`create_ticket`), so a number is never given twice or skipped.
-#[derive(Default)]
-pub(crate) struct Alloc {
-    data_version: Option<i64>,
-    next_id: Option<i64>,
-    next_no: HashMap<i64, i64>,
-}
-
-impl Alloc {
-    /// The id and number the next ticket of `desk` gets, if memory has them.
-    pub(crate) fn next(&self, desk: i64) -> Option<(i64, i64)> {
-        Some((self.next_id?, *self.next_no.get(&desk)?))
-    }
-
-    /// Records that ticket `id`, number `no` of `desk` was written.
-    pub(crate) fn took(&mut self, desk: i64, id: i64, no: i64) {
-        if self.next_no.len() >= 100_000 {
-            self.next_no.clear();
-        }
-        self.next_id = Some(id + 1);
-        self.next_no.insert(desk, no + 1);
-    }
-
-    fn forget(&mut self) {
-        self.next_id = None;
-        self.next_no.clear();
-    }
 }
 
 impl State {
-    /// What becomes of the last write's savepoint before the next one opens; undoing a write
-    /// may undo a create, so memory's ids and numbers are forgotten then.
-    fn closing(&mut self) -> Close {
-        let close = close_savepoint(self.open, self.dirty);
-        if matches!(close, Close::Undo) {
-            self.alloc.forget();
-        }
-        close
+    /// What becomes of the last write's savepoint before the next one opens.
+    fn closing(&self) -> Close {
+        close_savepoint(self.open, self.dirty)
     }
 }
 
@@ -100,7 +58,6 @@ impl Default for Group {
                 open: false,
                 dirty: false,
                 done: watch::channel(None).0,
-                alloc: Alloc::default(),
             })),
         }
     }
@@ -123,22 +80,20 @@ impl Group {
         Ok(Write { guard: g })
     }
 
-    /// Starts a write whose first statement runs in the same round trip as the statement that
-    /// opens the write's savepoint: `first` sees the round's [`Alloc`] and gives that statement
-    /// (a constant reading one parameter), the parameter and a value handed back with the
-    /// statement's rows. One round trip to the connection's thread less for the writes that
-    /// start with a read (creates, changes).
-    pub(crate) async fn write_first<T>(
+    /// Starts a write whose first statement, `sql` (a constant reading the one parameter
+    /// `param`), runs in the same round trip as the statement that opens the write's
+    /// savepoint, and returns its rows. One round trip to the connection's thread less for the
+    /// writes that start with a read (creates, changes, SLA refreshes).
+    pub(crate) async fn write_first(
         &self,
         writer: &Conns,
-        first: impl FnOnce(&Alloc) -> Result<(&'static str, String, T)>,
-    ) -> Result<(Write, Vec<SqliteRow>, T)> {
+        sql: &'static str,
+        param: String,
+    ) -> Result<(Write, Vec<SqliteRow>)> {
         use futures_util::TryStreamExt;
         use sqlx::Executor;
         let mut g = self.round(writer).await?;
-        let close = g.closing();
-        let (sql, param, value) = first(&g.alloc)?;
-        let opening = opening(close);
+        let opening = opening(g.closing());
         // The statements of `opening`: once they have all run, the savepoint is open.
         let steps = opening.matches(';').count() + 1;
         let tx =
@@ -169,27 +124,15 @@ impl Group {
             g.dirty = false;
         }
         // Otherwise closing the last savepoint failed part-way and it is still as it was.
-        if result.is_err() {
-            g.alloc.forget();
-        }
         result?;
-        Ok((Write { guard: g }, rows, value))
+        Ok((Write { guard: g }, rows))
     }
 
     /// The lock on the round, with the round's transaction open.
     async fn round(&self, writer: &Conns) -> Result<OwnedMutexGuard<State>> {
         let mut g = self.state.clone().lock_owned().await;
         if g.tx.is_none() {
-            let mut tx = writer.begin().await?;
-            // Another connection's commit since our last round: memory may be stale.
-            let version: i64 = sqlx::query_scalar("PRAGMA data_version")
-                .fetch_one(&mut *tx)
-                .await?;
-            if g.alloc.data_version != Some(version) {
-                g.alloc.forget();
-                g.alloc.data_version = Some(version);
-            }
-            g.tx = Some(tx);
+            g.tx = Some(writer.begin().await?);
             spawn_committer(self.state.clone(), g.generation);
         }
         Ok(g)
@@ -228,22 +171,31 @@ pub(crate) struct Write {
 
 impl Write {
     /// Releases the savepoint, lets the next write in, and waits until the round is on disk.
-    pub(crate) async fn commit(mut self) -> Result<()> {
+    pub(crate) async fn commit(self) -> Result<()> {
+        self.finish().await
+    }
+
+    /// Releases the savepoint and lets the next write in at once; the future it returns
+    /// resolves when the round is on disk (or its commit failed). For a writer that starts its
+    /// next write while this one's round commits (the create batches).
+    pub(crate) fn finish(mut self) -> impl Future<Output = Result<()>> + Send + 'static {
         let g = &mut *self.guard;
         // Finished: its savepoint is released with the next statement or the commit.
         g.dirty = false;
         let generation = g.generation;
         let mut committed = g.done.subscribe();
         drop(self.guard);
-        let outcome = committed
-            .wait_for(|v| v.as_ref().is_some_and(|(done, _)| *done >= generation))
-            .await
-            .map_err(|_| corrupt("the group commit was lost"))?
-            .clone();
-        match outcome {
-            Some((_, Ok(()))) => Ok(()),
-            Some((_, Err(e))) => Err(corrupt(format!("the commit failed: {e}"))),
-            None => Err(corrupt("the group commit was lost")),
+        async move {
+            let outcome = committed
+                .wait_for(|v| v.as_ref().is_some_and(|(done, _)| *done >= generation))
+                .await
+                .map_err(|_| corrupt("the group commit was lost"))?
+                .clone();
+            match outcome {
+                Some((_, Ok(()))) => Ok(()),
+                Some((_, Err(e))) => Err(corrupt(format!("the commit failed: {e}"))),
+                None => Err(corrupt("the group commit was lost")),
+            }
         }
     }
 }
@@ -253,11 +205,6 @@ impl Write {
     /// statement, and there is no commit to wait for.
     pub(crate) fn unchanged(mut self) {
         self.guard.dirty = false;
-    }
-
-    /// The round's ticket ids and numbers in memory.
-    pub(crate) fn alloc(&mut self) -> &mut Alloc {
-        &mut self.guard.alloc
     }
 }
 
@@ -309,9 +256,6 @@ fn spawn_committer(state: Arc<Mutex<State>>, generation: u64) {
             }
             None => Ok(()),
         };
-        if result.is_err() {
-            g.alloc.forget();
-        }
         g.generation += 1;
         g.open = false;
         g.dirty = false;
@@ -373,11 +317,13 @@ mod tests {
         let mut kept = store.write().await.unwrap();
         add(&mut kept, "kept").await;
         kept.commit().await.unwrap();
-        let (mut w, rows, ()) = store
+        let (mut w, rows) = store
             .group
-            .write_first(&store.writer, |_| {
-                Ok(("SELECT ?1 ->> 'n' AS n", r#"{"n": 7}"#.into(), ()))
-            })
+            .write_first(
+                &store.writer,
+                "SELECT ?1 ->> 'n' AS n",
+                r#"{"n": 7}"#.into(),
+            )
             .await
             .unwrap();
         assert_eq!(sqlx::Row::get::<i64, _>(&rows[0], "n"), 7);
@@ -387,9 +333,11 @@ mod tests {
         assert!(
             store
                 .group
-                .write_first(&store.writer, |_| {
-                    Ok(("SELECT * FROM no_such_table WHERE ?1", "1".into(), ()))
-                })
+                .write_first(
+                    &store.writer,
+                    "SELECT * FROM no_such_table WHERE ?1",
+                    "1".into()
+                )
                 .await
                 .is_err()
         );

@@ -8,6 +8,7 @@
 
 mod conns;
 mod contacts;
+mod creates;
 mod desks;
 mod group;
 mod installs;
@@ -36,6 +37,10 @@ pub struct SqliteStore {
     reader: Conns,
     path: Option<PathBuf>,
     group: std::sync::Arc<group::Group>,
+    /// Creates go to the batch writer (`creates.rs`).
+    creates: tokio::sync::mpsc::Sender<creates::Pending>,
+    /// The connection that checkpoints the WAL (a database file only).
+    checkpointer: Option<Conns>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -62,7 +67,13 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-16000");
         let path = Some(base.get_filename().to_path_buf()).filter(|p| p != Path::new(":memory:"));
-        let writer = Conns::open(base.clone(), 1).await?;
+        // The writer checkpoints only if the checkpointer below falls far behind.
+        let writer = Conns::open(
+            base.clone()
+                .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES.to_string()),
+            1,
+        )
+        .await?;
         {
             let mut conn = writer.get().await?;
             MIGRATOR.run(&mut *conn).await?;
@@ -71,15 +82,31 @@ impl SqliteStore {
         let reader = if path.is_some() {
             // Four readers with a 4 MiB page cache each, beside the writer's 16 MiB, keep the
             // process's memory bounded under load (BENCHMARKS.md).
-            Conns::open(base.read_only(true).pragma("cache_size", "-4000"), 4).await?
+            Conns::open(
+                base.clone().read_only(true).pragma("cache_size", "-4000"),
+                4,
+            )
+            .await?
         } else {
             writer.clone()
         };
+        let checkpointer = match path {
+            Some(_) => {
+                let c = Conns::open(base.clone().pragma("cache_size", "-500"), 1).await?;
+                spawn_checkpointer(c.clone());
+                Some(c)
+            }
+            None => None,
+        };
+        let group = std::sync::Arc::<group::Group>::default();
+        let creates = creates::spawn(writer.clone(), group.clone());
         Ok(SqliteStore {
             writer,
             reader,
             path,
-            group: std::sync::Arc::default(),
+            group,
+            creates,
+            checkpointer,
         })
     }
 
@@ -111,8 +138,11 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Closes both pools, checkpointing the WAL.
+    /// Closes the connections, checkpointing the WAL.
     async fn close_pools(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.close().await;
+        }
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -132,6 +162,37 @@ impl SqliteStore {
     async fn read(&self) -> Result<conns::Conn> {
         self.reader.get().await
     }
+}
+
+/// WAL pages after which the writer checkpoints in its own commit (SQLite's default is 1,000):
+/// a safety net; normally [`spawn_checkpointer`] keeps the WAL far shorter.
+const WRITER_CHECKPOINT_PAGES: u32 = 20_000;
+
+/// How often the checkpointer copies the WAL back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Checkpoints the WAL on a connection of its own, every [`CHECKPOINT_EVERY`], until the store
+/// closes. A `PASSIVE` checkpoint waits for no one and blocks no one; done by the writer (at
+/// every 1,000th page, SQLite's default) it was an eighth of the writer thread's time under
+/// load, and the writer thread is what every write of the process waits for (BENCHMARKS.md).
+fn spawn_checkpointer(conns: Conns) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            // Fails once the store is closed: the checkpointer stops.
+            let Ok(mut conn) = conns.get().await else {
+                return;
+            };
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&mut *conn)
+                .await
+            {
+                tracing::warn!(error = %e, "A WAL checkpoint failed; the next one tries again.");
+            }
+        }
+    });
 }
 
 /// Milliseconds since the epoch, as stored.

@@ -210,9 +210,9 @@ impl SlaStore for SqliteStore {
             ticket.0,
             ms(as_of)
         );
-        let (mut tx, rows, ()) = self
+        let (mut tx, rows) = self
             .group
-            .write_first(&self.writer, |_| Ok((SLA_BEFORE, param, ())))
+            .write_first(&self.writer, SLA_BEFORE, param)
             .await?;
         let Some(before) = rows
             .first()

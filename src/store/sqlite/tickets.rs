@@ -12,7 +12,7 @@ use crate::core::ticket::{
     TicketNo,
 };
 use crate::store::{
-    Changed, Created, ExportedTicket, ListQuery, NewTicket, OutFn, Result, TicketRecord,
+    Changed, CreateOut, Created, ExportedTicket, ListQuery, NewTicket, OutFn, Result, TicketRecord,
     TicketStore,
 };
 
@@ -188,23 +188,27 @@ impl TicketStore for SqliteStore {
     async fn create_ticket(
         &self,
         desk: DeskId,
-        new: &NewTicket,
-        key: Option<&str>,
-        out: &OutFn<'_>,
+        new: NewTicket,
+        key: Option<String>,
+        out: CreateOut,
         now: DateTime<Utc>,
     ) -> Result<Created> {
-        match self.create_once(desk, new, key, out, now).await {
-            // An id or number from memory was taken after all (another process wrote): the
-            // failed write emptied the memory, so the second try reads them.
-            Err(crate::store::StoreError::Db(e))
-                if e.as_database_error()
-                    .is_some_and(|d| d.is_unique_violation()) =>
-            {
-                tracing::info!(desk.id = %desk, "Ticket numbers were read again after a clash.");
-                self.create_once(desk, new, key, out, now).await
-            }
-            other => other,
-        }
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let pending = super::creates::Pending {
+            desk,
+            new,
+            key,
+            out,
+            now,
+            done,
+        };
+        self.creates
+            .send(pending)
+            .await
+            .map_err(|_| corrupt("the create writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| corrupt("the create writer has stopped"))?
     }
 
     async fn change_ticket(
@@ -217,19 +221,14 @@ impl TicketStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Changed> {
         // The ticket is read with the statement that opens the write's savepoint.
-        let (mut tx, rows, ()) = self
+        let param = serde_json::to_string(&DeskNo {
+            desk: desk.0,
+            no: no.0,
+        })
+        .map_err(corrupt)?;
+        let (mut tx, rows) = self
             .group
-            .write_first(&self.writer, |_| {
-                Ok((
-                    TICKET_BY_NO,
-                    serde_json::to_string(&DeskNo {
-                        desk: desk.0,
-                        no: no.0,
-                    })
-                    .map_err(corrupt)?,
-                    (),
-                ))
-            })
+            .write_first(&self.writer, TICKET_BY_NO, param)
             .await?;
         let before: TicketRecord = rows
             .first()
