@@ -9,6 +9,93 @@ use crate::core::people::SurfaceRef;
 use crate::core::ticket::{DeskId, TicketId};
 use crate::store::{CardMessage, OutboxItem, OutboxStats, OutboxStore, Outcome, Result, Settled};
 
+/// A round's delivery outcomes, as one command to the writer's thread (see `writes.rs` on
+/// batches): the rows' new state, then the card messages they posted. One statement per
+/// outcome held the round's lock for two round trips per delivery, and deliveries run beside
+/// every create (BENCHMARKS.md). `?1` is the JSON array of [`SettledRow`]s.
+const SETTLE: &str = "UPDATE outbox
+        SET state = s.value ->> 'state',
+            attempts = coalesce(s.value ->> 'attempts', outbox.attempts + 1),
+            next_attempt_at = coalesce(s.value ->> 'next', outbox.next_attempt_at),
+            last_error = s.value ->> 'error',
+            done_at = s.value ->> 'done'
+       FROM jsonb_each(?1) AS s
+      WHERE outbox.id = s.value ->> 'id';
+     INSERT INTO card_messages (desk_id, ticket_id, platform, surface_id, channel, message_id, created_at)
+     SELECT s.value ->> 'desk', s.value ->> 'card_ticket', s.value ->> 'card_platform',
+            s.value ->> 'card_surface', s.value ->> 'card_channel', s.value ->> 'card_message',
+            s.value ->> 'done'
+       FROM jsonb_each(?1) AS s
+      WHERE s.value ->> 'card_ticket' IS NOT NULL
+      ORDER BY s.key
+     ON CONFLICT (ticket_id, platform, channel) DO UPDATE SET message_id = excluded.message_id";
+
+/// One outcome as [`SETTLE`] reads it: `attempts` absent counts one more attempt, `next`
+/// absent keeps the row's time, and the `card_` fields are the message a delivery posted.
+#[derive(serde::Serialize)]
+struct SettledRow<'a> {
+    id: i64,
+    desk: i64,
+    state: &'static str,
+    attempts: Option<i64>,
+    next: Option<i64>,
+    error: Option<&'a str>,
+    done: Option<i64>,
+    card_ticket: Option<i64>,
+    card_platform: Option<&'static str>,
+    card_surface: Option<&'a str>,
+    card_channel: Option<&'a str>,
+    card_message: Option<&'a str>,
+}
+
+impl<'a> SettledRow<'a> {
+    fn of(s: &'a Settled, now: i64) -> SettledRow<'a> {
+        let row = SettledRow {
+            id: s.id,
+            desk: s.desk.0,
+            state: "pending",
+            attempts: None,
+            next: None,
+            error: None,
+            done: None,
+            card_ticket: None,
+            card_platform: None,
+            card_surface: None,
+            card_channel: None,
+            card_message: None,
+        };
+        match &s.outcome {
+            Outcome::Sent(card) => SettledRow {
+                state: "sent",
+                done: Some(now),
+                card_ticket: card.as_ref().map(|c| c.ticket.0),
+                card_platform: card.as_ref().map(|c| c.surface.platform.as_str()),
+                card_surface: card.as_ref().map(|c| c.surface.external_id.as_str()),
+                card_channel: card.as_ref().map(|c| c.channel.as_str()),
+                card_message: card.as_ref().map(|c| c.message_id.as_str()),
+                ..row
+            },
+            Outcome::Retry {
+                attempts,
+                at: next,
+                error,
+            } => SettledRow {
+                attempts: Some(*attempts),
+                next: Some(ms(*next)),
+                error: Some(error),
+                ..row
+            },
+            Outcome::Dead { attempts, error } => SettledRow {
+                state: "dead",
+                attempts: Some(*attempts),
+                error: Some(error),
+                done: Some(now),
+                ..row
+            },
+        }
+    }
+}
+
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn enqueue(
@@ -71,65 +158,13 @@ impl OutboxStore for SqliteStore {
             return Ok(());
         }
         let now = ms(now);
+        let rows = settled
+            .iter()
+            .map(|s| SettledRow::of(s, now))
+            .collect::<Vec<_>>();
+        let param = serde_json::to_string(&rows).map_err(corrupt)?;
         let mut tx = self.write().await?;
-        for s in settled {
-            match &s.outcome {
-                Outcome::Sent(card) => {
-                    sqlx::query!(
-                        "UPDATE outbox SET state = 'sent', attempts = attempts + 1, done_at = ?, last_error = NULL
-                         WHERE id = ?",
-                        now,
-                        s.id
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                    if let Some(card) = card {
-                        let platform = card.surface.platform.as_str();
-                        sqlx::query!(
-                            "INSERT INTO card_messages (desk_id, ticket_id, platform, surface_id, channel, message_id, created_at)
-                             VALUES (?, ?, ?, ?, ?, ?, ?)
-                             ON CONFLICT (ticket_id, platform, channel) DO UPDATE SET message_id = excluded.message_id",
-                            s.desk.0,
-                            card.ticket.0,
-                            platform,
-                            card.surface.external_id,
-                            card.channel,
-                            card.message_id,
-                            now
-                        )
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-                Outcome::Retry {
-                    attempts,
-                    at: at_time,
-                    error,
-                } => {
-                    let next = ms(*at_time);
-                    sqlx::query!(
-                        "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-                        attempts,
-                        next,
-                        error,
-                        s.id
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Outcome::Dead { attempts, error } => {
-                    sqlx::query!(
-                        "UPDATE outbox SET state = 'dead', attempts = ?, last_error = ?, done_at = ? WHERE id = ?",
-                        attempts,
-                        error,
-                        now,
-                        s.id
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-        }
+        sqlx::query(SETTLE).bind(param).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -202,5 +237,114 @@ impl OutboxStore for SqliteStore {
         .fetch_optional(&mut *self.read().await?)
         .await?;
         Ok(id.map(TicketId))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::people::{Platform, UserRef};
+
+    #[tokio::test]
+    async fn a_round_of_outcomes_is_recorded_in_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("o.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let mut w = store.write().await.unwrap();
+        sqlx::query(
+            "INSERT INTO desks (id, name, created_at) VALUES (1, 'a', 0);
+             INSERT INTO tickets (id, desk_id, no, description, priority, status, reporter, source,
+                                  created_at, updated_at)
+             VALUES (7, 1, 1, 'x', 'low', 'open', 'cli:x', 'cli', 0, 0);",
+        )
+        .execute(&mut *w)
+        .await
+        .unwrap();
+        w.commit().await.unwrap();
+        let surface = SurfaceRef::new(Platform::Slack, "T1");
+        let t0 = Utc::now();
+        for (key, user) in [("a", "U1"), ("b", "U2"), ("c", "U3"), ("d", "U4")] {
+            let msg = Outgoing::DirectMessage {
+                surface: surface.clone(),
+                user: UserRef::slack(user),
+                text: key.into(),
+                ticket: None,
+            };
+            store.enqueue(DeskId(1), key, &[msg], t0).await.unwrap();
+        }
+        let due = store.outbox_due(t0, 10).await.unwrap();
+        assert_eq!(due.len(), 4);
+        let card = |message: &str| CardMessage {
+            ticket: TicketId(7),
+            surface: surface.clone(),
+            channel: "C1".into(),
+            message_id: message.into(),
+        };
+        let later = t0 + chrono::Duration::seconds(30);
+        let outcomes = [
+            Outcome::Sent(Some(card("1.1"))),
+            Outcome::Sent(None),
+            Outcome::Retry {
+                attempts: 1,
+                at: later,
+                error: "429".into(),
+            },
+            Outcome::Dead {
+                attempts: 3,
+                error: "gone".into(),
+            },
+        ];
+        let settled: Vec<Settled> = due
+            .iter()
+            .zip(outcomes)
+            .map(|(item, outcome)| Settled {
+                id: item.id,
+                desk: item.desk,
+                outcome,
+            })
+            .collect();
+        store.outbox_settle(&settled, t0).await.unwrap();
+        let rows: Vec<(String, i64, i64, Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT state, attempts, next_attempt_at, last_error, done_at FROM outbox ORDER BY id",
+        )
+        .fetch_all(&mut *store.read().await.unwrap())
+        .await
+        .unwrap();
+        let (t0_ms, later_ms) = (ms(t0), ms(later));
+        assert_eq!(
+            rows,
+            [
+                ("sent".into(), 1, t0_ms, None, Some(t0_ms)),
+                ("sent".into(), 1, t0_ms, None, Some(t0_ms)),
+                ("pending".into(), 1, later_ms, Some("429".into()), None),
+                ("dead".into(), 3, t0_ms, Some("gone".into()), Some(t0_ms)),
+            ]
+        );
+        assert_eq!(
+            store
+                .card_messages(DeskId(1), TicketId(7), &surface)
+                .await
+                .unwrap(),
+            [card("1.1")]
+        );
+        // The retried row is the only one left; its delivery now posts the card again, which
+        // replaces the message the ticket's card is known by.
+        let due = store.outbox_due(later, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        let settled = [Settled {
+            id: due[0].id,
+            desk: DeskId(1),
+            outcome: Outcome::Sent(Some(card("2.2"))),
+        }];
+        store.outbox_settle(&settled, later).await.unwrap();
+        assert_eq!(
+            store
+                .card_messages(DeskId(1), TicketId(7), &surface)
+                .await
+                .unwrap(),
+            [card("2.2")]
+        );
+        let stats = store.outbox_stats(later).await.unwrap();
+        assert_eq!((stats.pending, stats.dead), (0, 1));
     }
 }
