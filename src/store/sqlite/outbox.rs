@@ -304,7 +304,9 @@ mod tests {
             })
             .collect();
         store.outbox_settle(&settled, t0).await.unwrap();
-        let rows: Vec<(String, i64, i64, Option<String>, Option<i64>)> = sqlx::query_as(
+        // state, attempts, next attempt, last error, done at
+        type Row = (String, i64, i64, Option<String>, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
             "SELECT state, attempts, next_attempt_at, last_error, done_at FROM outbox ORDER BY id",
         )
         .fetch_all(&mut *store.read().await.unwrap())
