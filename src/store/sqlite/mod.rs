@@ -1,10 +1,12 @@
-//! The SQLite store: WAL journal, `synchronous = FULL`, foreign keys on, and two pools.
+//! The SQLite store: WAL journal, `synchronous = FULL`, foreign keys on, a writer, readers and
+//! a checkpointer.
 //!
 //! Writes go through a pool of exactly one connection and start with `BEGIN IMMEDIATE`, so
 //! writers queue inside the process instead of failing with `SQLITE_BUSY`, and a transaction
 //! never has to upgrade a read lock. Reads use a separate pool of read-only connections that
 //! WAL lets run beside the writer. `synchronous = FULL` makes every acknowledged commit
-//! survive power loss, not only a process crash (see ARCHITECTURE.md).
+//! survive power loss, not only a process crash (see ARCHITECTURE.md). A database file also
+//! gets a connection of its own that checkpoints the WAL ([`spawn_checkpointer`]).
 
 mod conns;
 mod contacts;
