@@ -306,6 +306,8 @@ fn request(
             let payload = json!({
                 "type": "block_actions", "team": {"id": format!("T{}", n % 100)}, "user": {"id": "U1", "name": "bench"},
                 "channel": {"id": "C1"}, "response_url": "http://127.0.0.1:9/respond",
+                // A click on a card in the channel, as Slack describes one.
+                "container": {"type": "message", "message_ts": "1700000000.000100", "channel_id": "C1", "is_ephemeral": false},
                 "actions": [{"action_id": action, "value": "1", "type": "button"}]
             });
             let body = serde_urlencoded::to_string([("payload", payload.to_string())])

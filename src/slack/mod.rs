@@ -414,6 +414,14 @@ async fn block_actions(
     people::learn(app, &state.desks.store, team, &[p.user.id.as_str()]);
     tracing::debug!(ticket.no = no.0, "A card button was handled.");
     let body = match &reply {
+        // A click on a posted card: the change queued a `chat.update` of every card of the
+        // ticket, this one included, so answering through response_url too would edit the same
+        // message twice (and race the outbox's edit).
+        Reply::Card { .. } if p.container.as_ref().is_some_and(|c| c.is_posted_message()) => {
+            return StatusCode::OK.into_response();
+        }
+        // An ephemeral reply (`/ticket show`'s detail) is not a posted card: only its
+        // response_url can replace it.
         Reply::Card { card, .. } => json!({
             "replace_original": true,
             "text": card.summary(),

@@ -72,6 +72,20 @@ pub struct Container {
     pub kind: Option<String>,
     pub message_ts: Option<String>,
     pub channel_id: Option<String>,
+    /// Whether the message is an ephemeral reply (only the clicker sees it) rather than a
+    /// message in the channel.
+    pub is_ephemeral: Option<bool>,
+}
+
+impl Container {
+    /// A message in the channel, not an ephemeral reply. The only such messages with a card's
+    /// buttons are the cards the outbox posted (replies with buttons are ephemeral), and every
+    /// change edits those with `chat.update`.
+    pub fn is_posted_message(&self) -> bool {
+        self.kind.as_deref() == Some("message")
+            && self.message_ts.is_some()
+            && self.is_ephemeral == Some(false)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -368,12 +368,14 @@ async fn a_slash_command_creates_a_ticket_whose_card_is_posted_then_edited_in_pl
     );
     assert!(render::limit_violations(posts[0]["blocks"].as_array().unwrap()).is_empty());
 
-    // "Start" on the card: the click answers at once; the card is replaced through
-    // response_url, edited with chat.update, and the thread hears what happened.
+    // "Start" on the posted card: the click answers at once; the card is edited in place
+    // with chat.update (once: not through response_url as well), and the thread hears what
+    // happened.
     let mut click: Value = serde_json::from_str(&fixture("slack-block-actions.json")).unwrap();
     click["actions"][0]["action_id"] = json!("start");
     click["actions"][0]["value"] = json!("1");
     click["container"]["message_ts"] = json!("1700000000.000100");
+    click["container"]["is_ephemeral"] = json!(false);
     click["response_url"] = json!(format!("{}/respond", s.mock.uri()));
     let (status, _) = s.interaction(&click).await;
     assert_eq!(status, StatusCode::OK);
@@ -390,17 +392,35 @@ async fn a_slash_command_creates_a_ticket_whose_card_is_posted_then_edited_in_pl
     let thread = s.calls("/chat.postMessage").await;
     assert_eq!(thread.last().unwrap()["thread_ts"], "1700000000.000100");
     assert_eq!(thread.last().unwrap()["text"], "<@W111> started #1.");
+
+    // "Complete" on an ephemeral reply (`/ticket show`'s card): only response_url can replace
+    // it, and it does; the posted card is edited as well.
+    click["actions"][0]["action_id"] = json!("complete");
+    click["container"]["message_ts"] = json!("1700000000.000200");
+    click["container"]["is_ephemeral"] = json!(true);
+    s.interaction(&click).await;
+    let mut responded = Vec::new();
     for _ in 0..50 {
-        if !s.calls("/respond").await.is_empty() {
+        responded = s.calls("/respond").await;
+        if !responded.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let responded = s.calls("/respond").await;
+    assert_eq!(responded.len(), 1, "{responded:#?}");
     assert_eq!(responded[0]["replace_original"], true);
     assert_eq!(
         responded[0]["text"],
-        "#1 · high · in progress · VPN is down for <everyone>"
+        "#1 · high · completed · VPN is down for <everyone>"
+    );
+    s.deliver_all().await;
+    let updates = s.calls("/chat.update").await;
+    // Completing also settles the SLA, whose refresh edits the card once more.
+    assert!(updates.len() > 1, "{updates:#?}");
+    assert!(updates.iter().all(|u| u["ts"] == "1700000000.000100"));
+    assert_eq!(
+        updates.last().unwrap()["text"],
+        "#1 · high · completed · VPN is down for <everyone>"
     );
 
     // The priority select and the overflow's Close work the same way.
