@@ -88,11 +88,11 @@ impl WebApi {
     }
 
     /// Calls `method` with a JSON body; returns the response when `ok` is true.
-    pub async fn call(
+    pub async fn call<B: serde::Serialize + ?Sized>(
         &self,
         token: &SecretString,
         method: &str,
-        body: &Value,
+        body: &B,
     ) -> Result<Value, ApiError> {
         let request = self
             .http
@@ -153,7 +153,11 @@ impl WebApi {
     }
 
     /// Posts a JSON body to a `response_url` (no token: the URL is the credential).
-    pub async fn respond(&self, response_url: &str, body: &Value) -> Result<(), ApiError> {
+    pub async fn respond<B: serde::Serialize + ?Sized>(
+        &self,
+        response_url: &str,
+        body: &B,
+    ) -> Result<(), ApiError> {
         let response = self
             .http
             .post(response_url)
@@ -167,6 +171,16 @@ impl WebApi {
             Err(ApiError::Status(response.status().as_u16()))
         }
     }
+}
+
+/// A card as `chat.postMessage` (without `ts`) and `chat.update` take it.
+#[derive(serde::Serialize)]
+struct CardBody<'a> {
+    channel: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ts: Option<&'a str>,
+    text: &'a str,
+    blocks: &'a [render::Block],
 }
 
 /// Delivers outbox messages to Slack with the workspace's bot token.
@@ -251,10 +265,15 @@ impl SlackSender {
                     .map_err(|e| ApiError::Network(e.to_string()))?
                     .into_iter()
                     .find(|m| &m.channel == channel);
-                let body = json!({ "channel": channel, "text": card.summary(), "blocks": card_blocks(&card) });
-                if let Some(m) = existing {
-                    let mut body = body;
-                    body["ts"] = json!(m.message_id);
+                let (text, blocks) = (card.summary(), card_blocks(&card));
+                let mut body = CardBody {
+                    channel,
+                    ts: None,
+                    text: &text,
+                    blocks: &blocks,
+                };
+                if let Some(m) = &existing {
+                    body.ts = Some(&m.message_id);
                     self.api.call(token, "chat.update", &body).await?;
                     return Ok(None);
                 }
@@ -281,8 +300,14 @@ impl SlackSender {
                     .card_messages(item.desk, *ticket, surface)
                     .await
                     .map_err(|e| ApiError::Network(e.to_string()))?;
+                let (text, blocks) = (card.summary(), card_blocks(&card));
                 for m in cards {
-                    let body = json!({ "channel": m.channel, "ts": m.message_id, "text": card.summary(), "blocks": card_blocks(&card) });
+                    let body = CardBody {
+                        channel: &m.channel,
+                        ts: Some(&m.message_id),
+                        text: &text,
+                        blocks: &blocks,
+                    };
                     self.api.call(token, "chat.update", &body).await?;
                     if let Some(note) = note.as_deref().filter(|n| !n.is_empty()) {
                         let reply = json!({ "channel": m.channel, "thread_ts": m.message_id, "text": render::escape(note) });

@@ -168,7 +168,7 @@ async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     let cmd = match grammar::parse(&form.text) {
         Ok(cmd) => cmd,
         Err(e) => {
-            return Json(render::message(&Reply::Error(e.to_string())).response(false))
+            return Json(render::message(&Reply::Error(e.to_string())).response(None))
                 .into_response();
         }
     };
@@ -204,14 +204,14 @@ async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             let (app, url) = (app.clone(), form.response_url.clone());
             tokio::spawn(async move {
                 if let Ok(reply) = work.await {
-                    respond_later(&app, url, render::message(&reply).response(false));
+                    respond_later(&app, url, render::message(&reply).response(None));
                 }
             });
             let working = Reply::Text {
                 text: "Working on it; the answer follows here in a moment.".into(),
                 private: true,
             };
-            return Json(render::message(&working).response(false)).into_response();
+            return Json(render::message(&working).response(None)).into_response();
         }
     };
     let mut users = vec![form.user_id.as_str()];
@@ -229,7 +229,7 @@ async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         );
         return StatusCode::OK.into_response();
     }
-    Json(render::message(&reply).response(false)).into_response()
+    Json(render::message(&reply).response(None)).into_response()
 }
 
 /// Opens a modal after the acknowledgement; a failure is told through `response_url`.
@@ -269,7 +269,11 @@ fn open_view(
 }
 
 /// Answers through `response_url` after the acknowledgement.
-fn respond_later(app: &Arc<SlackApp>, url: Option<String>, body: Value) {
+fn respond_later<B: serde::Serialize + Send + Sync + 'static>(
+    app: &Arc<SlackApp>,
+    url: Option<String>,
+    body: B,
+) {
     let Some(url) = url else { return };
     let app = app.clone();
     tokio::spawn(async move {
@@ -427,11 +431,7 @@ async fn block_actions(
             "text": card.summary(),
             "blocks": render::card_blocks(card),
         }),
-        other => {
-            let mut m = render::message(other).response(false);
-            m["replace_original"] = json!(false);
-            m
-        }
+        other => json!(render::message(other).response(Some(false))),
     };
     respond_later(app, p.response_url.clone(), body);
     StatusCode::OK.into_response()

@@ -608,7 +608,7 @@ async fn every_rendered_list_card_and_detail_respects_slacks_limits() {
     }
     let reply = t.slack("T1", "U1", "C1", "list all").await;
     let m = render::message(&reply);
-    let last = m.blocks.last().unwrap().to_string();
+    let last = serde_json::to_string(m.blocks.last().unwrap()).unwrap();
     assert!(last.contains("of 501 shown"), "{last}");
 }
 
