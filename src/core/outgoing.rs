@@ -62,6 +62,9 @@ impl Outgoing {
     /// The ordering key: messages with the same destination are delivered in the order they
     /// were written. A ticket's card post and its later edits share one, so an edit never
     /// overtakes the post it edits.
+    ///
+    /// A ticket's destination leads with its id, so new tickets' rows go in at the end of the
+    /// outbox's per-destination index rather than on a random page of it (one per surface).
     pub fn destination(&self) -> String {
         match self {
             Outgoing::PostCard {
@@ -69,7 +72,7 @@ impl Outgoing {
             }
             | Outgoing::UpdateCards {
                 surface, ticket, ..
-            } => format!("{surface}:ticket:{}", ticket.0),
+            } => format!("ticket:{}:{surface}", ticket.0),
             Outgoing::DirectMessage { surface, user, .. } => format!("{surface}:dm:{}", user.id),
             Outgoing::ChannelMessage {
                 surface, channel, ..

@@ -246,6 +246,49 @@ mod tests {
     use crate::core::people::{Platform, UserRef};
 
     #[tokio::test]
+    async fn the_migration_moves_pending_card_rows_to_the_new_destination_form() {
+        use sqlx::{ConnectOptions, Connection};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.db").display());
+        // The schema as migration 8 left it, with rows queued in the old form.
+        let mut conn = std::str::FromStr::from_str(&url)
+            .map(|o: sqlx::sqlite::SqliteConnectOptions| o.create_if_missing(true))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        super::super::MIGRATOR
+            .run_to(20261204000008, &mut conn)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO desks (id, name, created_at) VALUES (1, 'a', 0);
+             INSERT INTO outbox (desk_id, destination, idempotency_key, payload, state,
+                                 next_attempt_at, created_at)
+             VALUES (1, 'slack:T1:ticket:42', 'k1', '{}', 'pending', 0, 0),
+                    (1, 'discord:9:ticket:42', 'k2', '{}', 'sent', 0, 0),
+                    (1, 'slack:T1:channel:C1', 'k3', '{}', 'pending', 0, 0);",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+        let store = SqliteStore::open(&url).await.unwrap();
+        let rows: Vec<String> = sqlx::query_scalar("SELECT destination FROM outbox ORDER BY id")
+            .fetch_all(&mut *store.read().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                "ticket:42:slack:T1",
+                "discord:9:ticket:42",
+                "slack:T1:channel:C1"
+            ]
+        );
+    }
+
+    #[tokio::test]
     async fn a_round_of_outcomes_is_recorded_in_one_batch() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("o.db").display());

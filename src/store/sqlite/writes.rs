@@ -12,7 +12,7 @@ use crate::core::ticket::{
 use crate::store::{Changed, NewTicket, OutFn, Result};
 
 /// The tail of a change's batch: its events, then the outbox rows it causes. Rows without a
-/// key of their own are keyed by the change's last event (`{desk}:event{id}:{index}`).
+/// key of their own are keyed by the change's last event (`event{id}:{index}`).
 ///
 /// A batch is a string of statements that sqlx runs as one command on the connection's thread
 /// (one round trip instead of one per statement). Its one parameter, `?1`, is a JSON object
@@ -27,8 +27,7 @@ macro_rules! events_and_outbox {
          FROM json_each(?1, '$.events') WHERE true ORDER BY key;
          INSERT INTO outbox (desk_id, destination, idempotency_key, payload, next_attempt_at, created_at)
          SELECT ?1 ->> 'desk', value ->> 0,
-                coalesce(value ->> 1,
-                         (?1 ->> 'desk') || ':event' || (SELECT max(id) FROM events) || ':' || key),
+                coalesce(value ->> 1, 'event' || (SELECT max(id) FROM events) || ':' || key),
                 value ->> 2, ?1 ->> 'now', ?1 ->> 'now'
          FROM json_each(?1, '$.outbox') WHERE true ORDER BY key
          ON CONFLICT (idempotency_key) DO NOTHING;"
@@ -70,7 +69,7 @@ impl SqliteStore {
         let now_ms = ms(now);
         let mut t = applied.ticket;
         t.updated_at = at(now_ms);
-        let outbox = outbox_json(desk, None, &out(&t))?;
+        let outbox = outbox_json(desk, Cause::LastEvent, &out(&t))?;
         let batch = serde_json::to_string(&ChangeBatch {
             desk: desk.0,
             ticket: t.id.0,
@@ -121,7 +120,8 @@ impl SqliteStore {
         out: &[Outgoing],
         now: i64,
     ) -> Result<()> {
-        let rows = serde_json::to_string(&outbox_json(desk, Some(cause), out)?).map_err(corrupt)?;
+        let rows = serde_json::to_string(&outbox_json(desk, Cause::Other(cause), out)?)
+            .map_err(corrupt)?;
         sqlx::query!(
             "INSERT INTO outbox (desk_id, destination, idempotency_key, payload, next_attempt_at, created_at)
              SELECT ?1, value ->> 0, value ->> 1, value ->> 2, ?2, ?2
@@ -139,7 +139,7 @@ impl SqliteStore {
 
 /// A new ticket with id `id` and number `no`, and its element of the create batch's parameter
 /// (see `creates.rs`): the ticket with its events, the outbox rows `out` makes of it (keyed
-/// `{desk}:ticket{id}:{index}` unless they have a key of their own) and the request's key.
+/// `ticket{id}:{index}` unless they have a key of their own) and the request's key.
 pub(super) fn create_row(
     desk: DeskId,
     (id, no): (i64, i64),
@@ -183,7 +183,7 @@ pub(super) fn create_row(
     }
     // The cards are built before the contact's label is known: they carry the ticket id and
     // are rendered from the stored ticket when they are delivered.
-    let outbox = outbox_json(desk, Some(&format!("ticket{id}")), &out(&ticket))?;
+    let outbox = outbox_json(desk, Cause::Ticket(id), &out(&ticket))?;
     let sla = new.sla.as_ref();
     let row = serde_json::to_string(&CreateRow {
         desk: desk.0,
@@ -277,21 +277,42 @@ fn events_json(events: &[NewEvent]) -> Vec<EventJson<'_>> {
         .collect()
 }
 
+/// What the idempotency keys of a write's outbox rows are made of.
+///
+/// Keys that lead with a number that grows (a ticket's or an event's id, unique across desks)
+/// go in at the end of the outbox's unique index, on the page the last write touched; a key
+/// that led with the desk went to a random page of it for every write, one more page for each
+/// commit to write out (BENCHMARKS.md).
+#[derive(Clone, Copy)]
+pub(super) enum Cause<'a> {
+    /// A new ticket's rows: `ticket{id}:{index}`.
+    Ticket(i64),
+    /// Rows of something else on the desk: `{desk}:{cause}:{index}`.
+    Other(&'a str),
+    /// A change's rows, keyed by the insert from the change's last event:
+    /// `event{id}:{index}`.
+    LastEvent,
+}
+
 /// Outbox rows as the JSON array of `[destination, idempotency key, payload]` the inserts read
-/// with `json_each`. A card is posted to a channel once, whatever caused it; other rows are
-/// keyed `{desk}:{cause}:{index}`, or left for the insert to key by the change's last event
-/// when `cause` is `None`.
-fn outbox_json(desk: DeskId, cause: Option<&str>, out: &[Outgoing]) -> Result<Vec<OutboxJson>> {
+/// with `json_each`. A card is posted to a channel once, whatever caused it
+/// (`post:{ticket}:{surface}:{channel}`); other rows are keyed by their [`Cause`].
+fn outbox_json(desk: DeskId, cause: Cause<'_>, out: &[Outgoing]) -> Result<Vec<OutboxJson>> {
     out.iter()
         .enumerate()
         .map(|(i, msg)| {
-            let key = match msg {
-                Outgoing::PostCard {
-                    surface,
-                    channel,
-                    ticket,
-                } => Some(format!("post:{surface}:{channel}:{}", ticket.0)),
-                _ => cause.map(|c| format!("{}:{c}:{i}", desk.0)),
+            let key = match (msg, cause) {
+                (
+                    Outgoing::PostCard {
+                        surface,
+                        channel,
+                        ticket,
+                    },
+                    _,
+                ) => Some(format!("post:{}:{surface}:{channel}", ticket.0)),
+                (_, Cause::Ticket(id)) => Some(format!("ticket{id}:{i}")),
+                (_, Cause::Other(c)) => Some(format!("{}:{c}:{i}", desk.0)),
+                (_, Cause::LastEvent) => None,
             };
             let payload = serde_json::to_string(msg).map_err(corrupt)?;
             Ok((msg.destination(), key, payload))
