@@ -81,7 +81,10 @@ pub async fn online(settings: &Settings) -> Vec<Line> {
                 ("/applications/@me", "the application"),
             ] {
                 out.push(
-                    match rest.call(reqwest::Method::GET, path, None, true).await {
+                    match rest
+                        .call(reqwest::Method::GET, path, None::<&()>, true)
+                        .await
+                    {
                         Ok(v) => line(
                             true,
                             format!(

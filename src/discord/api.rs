@@ -126,11 +126,11 @@ impl Rest {
     }
 
     /// Calls `method path` with an optional JSON body; `bot` adds the bot token.
-    pub async fn call(
+    pub async fn call<B: serde::Serialize + ?Sized>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&B>,
         bot: bool,
     ) -> Result<Value, RestError> {
         let key = route_key(path);
@@ -242,7 +242,11 @@ impl DiscordSender {
         Ok(record.map(|r| Card::of(&r.ticket, r.assignee_name, chrono::Utc::now())))
     }
 
-    async fn post(&self, channel: &str, body: &Value) -> Result<Value, RestError> {
+    async fn post<B: serde::Serialize + ?Sized>(
+        &self,
+        channel: &str,
+        body: &B,
+    ) -> Result<Value, RestError> {
         self.rest
             .call(
                 Method::POST,
@@ -280,7 +284,7 @@ impl DiscordSender {
                 let Some(card) = self.card(item, *ticket).await? else {
                     return Ok(None);
                 };
-                let body = render::card_message(&card, None);
+                let body = render::card_body(&card, None);
                 let existing = self
                     .store
                     .card_messages(item.desk, *ticket, surface)
@@ -319,7 +323,7 @@ impl DiscordSender {
                 let Some(card) = self.card(item, *ticket).await? else {
                     return Ok(None);
                 };
-                let body = render::card_message(&card, None);
+                let body = render::card_body(&card, None);
                 for m in cards {
                     let path = format!("/channels/{}/messages/{}", m.channel, m.message_id);
                     self.rest

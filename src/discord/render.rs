@@ -1,6 +1,7 @@
 //! Discord messages from the neutral replies: `content` that names `#n`, an embed card, and
 //! components (buttons and a priority select) that fit Discord's documented limits.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::core::ticket::Priority;
@@ -63,28 +64,114 @@ pub fn escape(text: &str) -> String {
         .replace("@here", "@\u{200B}here")
 }
 
-/// The card as an embed.
-pub fn card_embed(card: &Card) -> Value {
-    let mut fields = vec![
-        json!({ "name": "Priority", "value": card.priority.as_str(), "inline": true }),
-        json!({ "name": "Status", "value": card.status.label(), "inline": true }),
-        json!({ "name": "Assignee", "value": card.assignee.as_ref().map(person).unwrap_or_else(|| "nobody".into()), "inline": true }),
-    ];
-    if let Some(contact) = &card.contact {
-        fields.push(json!({ "name": "Contact", "value": cut(&escape(contact), MAX_FIELD_VALUE), "inline": true }));
-    }
-    if let Some(sla) = &card.sla {
-        fields.push(json!({ "name": "SLA", "value": cut(sla, MAX_FIELD_VALUE), "inline": true }));
-    }
-    json!({
-        "title": cut(&format!("{} {}", card.no, crate::core::view::first_line(&card.description, 200)), MAX_EMBED_TITLE),
-        "description": cut(&escape(&card.description), MAX_EMBED_DESCRIPTION),
-        "color": color(card.priority),
-        "fields": fields,
-    })
+/// A card message as typed values, serialized straight into the body of a post or an edit:
+/// the outbox renders one for every card it posts or edits, and `json!` trees cost a map and an
+/// allocation per key (see `slack/render.rs`). [`card_message`] is its JSON for the replies.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CardBody {
+    content: String,
+    embeds: [Embed; 1],
+    components: Vec<Row>,
+    allowed_mentions: AllowedMentions,
 }
 
-fn button(action: CardAction, no: i64) -> Value {
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Embed {
+    title: String,
+    description: String,
+    color: u32,
+    fields: Vec<EmbedField>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct EmbedField {
+    name: &'static str,
+    value: String,
+    inline: bool,
+}
+
+/// An action row (component type 1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Row {
+    #[serde(rename = "type")]
+    kind: u8,
+    components: Vec<Component>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+enum Component {
+    /// Type 2.
+    Button {
+        #[serde(rename = "type")]
+        kind: u8,
+        style: u8,
+        label: &'static str,
+        custom_id: String,
+    },
+    /// Type 3, a string select.
+    Select {
+        #[serde(rename = "type")]
+        kind: u8,
+        custom_id: String,
+        placeholder: &'static str,
+        options: Vec<SelectOption>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct SelectOption {
+    label: &'static str,
+    value: &'static str,
+    default: bool,
+}
+
+/// Mentions the message may ping: none.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct AllowedMentions {
+    parse: [&'static str; 0],
+}
+
+/// The card as an embed.
+fn card_embed(card: &Card) -> Embed {
+    let field = |name, value| EmbedField {
+        name,
+        value,
+        inline: true,
+    };
+    let mut fields = vec![
+        field("Priority", card.priority.as_str().to_owned()),
+        field("Status", card.status.label().to_owned()),
+        field(
+            "Assignee",
+            card.assignee
+                .as_ref()
+                .map(person)
+                .unwrap_or_else(|| "nobody".into()),
+        ),
+    ];
+    if let Some(contact) = &card.contact {
+        fields.push(field("Contact", cut(&escape(contact), MAX_FIELD_VALUE)));
+    }
+    if let Some(sla) = &card.sla {
+        fields.push(field("SLA", cut(sla, MAX_FIELD_VALUE)));
+    }
+    Embed {
+        title: cut(
+            &format!(
+                "{} {}",
+                card.no,
+                crate::core::view::first_line(&card.description, 200)
+            ),
+            MAX_EMBED_TITLE,
+        ),
+        description: cut(&escape(&card.description), MAX_EMBED_DESCRIPTION),
+        color: color(card.priority),
+        fields,
+    }
+}
+
+fn button(action: CardAction, no: i64) -> Component {
     // Styles: 1 primary, 2 secondary, 3 success, 4 danger.
     let style = match action {
         CardAction::AssignToMe => 1,
@@ -92,61 +179,77 @@ fn button(action: CardAction, no: i64) -> Value {
         CardAction::Close => 4,
         _ => 2,
     };
-    json!({ "type": 2, "style": style, "label": action.label(), "custom_id": format!("{}:{no}", action.id()) })
+    Component::Button {
+        kind: 2,
+        style,
+        label: action.label(),
+        custom_id: format!("{}:{no}", action.id()),
+    }
 }
 
 /// The card's components: its buttons, a priority select, and the note/link/close row.
-pub fn card_components(card: &Card) -> Vec<Value> {
+fn card_components(card: &Card) -> Vec<Row> {
     let no = card.no.0;
-    let buttons: Vec<Value> = card
+    let row = |components| Row {
+        kind: 1,
+        components,
+    };
+    let buttons = card
         .buttons
         .iter()
         .take(MAX_ROW_BUTTONS)
         .map(|a| button(*a, no))
         .collect();
-    let options: Vec<Value> = [
+    let options = [
         Priority::Urgent,
         Priority::High,
         Priority::Medium,
         Priority::Low,
     ]
     .into_iter()
-    .map(|p| json!({ "label": p.as_str(), "value": p.as_str(), "default": p == card.priority }))
+    .map(|p| SelectOption {
+        label: p.as_str(),
+        value: p.as_str(),
+        default: p == card.priority,
+    })
     .collect();
-    let select = json!({
-        "type": 3,
-        "custom_id": format!("{}:{no}", CardAction::SetPriority.id()),
-        "placeholder": "Priority",
-        "options": options,
-    });
-    let menu: Vec<Value> = card
+    let select = Component::Select {
+        kind: 3,
+        custom_id: format!("{}:{no}", CardAction::SetPriority.id()),
+        placeholder: "Priority",
+        options,
+    };
+    let menu: Vec<Component> = card
         .menu
         .iter()
         .take(MAX_ROW_BUTTONS)
         .map(|a| button(*a, no))
         .collect();
-    let mut rows = vec![
-        json!({ "type": 1, "components": buttons }),
-        json!({ "type": 1, "components": [select] }),
-    ];
+    let mut rows = vec![row(buttons), row(vec![select])];
     if !menu.is_empty() {
-        rows.push(json!({ "type": 1, "components": menu }));
+        rows.push(row(menu));
     }
     rows
 }
 
 /// A full card message: content naming `#n`, the embed, the components.
-pub fn card_message(card: &Card, lead: Option<&str>) -> Value {
+pub fn card_body(card: &Card, lead: Option<&str>) -> CardBody {
     let content = match lead {
         Some(lead) => format!("{} · {}", lead, card.summary()),
         None => card.summary(),
     };
-    json!({
-        "content": cut(&escape(&content), MAX_CONTENT),
-        "embeds": [card_embed(card)],
-        "components": card_components(card),
-        "allowed_mentions": { "parse": [] },
-    })
+    CardBody {
+        content: cut(&escape(&content), MAX_CONTENT),
+        embeds: [card_embed(card)],
+        components: card_components(card),
+        allowed_mentions: AllowedMentions { parse: [] },
+    }
+}
+
+/// [`card_body`] as JSON, for the replies that add to it.
+pub fn card_message(card: &Card, lead: Option<&str>) -> Value {
+    // Serializing plain structs with string keys cannot fail.
+    serde_json::to_value(card_body(card, lead)).unwrap_or_default()
 }
 
 /// Lines in one embed description, as many as fit in `room` characters, and a note of how
