@@ -9,7 +9,7 @@
 //! from a vector, and a return is a push.
 //!
 //! Transactions are plain `BEGIN IMMEDIATE` / `COMMIT` statements on a checked-out connection
-//! ([`Tx`]); a transaction dropped before its commit is rolled back by a task that holds the
+//! ([`Tx`]; the group commit sends the `BEGIN` with the round's first write); a transaction dropped before its commit is rolled back by a task that holds the
 //! connection until the rollback has run, so no one else ever sees it half-done.
 
 use std::ops::{Deref, DerefMut};
@@ -74,11 +74,13 @@ impl Conns {
         })
     }
 
-    /// Begins a write transaction (`BEGIN IMMEDIATE`: the write lock from the first statement).
-    pub(crate) async fn begin(&self) -> Result<Tx> {
-        let mut conn = self.get().await?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        Ok(Tx { conn: Some(conn) })
+    /// A connection for a write transaction whose first command is to begin it with
+    /// `BEGIN IMMEDIATE` (the write lock from the first statement), in the same round trip as
+    /// that command's own statements. Dropped uncommitted, it is rolled back all the same.
+    pub(crate) async fn for_transaction(&self) -> Result<Tx> {
+        Ok(Tx {
+            conn: Some(self.get().await?),
+        })
     }
 
     /// Waits for every connection to come back, then closes them all; later checkouts fail.

@@ -31,6 +31,9 @@ pub(crate) struct Group {
 
 struct State {
     tx: Option<Tx>,
+    /// The round's `BEGIN IMMEDIATE` has run on `tx`. It is sent with the round's first
+    /// write, in the same round trip to the connection's thread (one hop less a round).
+    begun: bool,
     generation: u64,
     /// The last write's savepoint is still open. A finished write's savepoint is released by
     /// the statement that opens the next one (or by the commit), which saves a round trip to
@@ -54,6 +57,7 @@ impl Default for Group {
         Group {
             state: Arc::new(Mutex::new(State {
                 tx: None,
+                begun: false,
                 generation: 0,
                 open: false,
                 dirty: false,
@@ -67,17 +71,7 @@ impl Group {
     /// Starts a write: joins the round's transaction (opening it on `writer` if there is
     /// none) inside a new savepoint.
     pub(crate) async fn write(&self, writer: &Conns) -> Result<Write> {
-        let mut g = self.round(writer).await?;
-        let close = g.closing();
-        let opening = opening(close);
-        let tx =
-            g.tx.as_mut()
-                .ok_or_else(|| corrupt("no group transaction"))?;
-        sqlx::query(opening).execute(&mut **tx).await?;
-        // Open, and dirty until the write says it is finished.
-        g.open = true;
-        g.dirty = true;
-        Ok(Write { guard: g })
+        self.open(writer, None).await.map(|(w, _)| w)
     }
 
     /// Starts a write whose first statement, `sql` (a constant reading the one parameter
@@ -90,21 +84,42 @@ impl Group {
         sql: &'static str,
         param: String,
     ) -> Result<(Write, Vec<SqliteRow>)> {
+        self.open(writer, Some((sql, param))).await
+    }
+
+    /// Opens a write's savepoint (after beginning the round's transaction, when this is its
+    /// first write) and runs `first`, all as one command; returns its rows.
+    async fn open(
+        &self,
+        writer: &Conns,
+        first: Option<(&'static str, String)>,
+    ) -> Result<(Write, Vec<SqliteRow>)> {
         use futures_util::TryStreamExt;
         use sqlx::Executor;
         let mut g = self.round(writer).await?;
+        let begin = !g.begun;
         let opening = opening(g.closing());
-        // The statements of `opening`: once they have all run, the savepoint is open.
-        let steps = opening.matches(';').count() + 1;
+        // The statements before the savepoint is open: once they have all run, it is.
+        let steps = usize::from(begin) + opening.matches(';').count() + 1;
         let tx =
             g.tx.as_mut()
                 .ok_or_else(|| corrupt("no group transaction"))?;
-        // Both parts are constants of ours (`sql` is `'static`): nothing from a request.
-        let batch = sqlx::AssertSqlSafe(format!("{opening}; {sql}"));
+        // Every part is a constant of ours (`sql` is `'static`): nothing from a request.
+        let batch = sqlx::AssertSqlSafe(format!(
+            "{}{opening}{}",
+            if begin { "BEGIN IMMEDIATE; " } else { "" },
+            first
+                .as_ref()
+                .map_or(String::new(), |(sql, _)| format!("; {sql}"))
+        ));
+        let mut query = sqlx::query(batch);
+        if let Some((_, param)) = first {
+            query = query.bind(param);
+        }
         let mut done = 0;
         let mut rows = Vec::new();
         let result: Result<()> = async {
-            let mut results = (&mut **tx).fetch_many(sqlx::query(batch).bind(param));
+            let mut results = (&mut **tx).fetch_many(query);
             while let Some(item) = results.try_next().await? {
                 match item {
                     sqlx::Either::Left(_) => done += 1,
@@ -114,16 +129,21 @@ impl Group {
             Ok(())
         }
         .await;
+        if begin && done >= 1 {
+            g.begun = true;
+        }
         if done >= steps {
             // Open, and dirty until the write says it is finished.
             g.open = true;
             g.dirty = true;
         } else if done + 1 == steps {
-            // The last savepoint was closed but the new one did not open.
+            // The last savepoint was closed (or the transaction begun) but the new one did
+            // not open.
             g.open = false;
             g.dirty = false;
         }
-        // Otherwise closing the last savepoint failed part-way and it is still as it was.
+        // Otherwise closing the last savepoint (or beginning) failed part-way and it is still
+        // as it was.
         result?;
         Ok((Write { guard: g }, rows))
     }
@@ -132,7 +152,8 @@ impl Group {
     async fn round(&self, writer: &Conns) -> Result<OwnedMutexGuard<State>> {
         let mut g = self.state.clone().lock_owned().await;
         if g.tx.is_none() {
-            g.tx = Some(writer.begin().await?);
+            g.tx = Some(writer.for_transaction().await?);
+            g.begun = false;
             spawn_committer(self.state.clone(), g.generation);
         }
         Ok(g)
@@ -237,7 +258,11 @@ fn spawn_committer(state: Arc<Mutex<State>>, generation: u64) {
             return;
         }
         let close = g.closing();
+        let begun = std::mem::take(&mut g.begun);
         let result = match g.tx.take() {
+            // No write got as far as beginning the transaction: nothing to commit (dropping
+            // the connection's `Tx` rolls back, in case).
+            Some(_) if !begun => Ok(()),
             Some(mut tx) => {
                 // A write left unfinished is undone before the commit; `COMMIT` releases a
                 // finished one.
