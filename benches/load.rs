@@ -298,17 +298,19 @@ fn request(
             )
         }
         Target::SlackClick => {
-            let action = if n.is_multiple_of(2) {
-                "start"
-            } else {
-                "reopen"
-            };
+            // Request n clicks ticket #(n / 100 % 10 + 1) of workspace n % 100 (a thousand
+            // tickets in all), and each ticket goes round open → in progress → completed →
+            // open, so every click is a change the card's buttons allow. (Choosing the button
+            // by n's parity alone, on ticket #1 only, gave each workspace one button for good:
+            // all but its first click were refused or changed nothing.)
+            let ticket = n / 100 % 10 + 1;
+            let action = ["start", "complete", "reopen"][(n / 1000 % 3) as usize];
             let payload = json!({
                 "type": "block_actions", "team": {"id": format!("T{}", n % 100)}, "user": {"id": "U1", "name": "bench"},
                 "channel": {"id": "C1"}, "response_url": "http://127.0.0.1:9/respond",
                 // A click on a card in the channel, as Slack describes one.
                 "container": {"type": "message", "message_ts": "1700000000.000100", "channel_id": "C1", "is_ephemeral": false},
-                "actions": [{"action_id": action, "value": "1", "type": "button"}]
+                "actions": [{"action_id": action, "value": ticket.to_string(), "type": "button"}]
             });
             let body = serde_urlencoded::to_string([("payload", payload.to_string())])
                 .unwrap_or_default()
@@ -463,8 +465,9 @@ async fn load(
     };
     let (server, _) = start_server(&db, &api).await?;
     if target == Target::SlackShow || target == Target::SlackClick {
-        // Ticket #1 in each of the 100 workspaces the requests use.
-        let _ = drive(server.port, Target::SlackNew, 4, 1).await;
+        // Tickets #1 to #10 (and more: ~17 a workspace in 1 s here) in each of the 100
+        // workspaces the requests use.
+        let _ = drive(server.port, Target::SlackNew, 4, 2).await;
     }
     let idle = rss_mib(server.child.id());
     let pid = server.child.id();
