@@ -49,7 +49,7 @@ pub type OutFn<'a> = dyn for<'t> Fn(&'t Ticket) -> Vec<Outgoing> + Send + Sync +
 
 /// What a create must say: the outbox rows for the new ticket. Owned, because the store may
 /// write the create in a batch with others, away from the caller's task.
-pub type CreateOut = Box<dyn for<'t> Fn(&'t Ticket) -> Vec<Outgoing> + Send + Sync + 'static>;
+pub type CreateOut = Box<OutFn<'static>>;
 
 /// A member's standing on a desk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -284,7 +284,7 @@ fn events_json(events: &[NewEvent]) -> Vec<EventJson<'_>> {
 /// that led with the desk went to a random page of it for every write, one more page for each
 /// commit to write out (BENCHMARKS.md).
 #[derive(Clone, Copy)]
-pub(super) enum Cause<'a> {
+enum Cause<'a> {
     /// A new ticket's rows: `ticket{id}:{index}`.
     Ticket(i64),
     /// Rows of something else on the desk: `{desk}:{cause}:{index}`.
