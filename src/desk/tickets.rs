@@ -248,11 +248,20 @@ impl Desks {
             Action::Assign(Some(u)) => Some(u.clone()),
             _ => None,
         };
-        let out =
-            |t: &Ticket| change_messages(t, &note, &surfaces, newly_assigned.as_ref(), &actor.user);
+        let (said, user) = (note.clone(), actor.user.clone());
+        let out = Box::new(move |t: &Ticket| {
+            change_messages(t, &said, &surfaces, newly_assigned.as_ref(), &user)
+        });
         let changed = self
             .store
-            .change_ticket(actor.desk, no, &actor.user, &action, &out, self.clock.now())
+            .change_ticket(
+                actor.desk,
+                no,
+                actor.user.clone(),
+                action,
+                out,
+                self.clock.now(),
+            )
             .await?;
         let (ticket, note) = match changed {
             Changed::Yes(t) => {

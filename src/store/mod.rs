@@ -47,9 +47,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// What a change must say: the outbox rows for the ticket as it is after the change.
 pub type OutFn<'a> = dyn for<'t> Fn(&'t Ticket) -> Vec<Outgoing> + Send + Sync + 'a;
 
-/// What a create must say: the outbox rows for the new ticket. Owned, because the store may
-/// write the create in a batch with others, away from the caller's task.
-pub type CreateOut = Box<OutFn<'static>>;
+/// What a create or a change must say, owned: the store may write it in a batch with others,
+/// away from the caller's task.
+pub type OwnedOut = Box<OutFn<'static>>;
 
 /// A member's standing on a desk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,7 +247,7 @@ pub trait TicketStore: Send + Sync {
         desk: DeskId,
         new: NewTicket,
         key: Option<String>,
-        out: CreateOut,
+        out: OwnedOut,
         now: DateTime<Utc>,
     ) -> Result<Created>;
     /// Applies `action` to ticket `no` through [`Ticket::apply`], writing the changed ticket,
@@ -256,9 +256,9 @@ pub trait TicketStore: Send + Sync {
         &self,
         desk: DeskId,
         no: TicketNo,
-        actor: &UserRef,
-        action: &Action,
-        out: &OutFn<'_>,
+        actor: UserRef,
+        action: Action,
+        out: OwnedOut,
         now: DateTime<Utc>,
     ) -> Result<Changed>;
     async fn ticket(&self, desk: DeskId, no: TicketNo) -> Result<Option<TicketRecord>>;

@@ -1,11 +1,10 @@
-//! Creates, written in batches. A request hands its create to one task, which writes every
-//! create waiting at that moment inside a group-commit round (see `group.rs`) with two round
-//! trips to the writer connection's thread, one read and one batch of writes, whatever their
-//! number; each request is answered once that round is on disk.
+//! Creates, written in batches (`batches.rs`). A request hands its create to one task, which
+//! writes every create waiting at that moment inside a group-commit round (see `group.rs`)
+//! with two round trips to the writer connection's thread, one read and one batch of writes,
+//! whatever their number; each request is answered once that round is on disk.
 //!
-//! Why a task of its own: every sqlx statement is a round trip to the connection's thread,
-//! and under load the round trips, not SQLite, were the cost of a create (one per create
-//! capped creates near 2,500/s; BENCHMARKS.md). The batch reads each desk's next number and
+//! Under load the round trips, not SQLite, were the cost of a create (one per create capped
+//! creates near 2,500/s; BENCHMARKS.md). The batch reads each desk's next number and
 //! the next ticket id afresh, so it trusts no memory of them, and it numbers the batch's
 //! tickets in the order the requests arrived, gapless per desk.
 //!
@@ -18,29 +17,23 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+use super::batches::answer_when_committed;
 use super::conns::Conns;
 use super::group::Group;
 use super::writes::create_row;
 use super::{SqliteStore, corrupt, ms};
 use crate::core::ticket::{DeskId, Ticket, TicketNo};
-use crate::store::{CreateOut, Created, NewTicket, Result, StoreError};
+use crate::store::{Created, NewTicket, OwnedOut, Result, StoreError};
 
 /// A create waiting for the next batch.
 pub(super) struct Pending {
     pub(super) desk: DeskId,
     pub(super) new: NewTicket,
     pub(super) key: Option<String>,
-    pub(super) out: CreateOut,
+    pub(super) out: OwnedOut,
     pub(super) now: DateTime<Utc>,
     pub(super) done: oneshot::Sender<Result<Created>>,
 }
-
-/// The most creates one batch writes: bounds the batch's parameter and how long it holds the
-/// round's lock.
-const MAX_BATCH: usize = 256;
-
-/// Requests that may wait for the create task before senders wait for room.
-const QUEUE: usize = 4096;
 
 /// Per create, in arrival order: a request's key already stored (that ticket's number), the
 /// desk's next number and the next ticket id (the same in every row).
@@ -100,14 +93,9 @@ const WRITES: &str = "UPDATE desks SET next_no = n.next
 /// Starts the create task for the store's writer; creates are sent to the returned queue. The
 /// task ends when every sender is gone.
 pub(super) fn spawn(writer: Conns, group: Arc<Group>) -> mpsc::Sender<Pending> {
-    let (tx, mut rx) = mpsc::channel::<Pending>(QUEUE);
-    tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            write_batch(&writer, &group, std::mem::take(&mut batch)).await;
-        }
-    });
-    tx
+    super::batches::spawn(writer, group, |writer, group, items| async move {
+        write_batch(&writer, &group, items).await;
+    })
 }
 
 /// What became of one create of a batch.
@@ -174,13 +162,7 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
     .await;
     match written {
         Ok((w, outcomes)) => {
-            // The next batch may start while this round commits; a retried request's ticket
-            // may be of this round too, so every answer waits for the commit.
-            let committed = w.finish();
-            tokio::spawn(async move {
-                let committed = committed.await.map_err(|e| e.to_string());
-                answer(items, outcomes, committed);
-            });
+            answer_when_committed(w, move |committed| answer(items, outcomes, committed));
         }
         Err(e) => {
             tracing::warn!(error = %e, creates = items.len(), "A batch of creates failed.");
@@ -299,7 +281,7 @@ mod tests {
         text: &str,
         key: Option<&str>,
     ) -> Result<Created> {
-        let out: CreateOut = Box::new(|t: &Ticket| {
+        let out: OwnedOut = Box::new(|t: &Ticket| {
             vec![Outgoing::DirectMessage {
                 surface: crate::core::people::SurfaceRef::new(
                     crate::core::people::Platform::Slack,

@@ -8,6 +8,8 @@
 //! survive power loss, not only a process crash (see ARCHITECTURE.md). A database file also
 //! gets a connection of its own that checkpoints the WAL ([`spawn_checkpointer`]).
 
+mod batches;
+mod changes;
 mod conns;
 mod contacts;
 mod creates;
@@ -39,8 +41,9 @@ pub struct SqliteStore {
     reader: Conns,
     path: Option<PathBuf>,
     group: std::sync::Arc<group::Group>,
-    /// Creates go to the batch writer (`creates.rs`).
+    /// Creates and changes go to their batch writers (`creates.rs`, `changes.rs`).
     creates: tokio::sync::mpsc::Sender<creates::Pending>,
+    changes: tokio::sync::mpsc::Sender<changes::Pending>,
     /// The connection that checkpoints the WAL (a database file only).
     checkpointer: Option<Conns>,
 }
@@ -102,12 +105,14 @@ impl SqliteStore {
         };
         let group = std::sync::Arc::<group::Group>::default();
         let creates = creates::spawn(writer.clone(), group.clone());
+        let changes = changes::spawn(writer.clone(), group.clone());
         Ok(SqliteStore {
             writer,
             reader,
             path,
             group,
             creates,
+            changes,
             checkpointer,
         })
     }

@@ -12,7 +12,7 @@ use crate::core::ticket::{
     TicketNo,
 };
 use crate::store::{
-    Changed, CreateOut, Created, ExportedTicket, ListQuery, NewTicket, OutFn, Result, TicketRecord,
+    Changed, Created, ExportedTicket, ListQuery, NewTicket, OwnedOut, Result, TicketRecord,
     TicketStore,
 };
 
@@ -76,7 +76,7 @@ impl TryFrom<EventRow> for Event {
 
 /// A row of `ticket_view`.
 #[derive(sqlx::FromRow)]
-struct TicketRow {
+pub(super) struct TicketRow {
     id: i64,
     desk_id: i64,
     no: i64,
@@ -190,55 +190,39 @@ impl TicketStore for SqliteStore {
         desk: DeskId,
         new: NewTicket,
         key: Option<String>,
-        out: CreateOut,
+        out: OwnedOut,
         now: DateTime<Utc>,
     ) -> Result<Created> {
-        let (done, answer) = tokio::sync::oneshot::channel();
-        let pending = super::creates::Pending {
+        super::batches::submit(&self.creates, |done| super::creates::Pending {
             desk,
             new,
             key,
             out,
             now,
             done,
-        };
-        self.creates
-            .send(pending)
-            .await
-            .map_err(|_| corrupt("the create writer has stopped"))?;
-        answer
-            .await
-            .map_err(|_| corrupt("the create writer has stopped"))?
+        })
+        .await
     }
 
     async fn change_ticket(
         &self,
         desk: DeskId,
         no: TicketNo,
-        actor: &UserRef,
-        action: &Action,
-        out: &OutFn<'_>,
+        actor: UserRef,
+        action: Action,
+        out: OwnedOut,
         now: DateTime<Utc>,
     ) -> Result<Changed> {
-        // The ticket is read with the statement that opens the write's savepoint.
-        let param = serde_json::to_string(&DeskNo {
-            desk: desk.0,
-            no: no.0,
+        super::batches::submit(&self.changes, |done| super::changes::Pending {
+            desk,
+            no,
+            actor,
+            action,
+            out,
+            now,
+            done,
         })
-        .map_err(corrupt)?;
-        let (mut tx, rows) = self
-            .group
-            .write_first(&self.writer, TICKET_BY_NO, param)
-            .await?;
-        let before: TicketRecord = rows
-            .first()
-            .map(<TicketRow as sqlx::FromRow<_>>::from_row)
-            .transpose()?
-            .ok_or(crate::store::StoreError::NoTicket(no))?
-            .try_into()?;
-        let changed = Self::apply_in(&mut tx, before.ticket, actor, action, out, now).await?;
-        tx.commit().await?;
-        Ok(changed)
+        .await
     }
 
     async fn ticket(&self, desk: DeskId, no: TicketNo) -> Result<Option<TicketRecord>> {

@@ -71,24 +71,9 @@ impl SqliteStore {
         t.updated_at = at(now_ms);
         let outbox = outbox_json(desk, Cause::LastEvent, &out(&t))?;
         let batch = serde_json::to_string(&ChangeBatch {
-            desk: desk.0,
-            ticket: t.id.0,
-            now: now_ms,
+            ticket: TicketJson::of(&t),
             events: events_json(&applied.events),
             outbox,
-            priority: t.priority.as_str(),
-            status: t.status.as_str(),
-            assignee: t.assignee.as_ref().map(UserRef::to_string),
-            individual: t
-                .contact
-                .as_ref()
-                .and_then(|c| c.individual.as_ref().map(|i| i.0)),
-            organization: t
-                .contact
-                .as_ref()
-                .and_then(|c| c.organization.as_ref().map(|o| o.0)),
-            first_response: t.first_response_at.map(ms),
-            resolved: t.resolved_at.map(ms),
         })
         .map_err(corrupt)?;
         sqlx::query(concat!(
@@ -209,14 +194,22 @@ pub(super) fn create_row(
     Ok((ticket, row))
 }
 
-/// The parameter of a change's batch (typed, so no JSON map is built on the way).
+/// The parameter of a change's batch (typed, so no JSON map is built on the way): the
+/// ticket's columns (`desk`, `ticket` and `now` among them), its events and outbox rows.
 #[derive(serde::Serialize)]
 struct ChangeBatch<'a> {
+    #[serde(flatten)]
+    ticket: TicketJson<'a>,
+    events: Vec<EventJson<'a>>,
+    outbox: Vec<OutboxJson>,
+}
+
+/// A changed ticket's columns, as the change writes read them (`now` is its `updated_at`).
+#[derive(serde::Serialize)]
+pub(super) struct TicketJson<'a> {
     desk: i64,
     ticket: i64,
     now: i64,
-    events: Vec<EventJson<'a>>,
-    outbox: Vec<OutboxJson>,
     priority: &'a str,
     status: &'a str,
     assignee: Option<String>,
@@ -224,6 +217,24 @@ struct ChangeBatch<'a> {
     organization: Option<i64>,
     first_response: Option<i64>,
     resolved: Option<i64>,
+}
+
+impl<'a> TicketJson<'a> {
+    pub(super) fn of(t: &'a Ticket) -> TicketJson<'a> {
+        let contact = t.contact.as_ref();
+        TicketJson {
+            desk: t.desk.0,
+            ticket: t.id.0,
+            now: ms(t.updated_at),
+            priority: t.priority.as_str(),
+            status: t.status.as_str(),
+            assignee: t.assignee.as_ref().map(UserRef::to_string),
+            individual: contact.and_then(|c| c.individual.as_ref().map(|i| i.0)),
+            organization: contact.and_then(|c| c.organization.as_ref().map(|o| o.0)),
+            first_response: t.first_response_at.map(ms),
+            resolved: t.resolved_at.map(ms),
+        }
+    }
 }
 
 /// One create in the create batch's parameter.
@@ -250,7 +261,7 @@ struct CreateRow<'a> {
 }
 
 /// One event as the batches read it: `[actor, kind, old, new, note]`.
-type EventJson<'a> = (
+pub(super) type EventJson<'a> = (
     String,
     &'a str,
     &'a Option<String>,
@@ -259,10 +270,10 @@ type EventJson<'a> = (
 );
 
 /// One outbox row as the inserts read it: `[destination, idempotency key, payload]`.
-type OutboxJson = (String, Option<String>, String);
+pub(super) type OutboxJson = (String, Option<String>, String);
 
 /// Events as the JSON array of `[actor, kind, old, new, note]` the batches read.
-fn events_json(events: &[NewEvent]) -> Vec<EventJson<'_>> {
+pub(super) fn events_json(events: &[NewEvent]) -> Vec<EventJson<'_>> {
     events
         .iter()
         .map(|e| {
@@ -284,20 +295,26 @@ fn events_json(events: &[NewEvent]) -> Vec<EventJson<'_>> {
 /// that led with the desk went to a random page of it for every write, one more page for each
 /// commit to write out (BENCHMARKS.md).
 #[derive(Clone, Copy)]
-enum Cause<'a> {
+pub(super) enum Cause<'a> {
     /// A new ticket's rows: `ticket{id}:{index}`.
     Ticket(i64),
     /// Rows of something else on the desk: `{desk}:{cause}:{index}`.
     Other(&'a str),
-    /// A change's rows, keyed by the insert from the change's last event:
-    /// `event{id}:{index}`.
+    /// A change's rows, keyed by its last event: `event{id}:{index}`.
+    Event(i64),
+    /// A change's rows, keyed as [`Cause::Event`] by the insert, from the last event in the
+    /// table (a change written alone, whose events' ids the database gives).
     LastEvent,
 }
 
 /// Outbox rows as the JSON array of `[destination, idempotency key, payload]` the inserts read
 /// with `json_each`. A card is posted to a channel once, whatever caused it
 /// (`post:{ticket}:{surface}:{channel}`); other rows are keyed by their [`Cause`].
-fn outbox_json(desk: DeskId, cause: Cause<'_>, out: &[Outgoing]) -> Result<Vec<OutboxJson>> {
+pub(super) fn outbox_json(
+    desk: DeskId,
+    cause: Cause<'_>,
+    out: &[Outgoing],
+) -> Result<Vec<OutboxJson>> {
     out.iter()
         .enumerate()
         .map(|(i, msg)| {
@@ -312,6 +329,7 @@ fn outbox_json(desk: DeskId, cause: Cause<'_>, out: &[Outgoing]) -> Result<Vec<O
                 ) => Some(format!("post:{}:{surface}:{channel}", ticket.0)),
                 (_, Cause::Ticket(id)) => Some(format!("ticket{id}:{i}")),
                 (_, Cause::Other(c)) => Some(format!("{}:{c}:{i}", desk.0)),
+                (_, Cause::Event(id)) => Some(format!("event{id}:{i}")),
                 (_, Cause::LastEvent) => None,
             };
             let payload = serde_json::to_string(msg).map_err(corrupt)?;

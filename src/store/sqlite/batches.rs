@@ -1,0 +1,64 @@
+//! What the batch writers (`creates.rs`, `changes.rs`) share: a task that takes every request
+//! waiting at that moment and writes them together inside one group-commit round, the way a
+//! request hands itself to it, and answering once the round is on disk.
+//!
+//! Why batch: every sqlx statement is a round trip to the connection's thread, and the group
+//! commit's lock is held across each one. Written one by one, each request held the lock for
+//! two round trips (a read, then the writes); a batch holds it for two, whatever its size.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::conns::Conns;
+use super::corrupt;
+use super::group::{Group, Write};
+use crate::store::Result;
+
+/// The most requests one batch writes: bounds the batch's parameter and how long it holds the
+/// round's lock.
+pub(super) const MAX_BATCH: usize = 256;
+
+/// Requests that may wait for a batch writer before senders wait for room.
+const QUEUE: usize = 4096;
+
+/// Starts a batch writer: `write` gets every request waiting (up to [`MAX_BATCH`]) each time.
+/// The task ends when every sender is gone.
+pub(super) fn spawn<P, F, Fut>(writer: Conns, group: Arc<Group>, write: F) -> mpsc::Sender<P>
+where
+    P: Send + 'static,
+    F: Fn(Conns, Arc<Group>, Vec<P>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let (tx, mut rx) = mpsc::channel::<P>(QUEUE);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            write(writer.clone(), group.clone(), std::mem::take(&mut batch)).await;
+        }
+    });
+    tx
+}
+
+/// Hands a request (made around the sender of its answer) to a batch writer and waits for
+/// the answer.
+pub(super) async fn submit<P, T>(
+    queue: &mpsc::Sender<P>,
+    request: impl FnOnce(oneshot::Sender<Result<T>>) -> P,
+) -> Result<T> {
+    let (done, answer) = oneshot::channel();
+    let stopped = || corrupt("the batch writer has stopped");
+    queue.send(request(done)).await.map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
+}
+
+/// Lets the next batch start while this one's round commits, and calls `answer` with the
+/// commit's outcome once it is known (every answer waits for the commit: a retried request's
+/// ticket, or a ticket changed twice, may be of this very round).
+pub(super) fn answer_when_committed(
+    w: Write,
+    answer: impl FnOnce(std::result::Result<(), String>) + Send + 'static,
+) {
+    let committed = w.finish();
+    tokio::spawn(async move { answer(committed.await.map_err(|e| e.to_string())) });
+}
