@@ -15,10 +15,10 @@ use super::{Desks, Reply, mention_text};
 use crate::core::command::Hours;
 use crate::core::digest::Digest;
 use crate::core::outgoing::Outgoing;
-use crate::core::people::{Actor, UserRef};
+use crate::core::people::{Actor, Surface, UserRef};
 use crate::core::sla::{self, BusinessHours, Calendar, Level, Policy, SlaDue, Targets};
-use crate::core::ticket::{DeskId, Priority, Ticket};
-use crate::store::{DigestSchedule, SlaAlert, SlaState, StoreError};
+use crate::core::ticket::{DeskId, Event, NewEvent, Priority, Ticket, TicketNo};
+use crate::store::{DigestSchedule, SlaAlert, SlaRequest, SlaState, StoreError};
 
 /// How late a scheduled digest may still be posted after the server was down.
 pub const DIGEST_GRACE: TimeDelta = TimeDelta::hours(1);
@@ -145,6 +145,37 @@ impl Desks {
         }
     }
 
+    /// What lets a change of ticket `no` at `now` store the ticket's clocks with it (see
+    /// [`SlaRequest`]): the desk's policy and the ticket's timeline as it is now. `None` when
+    /// the ticket is not there (the change will say so).
+    pub(super) async fn sla_request(
+        &self,
+        desk: DeskId,
+        no: TicketNo,
+        surfaces: Vec<Surface>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SlaRequest>, StoreError> {
+        let ctx = self.sla_context(desk).await?;
+        let Some((_, mut timeline)) = self.store.ticket_with_timeline(desk, no).await? else {
+            return Ok(None);
+        };
+        Ok(Some(SlaRequest {
+            events_seen: timeline.len(),
+            plan: Box::new(move |ticket: &Ticket, new: &[NewEvent]| {
+                timeline.extend(new.iter().map(|e| Event {
+                    actor: e.actor.clone(),
+                    actor_name: None,
+                    kind: e.kind,
+                    old_value: e.old_value.clone(),
+                    new_value: e.new_value.clone(),
+                    note: e.note.clone(),
+                    at: ticket.updated_at,
+                }));
+                sla_plan(&ctx, ticket, &timeline, &surfaces, now)
+            }),
+        }))
+    }
+
     async fn evaluate(
         &self,
         desk: DeskId,
@@ -161,18 +192,8 @@ impl Desks {
             }
         };
         let timeline = self.store.timeline(desk, ticket.id).await?;
-        let events = sla::events_of(ticket, &timeline);
-        let clocks = sla::clocks(&ctx.policy, &ctx.calendar, &events, now);
-        let due = SlaDue::of(&clocks);
-        // Alerts due now are queued below in the same transaction, so the next look is when
-        // a level next changes.
-        let state = SlaState {
-            due,
-            first_level: clocks.first_response.level,
-            resolution_level: clocks.resolution.level,
-            check_at: sla::next_change(&ctx.policy, &ctx.calendar, &events, now),
-        };
         let surfaces = self.surfaces(desk).await?;
+        let (state, alerts) = sla_plan(ctx, ticket, &timeline, &surfaces, now);
         let on_change: Vec<Outgoing> = surfaces
             .iter()
             .map(|s| Outgoing::UpdateCards {
@@ -181,19 +202,6 @@ impl Desks {
                 note: None,
             })
             .collect();
-        let mut alerts = Vec::new();
-        for (target, clock, words) in [
-            ("first_response", &clocks.first_response, "first response"),
-            ("resolution", &clocks.resolution, "resolution"),
-        ] {
-            let level = match clock.level {
-                Level::AtRisk => "at_risk",
-                Level::Breached => "breached",
-                _ => continue,
-            };
-            let out = alert_messages(ticket, &surfaces, level, words, clock.due, now);
-            alerts.push(SlaAlert { target, level, out });
-        }
         let recorded = self
             .store
             .save_sla(
@@ -206,19 +214,11 @@ impl Desks {
                 now,
             )
             .await?;
-        for level in &recorded {
-            let name = if *level == "breached" {
-                "breach"
-            } else {
-                "warning"
-            };
-            metrics::counter!("piraja_sla_alerts_total", "kind" => name).increment(1);
-            tracing::info!(desk.id = %desk, ticket.no = ticket.no.0, level, "An SLA alert was queued.");
-        }
+        alerts_queued(desk, ticket, &recorded);
         if !recorded.is_empty() {
             self.outbox_wake.notify_one();
         }
-        Ok(due)
+        Ok(state.due)
     }
 
     /// Recomputes every active ticket of a desk (after a policy or calendar change).
@@ -568,6 +568,54 @@ impl Desks {
 /// What a warning or breach says, and to whom: a warning goes to the assignee (or the
 /// notification channels when nobody is assigned); a breach goes to the notification channels,
 /// mentioning the assignee.
+/// A ticket's clocks from its timeline at `now`, and the alerts due (each once: the store
+/// queues an alert the ticket had before no second time).
+fn sla_plan(
+    ctx: &SlaContext,
+    ticket: &Ticket,
+    timeline: &[Event],
+    surfaces: &[Surface],
+    now: DateTime<Utc>,
+) -> (SlaState, Vec<SlaAlert>) {
+    let events = sla::events_of(ticket, timeline);
+    let clocks = sla::clocks(&ctx.policy, &ctx.calendar, &events, now);
+    // Alerts due now are queued with the clocks, so the next look is when a level next
+    // changes.
+    let state = SlaState {
+        due: SlaDue::of(&clocks),
+        first_level: clocks.first_response.level,
+        resolution_level: clocks.resolution.level,
+        check_at: sla::next_change(&ctx.policy, &ctx.calendar, &events, now),
+    };
+    let mut alerts = Vec::new();
+    for (target, clock, words) in [
+        ("first_response", &clocks.first_response, "first response"),
+        ("resolution", &clocks.resolution, "resolution"),
+    ] {
+        let level = match clock.level {
+            Level::AtRisk => "at_risk",
+            Level::Breached => "breached",
+            _ => continue,
+        };
+        let out = alert_messages(ticket, surfaces, level, words, clock.due, now);
+        alerts.push(SlaAlert { target, level, out });
+    }
+    (state, alerts)
+}
+
+/// Counts and logs the alerts a write queued.
+pub(super) fn alerts_queued(desk: DeskId, ticket: &Ticket, recorded: &[&'static str]) {
+    for level in recorded {
+        let name = if *level == "breached" {
+            "breach"
+        } else {
+            "warning"
+        };
+        metrics::counter!("piraja_sla_alerts_total", "kind" => name).increment(1);
+        tracing::info!(desk.id = %desk, ticket.no = ticket.no.0, level, "An SLA alert was queued.");
+    }
+}
+
 fn alert_messages(
     ticket: &Ticket,
     surfaces: &[crate::core::people::Surface],

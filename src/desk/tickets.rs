@@ -6,7 +6,7 @@ use crate::core::outgoing::Outgoing;
 use crate::core::people::{Actor, Surface, SurfaceRef, UserRef};
 use crate::core::ticket::{Action, Priority, Source, Status, Ticket, TicketNo};
 use crate::core::view::{Card, Detail, ListView, Row, describe_event};
-use crate::store::{Changed, ListQuery, NewTicket, StoreError};
+use crate::store::{Changed, ListQuery, NewTicket, StoreError, TicketChange};
 
 use super::{Desks, Invocation, LIST_LIMIT, Reply, mention_text};
 
@@ -248,25 +248,38 @@ impl Desks {
             Action::Assign(Some(u)) => Some(u.clone()),
             _ => None,
         };
+        let now = self.clock.now();
+        let sla = self
+            .sla_request(actor.desk, no, surfaces.clone(), now)
+            .await?;
         let (said, user) = (note.clone(), actor.user.clone());
         let out = Box::new(move |t: &Ticket| {
             change_messages(t, &said, &surfaces, newly_assigned.as_ref(), &user)
         });
-        let changed = self
+        let outcome = self
             .store
-            .change_ticket(
-                actor.desk,
+            .change_ticket(TicketChange {
+                desk: actor.desk,
                 no,
-                actor.user.clone(),
+                actor: actor.user.clone(),
                 action,
                 out,
-                self.clock.now(),
-            )
+                sla,
+                now,
+            })
             .await?;
-        let (ticket, note) = match changed {
+        let (ticket, note) = match outcome.changed {
             Changed::Yes(t) => {
                 self.outbox_wake.notify_one();
-                (self.refresh_sla(actor.desk, t).await, note)
+                let t = match outcome.sla {
+                    // The clocks were stored with the change.
+                    Some(queued) => {
+                        super::sla::alerts_queued(actor.desk, &t, &queued);
+                        t
+                    }
+                    None => self.refresh_sla(actor.desk, t).await,
+                };
+                (t, note)
             }
             Changed::No(t) => (t, format!("Nothing to change: {no} is already so.")),
         };

@@ -17,7 +17,7 @@ use crate::core::contact::{Email, HistoryLine, Individual, Organization};
 use crate::core::outgoing::Outgoing;
 use crate::core::people::{Role, Surface, SurfaceRef, UserRef};
 use crate::core::ticket::{
-    Action, DeskId, Event, Priority, Source, Ticket, TicketError, TicketId, TicketNo,
+    Action, DeskId, Event, NewEvent, Priority, Source, Ticket, TicketError, TicketId, TicketNo,
 };
 
 pub use sqlite::SqliteStore;
@@ -94,6 +94,41 @@ pub enum Changed {
     Yes(Ticket),
     /// The action changed nothing (it was already so); nothing was written.
     No(Ticket),
+}
+
+/// A change of a ticket, as the store takes it.
+pub struct TicketChange {
+    pub desk: DeskId,
+    pub no: TicketNo,
+    pub actor: UserRef,
+    pub action: Action,
+    /// The outbox rows for the ticket as it is after the change.
+    pub out: OwnedOut,
+    /// The ticket's SLA clocks after the change, computed in the change's write when the
+    /// caller has read the ticket's timeline; `None` to leave them to the caller.
+    pub sla: Option<SlaRequest>,
+    pub now: DateTime<Utc>,
+}
+
+/// What computes a changed ticket's SLA clocks inside the change's write.
+pub struct SlaRequest {
+    /// How many events the caller's timeline of the ticket holds. The clocks are computed in
+    /// the write only if the ticket still has exactly that many then, and this is the first
+    /// change of the ticket in its batch; otherwise the caller refreshes them after.
+    pub events_seen: usize,
+    pub plan: SlaPlan,
+}
+
+/// The clocks and the alerts due, from the ticket as changed and the change's events.
+pub type SlaPlan = Box<dyn FnOnce(&Ticket, &[NewEvent]) -> (SlaState, Vec<SlaAlert>) + Send>;
+
+/// The result of [`TicketStore::change_ticket`].
+#[derive(Debug, Clone)]
+pub struct ChangeOutcome {
+    pub changed: Changed,
+    /// `Some` when the SLA clocks were stored with the change: the alert levels it queued
+    /// (an alert queued before for the ticket is not queued again). `None`: refresh them.
+    pub sla: Option<Vec<&'static str>>,
 }
 
 /// Which tickets a list shows.
@@ -250,17 +285,10 @@ pub trait TicketStore: Send + Sync {
         out: OwnedOut,
         now: DateTime<Utc>,
     ) -> Result<Created>;
-    /// Applies `action` to ticket `no` through [`Ticket::apply`], writing the changed ticket,
-    /// its events and the outbox rows `out` returns, in one transaction.
-    async fn change_ticket(
-        &self,
-        desk: DeskId,
-        no: TicketNo,
-        actor: UserRef,
-        action: Action,
-        out: OwnedOut,
-        now: DateTime<Utc>,
-    ) -> Result<Changed>;
+    /// Applies the change's action to its ticket through [`Ticket::apply`], writing the
+    /// changed ticket, its events, the outbox rows `out` returns and (see [`SlaRequest`]) its
+    /// SLA clocks and alerts, in one transaction.
+    async fn change_ticket(&self, change: TicketChange) -> Result<ChangeOutcome>;
     async fn ticket(&self, desk: DeskId, no: TicketNo) -> Result<Option<TicketRecord>>;
     async fn ticket_by_id(&self, desk: DeskId, id: TicketId) -> Result<Option<TicketRecord>>;
     /// The timeline, oldest first.

@@ -8,11 +8,17 @@
 //! first, as if they had been written one after the other). Event ids are given here, from the
 //! next id read with the tickets, so each change's outbox rows are keyed by its own last event
 //! (`event{id}:{index}`, the key a change written alone gets).
+//!
+//! A change may bring its SLA clocks ([`SlaRequest`]): they are computed here from the
+//! caller's timeline and the change's own events, and stored with the change, with any alert
+//! not queued for the ticket before. That saves each change a second write and a second
+//! commit to wait for. The caller's timeline must still be whole: the ticket must have as many
+//! events as it read, and no earlier change of this batch may have added any; otherwise the
+//! stored clocks are left alone and the caller refreshes them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::batches::answer_when_committed;
@@ -21,38 +27,49 @@ use super::group::Group;
 use super::tickets::TicketRow;
 use super::writes::{Cause, EventJson, OutboxJson, TicketJson, events_json, outbox_json};
 use super::{SqliteStore, at, corrupt, ms};
-use crate::core::people::UserRef;
 use crate::core::ticket::{Action, DeskId, Ticket, TicketNo};
-use crate::store::{Changed, OwnedOut, Result, StoreError};
+use crate::store::{
+    ChangeOutcome, Changed, Result, SlaAlert, SlaRequest, SlaState, StoreError, TicketChange,
+};
 
 /// A change waiting for the next batch.
 pub(super) struct Pending {
-    pub(super) desk: DeskId,
-    pub(super) no: TicketNo,
-    pub(super) actor: UserRef,
-    pub(super) action: Action,
-    pub(super) out: OwnedOut,
-    pub(super) now: DateTime<Utc>,
-    pub(super) done: oneshot::Sender<Result<Changed>>,
+    pub(super) change: TicketChange,
+    pub(super) done: oneshot::Sender<Result<ChangeOutcome>>,
 }
 
 /// Each ticket the batch changes, by the index of its `{desk, no}` in `?1`, with the next
-/// event id (the same in every row). A ticket that is not on its desk has no row.
-const HEAD: &str =
-    "SELECT c.key AS i, (SELECT coalesce(max(id), 0) + 1 FROM events) AS next_event, t.*
+/// event id (the same in every row), how many events the ticket has and the SLA alerts queued
+/// for it before (`target:level`, space-separated). A ticket not on its desk has no row.
+const HEAD: &str = "SELECT c.key AS i, (SELECT coalesce(max(id), 0) + 1 FROM events) AS next_event,
+            (SELECT count(*) FROM events e WHERE e.ticket_id = t.id) AS events_seen,
+            (SELECT group_concat(a.target || ':' || a.level, ' ') FROM sla_alerts a
+              WHERE a.ticket_id = t.id) AS alerted,
+            t.*
        FROM json_each(?1) AS c
        JOIN ticket_view AS t ON t.desk_id = c.value ->> 'desk' AND t.no = c.value ->> 'no'
       ORDER BY c.key";
 
-/// Every write of a batch, as one command. `?1` is `{"tickets": [...], "changes": [...]}`:
-/// each changed ticket once, as it is after the batch's last change of it ([`TicketJson`]),
-/// and each change's rows ([`ChangeJson`]) in arrival order.
+/// Every write of a batch, as one command. `?1` is
+/// `{"tickets": [...], "sla": [...], "alerts": [...], "changes": [...]}`: each changed ticket
+/// once, as it is after the batch's last change of it ([`TicketJson`]); the clocks of those
+/// whose last change brought them ([`SlaJson`]); the alerts queued; and each change's rows
+/// ([`ChangeJson`]) in arrival order.
 const WRITES: &str = "UPDATE tickets SET priority = n.value ->> 'priority', status = n.value ->> 'status',
             assignee = n.value ->> 'assignee', individual_id = n.value ->> 'individual',
             organization_id = n.value ->> 'organization', updated_at = n.value ->> 'now',
             first_response_at = n.value ->> 'first_response', resolved_at = n.value ->> 'resolved'
        FROM jsonb_each(?1, '$.tickets') AS n
       WHERE tickets.id = n.value ->> 'ticket' AND tickets.desk_id = n.value ->> 'desk';
+     UPDATE tickets SET first_due = s.value ->> 2, resolution_due = s.value ->> 3,
+            sla_paused = s.value ->> 4, first_level = s.value ->> 5,
+            resolution_level = s.value ->> 6, sla_check_at = s.value ->> 7
+       FROM jsonb_each(?1, '$.sla') AS s
+      WHERE tickets.id = s.value ->> 1 AND tickets.desk_id = s.value ->> 0;
+     INSERT INTO sla_alerts (desk_id, ticket_id, target, level, at)
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4
+       FROM jsonb_each(?1, '$.alerts') WHERE true
+     ON CONFLICT DO NOTHING;
      INSERT INTO events (id, desk_id, ticket_id, actor, kind, old_value, new_value, note, at)
      SELECT e.value ->> 0, c.value ->> 0, c.value ->> 1, e.value ->> '$[1][0]',
             e.value ->> '$[1][1]', e.value ->> '$[1][2]', e.value ->> '$[1][3]',
@@ -68,6 +85,35 @@ const WRITES: &str = "UPDATE tickets SET priority = n.value ->> 'priority', stat
 /// One change's rows: `[desk, ticket, now, events as `[id, event]`, outbox rows]`.
 type ChangeJson<'a> = (i64, i64, i64, Vec<(i64, EventJson<'a>)>, Vec<OutboxJson>);
 
+/// A ticket's clocks: `[desk, ticket, first due, resolution due, paused, first level,
+/// resolution level, next check]`.
+type SlaJson = (
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    bool,
+    &'static str,
+    &'static str,
+    Option<i64>,
+);
+
+/// An alert queued: `[desk, ticket, target, level, at]`.
+type AlertJson = (i64, i64, &'static str, &'static str, i64);
+
+/// A ticket of the batch as the changes so far left it.
+struct Slot {
+    ticket: Ticket,
+    /// How many events it has.
+    events: usize,
+    /// The alerts queued for it (`target:level`).
+    alerted: Vec<String>,
+    /// A change of this batch changed it.
+    changed: bool,
+    /// The clocks to store: those of its last change, if that change brought them.
+    sla: Option<SlaState>,
+}
+
 /// Starts the change task for the store's writer; changes are sent to the returned queue.
 pub(super) fn spawn(writer: Conns, group: Arc<Group>) -> mpsc::Sender<Pending> {
     super::batches::spawn(writer, group, |writer, group, items| async move {
@@ -79,55 +125,74 @@ pub(super) fn spawn(writer: Conns, group: Arc<Group>) -> mpsc::Sender<Pending> {
 /// committed. A failure of the batch's statements undoes the whole batch and fails each item;
 /// a change that is refused (or whose ticket is not there) fails alone.
 async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
+    let (changes, dones): (Vec<TicketChange>, Vec<_>) =
+        items.into_iter().map(|p| (p.change, p.done)).unzip();
+    let keys: Vec<(DeskId, TicketNo)> = changes.iter().map(|c| (c.desk, c.no)).collect();
     let written: Result<_> = async {
         // Each ticket once, in the order first asked for.
-        let mut index: HashMap<(i64, i64), usize> = HashMap::new();
+        let mut index: HashMap<(DeskId, TicketNo), usize> = HashMap::new();
         let mut asked = Vec::new();
-        for p in &items {
-            index.entry((p.desk.0, p.no.0)).or_insert_with(|| {
-                asked.push(serde_json::json!({"desk": p.desk.0, "no": p.no.0}));
+        for &(desk, no) in &keys {
+            index.entry((desk, no)).or_insert_with(|| {
+                asked.push(serde_json::json!({"desk": desk.0, "no": no.0}));
                 asked.len() - 1
             });
         }
         let param = serde_json::to_string(&asked).map_err(corrupt)?;
         let (mut w, rows) = group.write_first(writer, HEAD, param).await?;
-        let mut tickets: Vec<Option<Ticket>> = vec![None; asked.len()];
+        let mut slots: Vec<Option<Slot>> = Vec::new();
+        slots.resize_with(asked.len(), || None);
         let mut next_event = 1;
         for row in &rows {
             use sqlx::Row;
             let i: i64 = row.try_get("i")?;
             next_event = row.try_get("next_event")?;
+            let events: i64 = row.try_get("events_seen")?;
+            let alerted: Option<String> = row.try_get("alerted")?;
             let record: crate::store::TicketRecord =
                 <TicketRow as sqlx::FromRow<_>>::from_row(row)?.try_into()?;
             let slot = usize::try_from(i)
                 .ok()
-                .and_then(|i| tickets.get_mut(i))
+                .and_then(|i| slots.get_mut(i))
                 .ok_or_else(|| corrupt("a change batch read a ticket it did not ask for"))?;
-            *slot = Some(record.ticket);
+            *slot = Some(Slot {
+                ticket: record.ticket,
+                events: usize::try_from(events).map_err(corrupt)?,
+                alerted: alerted
+                    .map(|a| a.split(' ').map(str::to_owned).collect())
+                    .unwrap_or_default(),
+                changed: false,
+                sla: None,
+            });
         }
-        let mut outcomes = Vec::with_capacity(items.len());
-        let mut changes = Vec::new();
-        // Tickets changed, by slot; and (slot, change) where a contact was linked.
+        let mut outcomes = Vec::with_capacity(changes.len());
+        let mut rows = Vec::new();
+        let mut alerts: Vec<AlertJson> = Vec::new();
+        // Slots changed, in the order first changed; and (slot, change) where a contact was
+        // linked.
         let mut changed = Vec::new();
         let mut linked = Vec::new();
-        for (n, p) in items.iter().enumerate() {
-            let slot = index[&(p.desk.0, p.no.0)];
-            let Some(before) = &tickets[slot] else {
-                outcomes.push(Err(StoreError::NoTicket(p.no)));
+        for (n, c) in changes.into_iter().enumerate() {
+            let slot_no = index[&(c.desk, c.no)];
+            let Some(slot) = &mut slots[slot_no] else {
+                outcomes.push(Err(StoreError::NoTicket(c.no)));
                 continue;
             };
-            let applied = match before.apply(&p.action, &p.actor, p.now) {
+            let applied = match slot.ticket.apply(&c.action, &c.actor, c.now) {
                 Err(e) => {
                     outcomes.push(Err(e.into()));
                     continue;
                 }
                 Ok(None) => {
-                    outcomes.push(Ok(Changed::No(before.clone())));
+                    outcomes.push(Ok(ChangeOutcome {
+                        changed: Changed::No(slot.ticket.clone()),
+                        sla: None,
+                    }));
                     continue;
                 }
                 Ok(Some(applied)) => applied,
             };
-            let now = ms(p.now);
+            let now = ms(c.now);
             let mut t = applied.ticket;
             t.updated_at = at(now);
             let events: Vec<(i64, EventJson<'_>)> = events_json(&applied.events)
@@ -137,42 +202,72 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
                     (next_event - 1, e)
                 })
                 .collect();
-            let outbox = outbox_json(p.desk, Cause::Event(next_event - 1), &(p.out)(&t))?;
-            let row: ChangeJson<'_> = (p.desk.0, t.id.0, now, events, outbox);
-            changes.push(serde_json::to_string(&row).map_err(corrupt)?);
-            if !changed.contains(&slot) {
-                changed.push(slot);
+            let mut outbox = outbox_json(c.desk, Cause::Event(next_event - 1), &(c.out)(&t))?;
+            // The clocks, when the caller's timeline is the ticket's whole timeline.
+            let whole = c
+                .sla
+                .filter(|s| !slot.changed && s.events_seen == slot.events);
+            slot.sla = None;
+            let sla = match whole {
+                Some(SlaRequest { plan, .. }) => {
+                    let (state, due) = plan(&t, &applied.events);
+                    t.sla = state.due;
+                    slot.sla = Some(state);
+                    let queued = queue_alerts(slot, &t, due, now, &mut alerts, &mut outbox)?;
+                    Some(queued)
+                }
+                None => None,
+            };
+            slot.events += applied.events.len();
+            slot.changed = true;
+            slot.ticket = t.clone();
+            let row: ChangeJson<'_> = (c.desk.0, t.id.0, now, events, outbox);
+            rows.push(serde_json::to_string(&row).map_err(corrupt)?);
+            if !changed.contains(&slot_no) {
+                changed.push(slot_no);
             }
-            if matches!(p.action, Action::LinkContact(_)) {
-                linked.push((slot, n));
+            if matches!(c.action, Action::LinkContact(_)) {
+                linked.push((slot_no, n));
             }
-            tickets[slot] = Some(t.clone());
-            outcomes.push(Ok(Changed::Yes(t)));
+            outcomes.push(Ok(ChangeOutcome {
+                changed: Changed::Yes(t),
+                sla,
+            }));
         }
-        if !changes.is_empty() {
-            let changed: Vec<TicketJson<'_>> = changed
+        if !rows.is_empty() {
+            let slots: Vec<&Slot> = changed.iter().filter_map(|&i| slots[i].as_ref()).collect();
+            let tickets: Vec<TicketJson<'_>> =
+                slots.iter().map(|s| TicketJson::of(&s.ticket)).collect();
+            let sla: Vec<SlaJson> = slots
                 .iter()
-                .filter_map(|&slot| tickets[slot].as_ref())
-                .map(TicketJson::of)
+                .filter_map(|s| s.sla.as_ref().map(|state| sla_json(&s.ticket, state)))
                 .collect();
             let writes = format!(
-                r#"{{"tickets":{},"changes":[{}]}}"#,
-                serde_json::to_string(&changed).map_err(corrupt)?,
-                changes.join(",")
+                r#"{{"tickets":{},"sla":{},"alerts":{},"changes":[{}]}}"#,
+                serde_json::to_string(&tickets).map_err(corrupt)?,
+                serde_json::to_string(&sla).map_err(corrupt)?,
+                serde_json::to_string(&alerts).map_err(corrupt)?,
+                rows.join(",")
             );
             sqlx::query(WRITES).bind(writes).execute(&mut *w).await?;
         }
         // A linked contact's label is the view's to build: read it back for the changes of
         // that ticket from the link on.
-        for (slot, from) in linked {
-            let Some(t) = &tickets[slot] else { continue };
-            let stored = SqliteStore::ticket_in(&mut w, t.desk, t.no)
+        for (slot_no, from) in linked {
+            let Some(slot) = &slots[slot_no] else {
+                continue;
+            };
+            let (desk, no) = (slot.ticket.desk, slot.ticket.no);
+            let stored = SqliteStore::ticket_in(&mut w, desk, no)
                 .await?
-                .ok_or(StoreError::NoTicket(t.no))?
+                .ok_or(StoreError::NoTicket(no))?
                 .ticket;
-            for (p, outcome) in items.iter().zip(outcomes.iter_mut()).skip(from) {
-                if let Ok(Changed::Yes(changed)) = outcome
-                    && (p.desk, p.no) == (t.desk, t.no)
+            for (key, outcome) in keys.iter().zip(outcomes.iter_mut()).skip(from) {
+                if let Ok(ChangeOutcome {
+                    changed: Changed::Yes(changed),
+                    ..
+                }) = outcome
+                    && *key == (desk, no)
                 {
                     changed.contact.clone_from(&stored.contact);
                 }
@@ -183,39 +278,81 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
     .await;
     match written {
         Ok((w, outcomes)) => answer_when_committed(w, move |committed| {
-            for (item, outcome) in items.into_iter().zip(outcomes) {
+            for (done, outcome) in dones.into_iter().zip(outcomes) {
                 let result = match &committed {
                     Ok(()) => outcome,
                     Err(e) => Err(StoreError::Batch(e.clone())),
                 };
                 // The request may have gone away; its change stands.
-                let _ = item.done.send(result);
+                let _ = done.send(result);
             }
         }),
         Err(e) => {
-            tracing::warn!(error = %e, changes = items.len(), "A batch of changes failed.");
+            tracing::warn!(error = %e, changes = dones.len(), "A batch of changes failed.");
             let e = e.to_string();
-            for item in items {
-                let _ = item.done.send(Err(StoreError::Batch(e.clone())));
+            for done in dones {
+                let _ = done.send(Err(StoreError::Batch(e.clone())));
             }
         }
     }
+}
+
+/// Queues the alerts of `due` not queued for the ticket before: a row of `alerts` each, and
+/// their messages on the change's `outbox` (keyed as `save_sla` keys them, so an alert is sent
+/// once whichever path queues it). Returns the levels queued.
+fn queue_alerts(
+    slot: &mut Slot,
+    t: &Ticket,
+    due: Vec<SlaAlert>,
+    now: i64,
+    alerts: &mut Vec<AlertJson>,
+    outbox: &mut Vec<OutboxJson>,
+) -> Result<Vec<&'static str>> {
+    let mut queued = Vec::new();
+    for alert in due {
+        let key = format!("{}:{}", alert.target, alert.level);
+        if slot.alerted.contains(&key) {
+            continue;
+        }
+        slot.alerted.push(key);
+        let cause = super::sla::alert_cause(t.id, alert.target, alert.level);
+        outbox.extend(outbox_json(t.desk, Cause::Other(&cause), &alert.out)?);
+        alerts.push((t.desk.0, t.id.0, alert.target, alert.level, now));
+        queued.push(alert.level);
+    }
+    Ok(queued)
+}
+
+/// A ticket's clocks as [`WRITES`] reads them.
+fn sla_json(t: &Ticket, s: &SlaState) -> SlaJson {
+    (
+        t.desk.0,
+        t.id.0,
+        s.due.first_due.map(ms),
+        s.due.resolution_due.map(ms),
+        s.due.paused,
+        s.first_level.as_str(),
+        s.resolution_level.as_str(),
+        s.check_at.map(ms),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::outgoing::Outgoing;
-    use crate::core::people::{Platform, SurfaceRef};
+    use crate::core::people::{Platform, SurfaceRef, UserRef};
+    use crate::core::sla::{Level, SlaDue};
     use crate::core::ticket::{ContactLink, Priority, Source, Status};
-    use crate::store::{NewTicket, TicketStore};
+    use crate::store::{NewTicket, OwnedOut, TicketStore};
+    use chrono::Utc;
 
     fn user(id: &str) -> UserRef {
         format!("slack:{id}").parse().unwrap()
     }
 
-    /// A change whose one outbox row is a card refresh saying `note`.
-    async fn change(store: &SqliteStore, no: i64, action: Action, note: &str) -> Result<Changed> {
+    /// A change of desk 1's ticket `no` whose one outbox row is a card refresh saying `note`.
+    fn request(no: i64, action: Action, note: &str, sla: Option<SlaRequest>) -> TicketChange {
         let note = note.to_owned();
         let out: OwnedOut = Box::new(move |t: &Ticket| {
             vec![Outgoing::UpdateCards {
@@ -224,9 +361,21 @@ mod tests {
                 note: Some(note.clone()),
             }]
         });
-        store
-            .change_ticket(DeskId(1), TicketNo(no), user("U1"), action, out, Utc::now())
-            .await
+        TicketChange {
+            desk: DeskId(1),
+            no: TicketNo(no),
+            actor: user("U1"),
+            action,
+            out,
+            sla,
+            now: Utc::now(),
+        }
+    }
+
+    async fn change(store: &SqliteStore, no: i64, action: Action, note: &str) -> Result<Changed> {
+        let c = store.change_ticket(request(no, action, note, None)).await?;
+        assert!(c.sla.is_none());
+        Ok(c.changed)
     }
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
@@ -352,5 +501,102 @@ mod tests {
             let label = t.contact.and_then(|c| c.individual).map(|i| i.1);
             assert_eq!(label.as_deref(), Some("Jane <jane@acme.test>"));
         }
+    }
+
+    /// Clocks that say the first response is breached, with its alert (a direct message).
+    fn breached(events_seen: usize) -> SlaRequest {
+        SlaRequest {
+            events_seen,
+            plan: Box::new(|t: &Ticket, new| {
+                assert_eq!(new.len(), 1, "the change's own events");
+                let due = SlaDue {
+                    first_due: Some(t.created_at),
+                    resolution_due: None,
+                    paused: false,
+                };
+                let state = SlaState {
+                    due,
+                    first_level: Level::Breached,
+                    resolution_level: Level::Met,
+                    check_at: None,
+                };
+                let alert = SlaAlert {
+                    target: "first_response",
+                    level: "breached",
+                    out: vec![Outgoing::DirectMessage {
+                        surface: SurfaceRef::new(Platform::Slack, "T1"),
+                        user: "slack:U2".parse().unwrap(),
+                        text: format!("{} breached", t.no),
+                        ticket: Some(t.id),
+                    }],
+                };
+                (state, vec![alert])
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_stores_its_clocks_and_queues_an_alert_once() {
+        let (_dir, store) = store().await;
+        // The ticket has one event (created); the request saw one.
+        let note = Action::Note("first".into());
+        let c = store
+            .change_ticket(request(1, note, "noted", Some(breached(1))))
+            .await
+            .unwrap();
+        assert_eq!(c.sla, Some(vec!["breached"]));
+        let Changed::Yes(t) = c.changed else {
+            panic!("nothing changed")
+        };
+        assert!(t.sla.first_due.is_some());
+        let stored: Vec<(String, String)> =
+            sqlx::query_as("SELECT first_level, resolution_level FROM tickets WHERE id = 1")
+                .fetch_all(&mut *store.read().await.unwrap())
+                .await
+                .unwrap();
+        assert_eq!(stored, [("breached".into(), "met".into())]);
+        // Two events now; the same alert is not queued again.
+        let again = Action::Note("second".into());
+        let c = store
+            .change_ticket(request(1, again, "noted", Some(breached(2))))
+            .await
+            .unwrap();
+        assert_eq!(c.sla, Some(vec![]));
+        let alerts = rows(&store, "SELECT count(*), 'x' FROM sla_alerts").await;
+        assert_eq!(alerts[0].0, 1);
+        let messages = rows(
+            &store,
+            "SELECT count(*), 'x' FROM outbox WHERE destination LIKE 'dm:%' OR payload LIKE '%breached%'",
+        )
+        .await;
+        assert_eq!(messages[0].0, 1);
+    }
+
+    #[tokio::test]
+    async fn clocks_from_a_stale_timeline_or_a_second_change_are_left_to_the_caller() {
+        let (_dir, store) = store().await;
+        // The request saw no events, but the ticket has one.
+        let stale = store
+            .change_ticket(request(1, Action::Note("a".into()), "a", Some(breached(0))))
+            .await
+            .unwrap();
+        assert!(stale.sla.is_none());
+        assert!(matches!(stale.changed, Changed::Yes(_)));
+        // Two changes of ticket 2 in one batch, each with a timeline read before either: the
+        // first stores its clocks, the second's timeline misses the first's event.
+        let (a, b) = tokio::join!(
+            store.change_ticket(request(2, Action::Note("b".into()), "b", Some(breached(1)))),
+            store.change_ticket(request(2, Action::Note("c".into()), "c", Some(breached(1)))),
+        );
+        assert!(a.unwrap().sla.is_some());
+        assert!(b.unwrap().sla.is_none());
+        let levels = rows(
+            &store,
+            "SELECT no, coalesce(first_level, 'none') FROM tickets WHERE desk_id = 1 ORDER BY no",
+        )
+        .await;
+        // Ticket 1's clocks untouched; ticket 2's second change leaves them to its refresh.
+        assert_ne!(levels[0].1, "breached");
+        assert_ne!(levels[1].1, "breached");
     }
 }

@@ -52,6 +52,12 @@ fn section(total: i64, rows: Vec<LineRow>) -> Result<Section> {
     })
 }
 
+/// What an alert's outbox rows are keyed by: one alert of a kind per ticket, whichever write
+/// queues it (an SLA refresh, or a change that brought its clocks).
+pub(super) fn alert_cause(ticket: TicketId, target: &str, level: &str) -> String {
+    format!("alert:{}:{target}:{level}", ticket.0)
+}
+
 /// A ticket's stored SLA clocks, if it was last changed at `as_of`.
 const SLA_BEFORE: &str = "SELECT first_level, resolution_level, first_due, resolution_due, sla_paused,
         sla_check_at
@@ -268,7 +274,7 @@ impl SlaStore for SqliteStore {
             .await?
             .rows_affected();
             if inserted == 1 {
-                let cause = format!("alert:{}:{}:{}", ticket.0, alert.target, alert.level);
+                let cause = alert_cause(ticket, alert.target, alert.level);
                 Self::enqueue_in(&mut tx, desk, &cause, &alert.out, now_ms).await?;
                 recorded.push(alert.level);
             }

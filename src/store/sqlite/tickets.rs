@@ -8,12 +8,11 @@ use sqlx::Sqlite;
 use super::{SqliteStore, Write, at, corrupt};
 use crate::core::people::UserRef;
 use crate::core::ticket::{
-    Action, ContactLink, DeskId, Event, EventKind, Priority, Source, Status, Ticket, TicketId,
-    TicketNo,
+    ContactLink, DeskId, Event, EventKind, Priority, Source, Status, Ticket, TicketId, TicketNo,
 };
 use crate::store::{
-    Changed, Created, ExportedTicket, ListQuery, NewTicket, OwnedOut, Result, TicketRecord,
-    TicketStore,
+    ChangeOutcome, Created, ExportedTicket, ListQuery, NewTicket, OwnedOut, Result, TicketChange,
+    TicketRecord, TicketStore,
 };
 
 /// One ticket of `ticket_view` by desk and number, for [`super::group::Group::write_first`]
@@ -204,22 +203,9 @@ impl TicketStore for SqliteStore {
         .await
     }
 
-    async fn change_ticket(
-        &self,
-        desk: DeskId,
-        no: TicketNo,
-        actor: UserRef,
-        action: Action,
-        out: OwnedOut,
-        now: DateTime<Utc>,
-    ) -> Result<Changed> {
+    async fn change_ticket(&self, change: TicketChange) -> Result<ChangeOutcome> {
         super::batches::submit(&self.changes, |done| super::changes::Pending {
-            desk,
-            no,
-            actor,
-            action,
-            out,
-            now,
+            change,
             done,
         })
         .await
