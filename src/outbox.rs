@@ -15,7 +15,9 @@ use rand::Rng;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::core::people::Platform;
+use crate::core::people::{Platform, SurfaceRef};
+use crate::core::ticket::TicketId;
+use crate::core::view::Card;
 use crate::desk::Clock;
 use crate::store::{CardMessage, OutboxItem, Outcome, Settled, Store};
 
@@ -277,6 +279,24 @@ impl Worker {
         }
         tracing::info!("The outbox worker stopped.");
     }
+}
+
+/// The card of ticket `ticket` as it is now, and the messages that show it on `surface`, in
+/// one read (what a sender needs to post or edit cards); `None` when the ticket is gone.
+pub async fn card_of(
+    store: &dyn Store,
+    item: &OutboxItem,
+    ticket: TicketId,
+    surface: &SurfaceRef,
+) -> Result<Option<(Card, Vec<CardMessage>)>, String> {
+    let found = store
+        .card_of(item.desk, ticket, surface)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(found.map(|(r, cards)| {
+        let card = Card::of(&r.ticket, r.assignee_name, chrono::Utc::now());
+        (card, cards)
+    }))
 }
 
 #[cfg(test)]

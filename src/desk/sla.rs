@@ -18,7 +18,7 @@ use crate::core::outgoing::Outgoing;
 use crate::core::people::{Actor, Surface, UserRef};
 use crate::core::sla::{self, BusinessHours, Calendar, Level, Policy, SlaDue, Targets};
 use crate::core::ticket::{DeskId, Event, NewEvent, Priority, Ticket, TicketNo};
-use crate::store::{DigestSchedule, SlaAlert, SlaRequest, SlaState, StoreError};
+use crate::store::{DigestSchedule, SlaAlert, SlaRequest, SlaState, StoreError, TicketRecord};
 
 /// How late a scheduled digest may still be posted after the server was down.
 pub const DIGEST_GRACE: TimeDelta = TimeDelta::hours(1);
@@ -145,8 +145,8 @@ impl Desks {
         }
     }
 
-    /// What lets a change of ticket `no` at `now` store the ticket's clocks with it (see
-    /// [`SlaRequest`]): the desk's policy and the ticket's timeline as it is now. `None` when
+    /// Ticket `no` as it is now, and what lets a change of it at `now` store its clocks
+    /// with it (see [`SlaRequest`]): the desk's policy and the ticket's timeline. `None` when
     /// the ticket is not there (the change will say so).
     pub(super) async fn sla_request(
         &self,
@@ -154,12 +154,12 @@ impl Desks {
         no: TicketNo,
         surfaces: Vec<Surface>,
         now: DateTime<Utc>,
-    ) -> Result<Option<SlaRequest>, StoreError> {
+    ) -> Result<Option<(TicketRecord, SlaRequest)>, StoreError> {
         let ctx = self.sla_context(desk).await?;
-        let Some((_, mut timeline)) = self.store.ticket_with_timeline(desk, no).await? else {
+        let Some((record, mut timeline)) = self.store.ticket_with_timeline(desk, no).await? else {
             return Ok(None);
         };
-        Ok(Some(SlaRequest {
+        let request = SlaRequest {
             events_seen: timeline.len(),
             plan: Box::new(move |ticket: &Ticket, new: &[NewEvent]| {
                 timeline.extend(new.iter().map(|e| Event {
@@ -173,7 +173,8 @@ impl Desks {
                 }));
                 sla_plan(&ctx, ticket, &timeline, &surfaces, now)
             }),
-        }))
+        };
+        Ok(Some((record, request)))
     }
 
     async fn evaluate(

@@ -249,9 +249,10 @@ impl Desks {
             _ => None,
         };
         let now = self.clock.now();
-        let sla = self
+        let (before, sla) = self
             .sla_request(actor.desk, no, surfaces.clone(), now)
-            .await?;
+            .await?
+            .unzip();
         let (said, user) = (note.clone(), actor.user.clone());
         let out = Box::new(move |t: &Ticket| {
             change_messages(t, &said, &surfaces, newly_assigned.as_ref(), &user)
@@ -283,9 +284,11 @@ impl Desks {
             }
             Changed::No(t) => (t, format!("Nothing to change: {no} is already so.")),
         };
-        let name = match &ticket.assignee {
-            Some(a) => self.store.member_name(actor.desk, a).await?,
-            None => None,
+        let name = match (&ticket.assignee, before) {
+            // The name read with the ticket, while the assignee stays.
+            (Some(a), Some(b)) if b.ticket.assignee.as_ref() == Some(a) => b.assignee_name,
+            (Some(a), _) => self.store.member_name(actor.desk, a).await?,
+            (None, _) => None,
         };
         Ok(Reply::Card {
             card: Card::of(&ticket, name, self.clock.now()),

@@ -18,8 +18,7 @@ use serde_json::{Value, json};
 
 use super::render;
 use crate::core::outgoing::Outgoing;
-use crate::core::view::Card;
-use crate::outbox::{Delivery, Sender};
+use crate::outbox::{Delivery, Sender, card_of};
 use crate::store::{CardMessage, OutboxItem, Store};
 
 /// Why a REST call failed.
@@ -229,19 +228,6 @@ pub struct DiscordSender {
 }
 
 impl DiscordSender {
-    async fn card(
-        &self,
-        item: &OutboxItem,
-        ticket: crate::core::ticket::TicketId,
-    ) -> Result<Option<Card>, RestError> {
-        let record = self
-            .store
-            .ticket_by_id(item.desk, ticket)
-            .await
-            .map_err(|e| RestError::Network(e.to_string()))?;
-        Ok(record.map(|r| Card::of(&r.ticket, r.assignee_name, chrono::Utc::now())))
-    }
-
     async fn post<B: serde::Serialize + ?Sized>(
         &self,
         channel: &str,
@@ -281,17 +267,14 @@ impl DiscordSender {
                 channel,
                 ticket,
             } => {
-                let Some(card) = self.card(item, *ticket).await? else {
+                let Some((card, cards)) = card_of(&*self.store, item, *ticket, surface)
+                    .await
+                    .map_err(RestError::Network)?
+                else {
                     return Ok(None);
                 };
                 let body = render::card_body(&card, None);
-                let existing = self
-                    .store
-                    .card_messages(item.desk, *ticket, surface)
-                    .await
-                    .map_err(|e| RestError::Network(e.to_string()))?
-                    .into_iter()
-                    .find(|m| &m.channel == channel);
+                let existing = cards.into_iter().find(|m| &m.channel == channel);
                 if let Some(m) = existing {
                     let path = format!("/channels/{}/messages/{}", m.channel, m.message_id);
                     self.rest
@@ -312,15 +295,10 @@ impl DiscordSender {
                 ticket,
                 note,
             } => {
-                let cards = self
-                    .store
-                    .card_messages(item.desk, *ticket, surface)
+                let Some((card, cards)) = card_of(&*self.store, item, *ticket, surface)
                     .await
-                    .map_err(|e| RestError::Network(e.to_string()))?;
-                if cards.is_empty() {
-                    return Ok(None);
-                }
-                let Some(card) = self.card(item, *ticket).await? else {
+                    .map_err(RestError::Network)?
+                else {
                     return Ok(None);
                 };
                 let body = render::card_body(&card, None);

@@ -13,8 +13,7 @@ use serde_json::{Value, json};
 
 use super::render::{self, card_blocks};
 use crate::core::outgoing::Outgoing;
-use crate::core::view::Card;
-use crate::outbox::{Delivery, Sender};
+use crate::outbox::{Delivery, Sender, card_of};
 use crate::secret::Sealer;
 use crate::store::{CardMessage, OutboxItem, Store};
 
@@ -231,19 +230,6 @@ pub fn install_ad(team: &str) -> String {
 }
 
 impl SlackSender {
-    async fn card(
-        &self,
-        item: &OutboxItem,
-        ticket: crate::core::ticket::TicketId,
-    ) -> Result<Option<Card>, String> {
-        let record = self
-            .store
-            .ticket_by_id(item.desk, ticket)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(record.map(|r| Card::of(&r.ticket, r.assignee_name, chrono::Utc::now())))
-    }
-
     async fn send(
         &self,
         token: &SecretString,
@@ -255,16 +241,13 @@ impl SlackSender {
                 channel,
                 ticket,
             } => {
-                let Some(card) = self.card(item, *ticket).await.map_err(ApiError::Network)? else {
+                let Some((card, cards)) = card_of(&*self.store, item, *ticket, surface)
+                    .await
+                    .map_err(ApiError::Network)?
+                else {
                     return Ok(None);
                 };
-                let existing = self
-                    .store
-                    .card_messages(item.desk, *ticket, surface)
-                    .await
-                    .map_err(|e| ApiError::Network(e.to_string()))?
-                    .into_iter()
-                    .find(|m| &m.channel == channel);
+                let existing = cards.into_iter().find(|m| &m.channel == channel);
                 let (text, blocks) = (card.summary(), card_blocks(&card));
                 let mut body = CardBody {
                     channel,
@@ -292,14 +275,12 @@ impl SlackSender {
                 ticket,
                 note,
             } => {
-                let Some(card) = self.card(item, *ticket).await.map_err(ApiError::Network)? else {
+                let Some((card, cards)) = card_of(&*self.store, item, *ticket, surface)
+                    .await
+                    .map_err(ApiError::Network)?
+                else {
                     return Ok(None);
                 };
-                let cards = self
-                    .store
-                    .card_messages(item.desk, *ticket, surface)
-                    .await
-                    .map_err(|e| ApiError::Network(e.to_string()))?;
                 let (text, blocks) = (card.summary(), card_blocks(&card));
                 for m in cards {
                     let body = CardBody {

@@ -389,6 +389,13 @@ pub trait OutboxStore: Send + Sync {
         ticket: TicketId,
         surface: &SurfaceRef,
     ) -> Result<Vec<CardMessage>>;
+    /// A ticket as its card shows it and where that card shows on one surface, in one read.
+    async fn card_of(
+        &self,
+        desk: DeskId,
+        ticket: TicketId,
+        surface: &SurfaceRef,
+    ) -> Result<Option<(TicketRecord, Vec<CardMessage>)>>;
     /// The ticket whose card is the message `message_id` in `channel`, if any.
     async fn ticket_of_card(
         &self,

@@ -3,11 +3,24 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::tickets::{TicketRow, select_tickets};
 use super::{SqliteStore, at, corrupt, ms};
 use crate::core::outgoing::Outgoing;
 use crate::core::people::SurfaceRef;
 use crate::core::ticket::{DeskId, TicketId};
-use crate::store::{CardMessage, OutboxItem, OutboxStats, OutboxStore, Outcome, Result, Settled};
+use crate::store::{
+    CardMessage, OutboxItem, OutboxStats, OutboxStore, Outcome, Result, Settled, TicketRecord,
+};
+
+/// A ticket's card and where it shows, as one command: the ticket by desk and id, then its
+/// card messages on one surface.
+const CARD: &str = concat!(
+    select_tickets!("desk_id = ?1 ->> 'desk' AND id = ?1 ->> 'ticket';"),
+    "SELECT channel, message_id FROM card_messages
+      WHERE desk_id = ?1 ->> 'desk' AND ticket_id = ?1 ->> 'ticket'
+        AND platform = ?1 ->> 'platform' AND surface_id = ?1 ->> 'surface'
+      ORDER BY created_at"
+);
 
 /// A round's delivery outcomes, as one command to the writer's thread (see `writes.rs` on
 /// batches): the rows' new state, then the card messages they posted. One statement per
@@ -218,6 +231,39 @@ impl OutboxStore for SqliteStore {
             .collect())
     }
 
+    async fn card_of(
+        &self,
+        desk: DeskId,
+        ticket: TicketId,
+        surface: &SurfaceRef,
+    ) -> Result<Option<(TicketRecord, Vec<CardMessage>)>> {
+        let param = serde_json::to_string(&serde_json::json!({
+            "desk": desk.0,
+            "ticket": ticket.0,
+            "platform": surface.platform.as_str(),
+            "surface": surface.external_id,
+        }))
+        .map_err(corrupt)?;
+        let (record, cards) = self.two_reads(CARD, param).await?;
+        let Some(record) = record.first() else {
+            return Ok(None);
+        };
+        let record = <TicketRow as sqlx::FromRow<_>>::from_row(record)?.try_into()?;
+        let cards = cards
+            .iter()
+            .map(|row| {
+                use sqlx::Row;
+                Ok(CardMessage {
+                    ticket,
+                    surface: surface.clone(),
+                    channel: row.try_get("channel")?,
+                    message_id: row.try_get("message_id")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some((record, cards)))
+    }
+
     async fn ticket_of_card(
         &self,
         desk: DeskId,
@@ -382,12 +428,26 @@ mod tests {
             outcome: Outcome::Sent(Some(card("2.2"))),
         }];
         store.outbox_settle(&settled, later).await.unwrap();
-        assert_eq!(
+        // The ticket and its cards in one read: only this surface's, only on its own desk.
+        let (record, cards) = store
+            .card_of(DeskId(1), TicketId(7), &surface)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((record.ticket.no.0, cards), (1, vec![card("2.2")]));
+        let elsewhere = SurfaceRef::new(Platform::Slack, "T2");
+        let (_, none) = store
+            .card_of(DeskId(1), TicketId(7), &elsewhere)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(none.is_empty());
+        assert!(
             store
-                .card_messages(DeskId(1), TicketId(7), &surface)
+                .card_of(DeskId(2), TicketId(7), &surface)
                 .await
-                .unwrap(),
-            [card("2.2")]
+                .unwrap()
+                .is_none()
         );
         let stats = store.outbox_stats(later).await.unwrap();
         assert_eq!((stats.pending, stats.dead), (0, 1));

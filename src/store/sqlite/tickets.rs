@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Sqlite;
+use sqlx::sqlite::SqliteRow;
 
 use super::{SqliteStore, Write, at, corrupt};
 use crate::core::people::UserRef;
@@ -15,30 +16,36 @@ use crate::store::{
     TicketRecord, TicketStore,
 };
 
-/// One ticket of `ticket_view` by desk and number, for [`super::group::Group::write_first`]
-/// (plain names: the row is read with `FromRow`).
-const TICKET_BY_NO: &str =
-    "SELECT id, desk_id, no, description, priority, status, assignee, reporter,
-        source, created_at, updated_at, first_response_at, resolved_at, individual_id,
-        assignee_name, individual_name, individual_email, org_id, organization_name,
-        first_due, resolution_due, sla_paused
-   FROM ticket_view WHERE desk_id = ?1 ->> 'desk' AND no = ?1 ->> 'no'";
+/// A statement reading tickets of `ticket_view` that match `$where` (plain names: the rows
+/// are read with `FromRow` as [`TicketRow`]s).
+macro_rules! select_tickets {
+    ($where:literal) => {
+        concat!(
+            "SELECT id, desk_id, no, description, priority, status, assignee, reporter,
+                source, created_at, updated_at, first_response_at, resolved_at, individual_id,
+                assignee_name, individual_name, individual_email, org_id, organization_name,
+                first_due, resolution_due, sla_paused
+               FROM ticket_view WHERE ",
+            $where
+        )
+    };
+}
+pub(super) use select_tickets;
 
-/// `/ticket show`'s two reads as one batch: [`TICKET_BY_NO`], then the ticket's timeline.
-static SHOW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "{TICKET_BY_NO};
-         SELECT e.actor, (SELECT m.name FROM members m
-                           WHERE m.desk_id = e.desk_id AND m.user_ref = e.actor) AS actor_name,
-                e.kind, e.old_value, e.new_value, e.note, e.at
-         FROM events e
-         WHERE e.desk_id = ?1 ->> 'desk'
-           AND e.ticket_id = (SELECT id FROM tickets WHERE desk_id = ?1 ->> 'desk' AND no = ?1 ->> 'no')
-         ORDER BY e.id"
-    )
-});
+/// `/ticket show`'s two reads as one command: the ticket by desk and number, then its
+/// timeline.
+const SHOW: &str = concat!(
+    select_tickets!("desk_id = ?1 ->> 'desk' AND no = ?1 ->> 'no';"),
+    "SELECT e.actor, (SELECT m.name FROM members m
+                       WHERE m.desk_id = e.desk_id AND m.user_ref = e.actor) AS actor_name,
+            e.kind, e.old_value, e.new_value, e.note, e.at
+       FROM events e
+      WHERE e.desk_id = ?1 ->> 'desk'
+        AND e.ticket_id = (SELECT id FROM tickets WHERE desk_id = ?1 ->> 'desk' AND no = ?1 ->> 'no')
+      ORDER BY e.id"
+);
 
-/// The parameter of [`TICKET_BY_NO`] and [`SHOW`].
+/// The parameter of [`SHOW`].
 #[derive(serde::Serialize)]
 struct DeskNo {
     desk: i64,
@@ -173,6 +180,29 @@ impl SqliteStore {
         row.map(TryInto::try_into).transpose()
     }
 
+    /// Runs `sql`, two statements reading the one parameter `param`, as one command on a
+    /// reader (one round trip to its thread) and returns each statement's rows.
+    pub(super) async fn two_reads(
+        &self,
+        sql: &'static str,
+        param: String,
+    ) -> Result<(Vec<SqliteRow>, Vec<SqliteRow>)> {
+        use futures_util::TryStreamExt;
+        use sqlx::Executor;
+        let mut conn = self.read().await?;
+        let mut results = (&mut *conn).fetch_many(sqlx::query(sql).bind(param));
+        // The stream marks where the first statement ended.
+        let (mut first, mut second, mut first_done) = (Vec::new(), Vec::new(), false);
+        while let Some(item) = results.try_next().await? {
+            match item {
+                sqlx::Either::Left(_) => first_done = true,
+                sqlx::Either::Right(row) if !first_done => first.push(row),
+                sqlx::Either::Right(row) => second.push(row),
+            }
+        }
+        Ok((first, second))
+    }
+
     pub(super) async fn ticket_in(
         tx: &mut Write,
         desk: DeskId,
@@ -243,34 +273,21 @@ impl TicketStore for SqliteStore {
         desk: DeskId,
         no: TicketNo,
     ) -> Result<Option<(TicketRecord, Vec<Event>)>> {
-        use futures_util::TryStreamExt;
-        use sqlx::Executor;
-        // Both reads in one command to the reader's thread: the ticket's rows come first, then
-        // the second statement's (the stream marks where the first statement ended).
-        let mut conn = self.read().await?;
+        // Both reads in one command to the reader's thread.
         let param = serde_json::to_string(&DeskNo {
             desk: desk.0,
             no: no.0,
         })
         .map_err(corrupt)?;
-        let mut results = (&mut *conn).fetch_many(sqlx::query(SHOW.as_str()).bind(param));
-        let (mut ticket, mut events, mut first_done) = (None, Vec::new(), false);
-        while let Some(item) = results.try_next().await? {
-            match item {
-                sqlx::Either::Left(_) => first_done = true,
-                sqlx::Either::Right(row) if !first_done => {
-                    ticket = Some(<TicketRow as sqlx::FromRow<_>>::from_row(&row)?);
-                }
-                sqlx::Either::Right(row) => {
-                    events.push(Event::try_from(<EventRow as sqlx::FromRow<_>>::from_row(
-                        &row,
-                    )?)?);
-                }
-            }
-        }
-        let Some(ticket) = ticket else {
+        let (ticket, events) = self.two_reads(SHOW, param).await?;
+        let Some(ticket) = ticket.first() else {
             return Ok(None);
         };
+        let ticket = <TicketRow as sqlx::FromRow<_>>::from_row(ticket)?;
+        let events = events
+            .iter()
+            .map(|row| Event::try_from(<EventRow as sqlx::FromRow<_>>::from_row(row)?))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Some((ticket.try_into()?, events)))
     }
 
