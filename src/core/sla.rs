@@ -987,12 +987,30 @@ impl Level {
     }
 }
 
+/// What the clocks read of a timeline event: its kind, values and time (status and priority
+/// changes are all they use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub kind: super::ticket::EventKind,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl Step {
+    pub fn of(e: &super::ticket::Event) -> Step {
+        Step {
+            kind: e.kind,
+            old_value: e.old_value.clone(),
+            new_value: e.new_value.clone(),
+            at: e.at,
+        }
+    }
+}
+
 /// A ticket's SLA history from its timeline: created (at the first priority it had), every
 /// status and priority change, and the first response.
-pub fn events_of(
-    ticket: &super::ticket::Ticket,
-    timeline: &[super::ticket::Event],
-) -> Vec<SlaEvent> {
+pub fn events_of(ticket: &super::ticket::Ticket, timeline: &[Step]) -> Vec<SlaEvent> {
     use super::ticket::EventKind;
     let initial = timeline
         .iter()

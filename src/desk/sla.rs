@@ -16,8 +16,8 @@ use crate::core::command::Hours;
 use crate::core::digest::Digest;
 use crate::core::outgoing::Outgoing;
 use crate::core::people::{Actor, Surface, UserRef};
-use crate::core::sla::{self, BusinessHours, Calendar, Level, Policy, SlaDue, Targets};
-use crate::core::ticket::{DeskId, Event, NewEvent, Priority, Ticket, TicketNo};
+use crate::core::sla::{self, BusinessHours, Calendar, Level, Policy, SlaDue, Step, Targets};
+use crate::core::ticket::{DeskId, NewEvent, Priority, Ticket, TicketNo};
 use crate::store::{DigestSchedule, SlaAlert, SlaRequest, SlaState, StoreError, TicketRecord};
 
 /// How late a scheduled digest may still be posted after the server was down.
@@ -156,19 +156,16 @@ impl Desks {
         now: DateTime<Utc>,
     ) -> Result<Option<(TicketRecord, SlaRequest)>, StoreError> {
         let ctx = self.sla_context(desk).await?;
-        let Some((record, mut timeline)) = self.store.ticket_with_timeline(desk, no).await? else {
+        let Some((record, mut timeline)) = self.store.ticket_with_steps(desk, no).await? else {
             return Ok(None);
         };
         let request = SlaRequest {
             events_seen: timeline.len(),
             plan: Box::new(move |ticket: &Ticket, new: &[NewEvent]| {
-                timeline.extend(new.iter().map(|e| Event {
-                    actor: e.actor.clone(),
-                    actor_name: None,
+                timeline.extend(new.iter().map(|e| Step {
                     kind: e.kind,
                     old_value: e.old_value.clone(),
                     new_value: e.new_value.clone(),
-                    note: e.note.clone(),
                     at: ticket.updated_at,
                 }));
                 sla_plan(&ctx, ticket, &timeline, &surfaces, now)
@@ -192,7 +189,9 @@ impl Desks {
                 &loaded
             }
         };
-        let timeline = self.store.timeline(desk, ticket.id).await?;
+        let timeline: Vec<Step> = (self.store.timeline(desk, ticket.id).await?.iter())
+            .map(Step::of)
+            .collect();
         let surfaces = self.surfaces(desk).await?;
         let (state, alerts) = sla_plan(ctx, ticket, &timeline, &surfaces, now);
         let on_change: Vec<Outgoing> = surfaces
@@ -574,7 +573,7 @@ impl Desks {
 fn sla_plan(
     ctx: &SlaContext,
     ticket: &Ticket,
-    timeline: &[Event],
+    timeline: &[Step],
     surfaces: &[Surface],
     now: DateTime<Utc>,
 ) -> (SlaState, Vec<SlaAlert>) {

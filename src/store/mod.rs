@@ -306,6 +306,20 @@ pub trait TicketStore: Send + Sync {
         let timeline = self.timeline(desk, record.ticket.id).await?;
         Ok(Some((record, timeline)))
     }
+    /// Ticket `no` with what its SLA clocks read of its timeline, oldest first, in one read
+    /// where the store can (what a change reads before it is written; the number of steps is
+    /// the number of events, which [`SlaRequest::events_seen`] checks).
+    async fn ticket_with_steps(
+        &self,
+        desk: DeskId,
+        no: TicketNo,
+    ) -> Result<Option<(TicketRecord, Vec<crate::core::sla::Step>)>> {
+        let Some((record, timeline)) = self.ticket_with_timeline(desk, no).await? else {
+            return Ok(None);
+        };
+        let steps = timeline.iter().map(crate::core::sla::Step::of).collect();
+        Ok(Some((record, steps)))
+    }
     /// Tickets matching `query`, most urgent first, then oldest; and how many match in all.
     async fn list(
         &self,

@@ -484,6 +484,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_steps_a_change_reads_are_the_timeline_in_order() {
+        let (_dir, store) = store().await;
+        for action in [
+            Action::SetPriority(Priority::High),
+            Action::Note("x".into()),
+            Action::Move(Status::Waiting, None),
+        ] {
+            change(&store, 1, action, "n").await.unwrap();
+        }
+        let (record, steps) = store
+            .ticket_with_steps(DeskId(1), TicketNo(1))
+            .await
+            .unwrap()
+            .unwrap();
+        let (_, timeline) = store
+            .ticket_with_timeline(DeskId(1), TicketNo(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.ticket.status, Status::Waiting);
+        assert_eq!(steps.len(), 4);
+        let want: Vec<crate::core::sla::Step> =
+            timeline.iter().map(crate::core::sla::Step::of).collect();
+        assert_eq!(steps, want);
+        assert!(
+            store
+                .ticket_with_steps(DeskId(2), TicketNo(2))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
     async fn a_linked_contact_comes_back_with_the_label_the_view_builds() {
         let (_dir, store) = store().await;
         let link = ContactLink {
