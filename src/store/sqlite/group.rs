@@ -77,7 +77,8 @@ impl Group {
     /// Starts a write whose first statement, `sql` (a constant reading the one parameter
     /// `param`), runs in the same round trip as the statement that opens the write's
     /// savepoint, and returns its rows. One round trip to the connection's thread less for the
-    /// writes that start with a read (creates, changes, SLA refreshes).
+    /// writes that start with a read (creates, changes, SLA refreshes) and for those that are
+    /// one command (an outbox round's outcomes).
     pub(crate) async fn write_first(
         &self,
         writer: &Conns,

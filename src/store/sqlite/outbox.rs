@@ -176,8 +176,9 @@ impl OutboxStore for SqliteStore {
             .map(|s| SettledRow::of(s, now))
             .collect::<Vec<_>>();
         let param = serde_json::to_string(&rows).map_err(corrupt)?;
-        let mut tx = self.write().await?;
-        sqlx::query(SETTLE).bind(param).execute(&mut *tx).await?;
+        // The statements run with the one that opens the write's savepoint: one round trip
+        // under the round's lock.
+        let (tx, _) = self.group.write_first(&self.writer, SETTLE, param).await?;
         tx.commit().await?;
         Ok(())
     }
