@@ -17,8 +17,8 @@ use crate::core::digest::Digest;
 use crate::core::outgoing::Outgoing;
 use crate::core::people::{Actor, Surface, UserRef};
 use crate::core::sla::{self, BusinessHours, Calendar, Level, Policy, SlaDue, Step, Targets};
-use crate::core::ticket::{DeskId, NewEvent, Priority, Ticket, TicketNo};
-use crate::store::{DigestSchedule, SlaAlert, SlaRequest, SlaState, StoreError, TicketRecord};
+use crate::core::ticket::{DeskId, Priority, Ticket};
+use crate::store::{DigestSchedule, SlaAlert, SlaPlan, SlaState, StoreError};
 
 /// How late a scheduled digest may still be posted after the server was down.
 pub const DIGEST_GRACE: TimeDelta = TimeDelta::hours(1);
@@ -145,33 +145,18 @@ impl Desks {
         }
     }
 
-    /// Ticket `no` as it is now, and what lets a change of it at `now` store its clocks
-    /// with it (see [`SlaRequest`]): the desk's policy and the ticket's timeline. `None` when
-    /// the ticket is not there (the change will say so).
-    pub(super) async fn sla_request(
+    /// What computes a changed ticket's clocks inside the change's write (see [`SlaPlan`]):
+    /// the desk's policy and calendar, and the alerts' messages to `surfaces`.
+    pub(super) async fn sla_plan(
         &self,
         desk: DeskId,
-        no: TicketNo,
         surfaces: Vec<Surface>,
         now: DateTime<Utc>,
-    ) -> Result<Option<(TicketRecord, SlaRequest)>, StoreError> {
+    ) -> Result<SlaPlan, StoreError> {
         let ctx = self.sla_context(desk).await?;
-        let Some((record, mut timeline)) = self.store.ticket_with_steps(desk, no).await? else {
-            return Ok(None);
-        };
-        let request = SlaRequest {
-            events_seen: timeline.len(),
-            plan: Box::new(move |ticket: &Ticket, new: &[NewEvent]| {
-                timeline.extend(new.iter().map(|e| Step {
-                    kind: e.kind,
-                    old_value: e.old_value.clone(),
-                    new_value: e.new_value.clone(),
-                    at: ticket.updated_at,
-                }));
-                sla_plan(&ctx, ticket, &timeline, &surfaces, now)
-            }),
-        };
-        Ok(Some((record, request)))
+        Ok(Box::new(move |ticket: &Ticket, timeline: &[Step]| {
+            sla_plan(&ctx, ticket, timeline, &surfaces, now)
+        }))
     }
 
     async fn evaluate(

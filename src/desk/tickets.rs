@@ -249,10 +249,7 @@ impl Desks {
             _ => None,
         };
         let now = self.clock.now();
-        let (before, sla) = self
-            .sla_request(actor.desk, no, surfaces.clone(), now)
-            .await?
-            .unzip();
+        let sla = Some(self.sla_plan(actor.desk, surfaces.clone(), now).await?);
         let (said, user) = (note.clone(), actor.user.clone());
         let out = Box::new(move |t: &Ticket| {
             change_messages(t, &said, &surfaces, newly_assigned.as_ref(), &user)
@@ -284,10 +281,9 @@ impl Desks {
             }
             Changed::No(t) => (t, format!("Nothing to change: {no} is already so.")),
         };
-        let name = match (&ticket.assignee, before) {
-            // The name read with the ticket, while the assignee stays.
-            (Some(a), Some(b)) if b.ticket.assignee.as_ref() == Some(a) => b.assignee_name,
-            (Some(a), _) => self.store.member_name(actor.desk, a).await?,
+        let name = match (&ticket.assignee, outcome.assignee_name) {
+            (Some(_), Some(name)) => Some(name),
+            (Some(a), None) => self.store.member_name(actor.desk, a).await?,
             (None, _) => None,
         };
         Ok(Reply::Card {

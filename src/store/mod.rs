@@ -17,7 +17,7 @@ use crate::core::contact::{Email, HistoryLine, Individual, Organization};
 use crate::core::outgoing::Outgoing;
 use crate::core::people::{Role, Surface, SurfaceRef, UserRef};
 use crate::core::ticket::{
-    Action, DeskId, Event, NewEvent, Priority, Source, Ticket, TicketError, TicketId, TicketNo,
+    Action, DeskId, Event, Priority, Source, Ticket, TicketError, TicketId, TicketNo,
 };
 
 pub use sqlite::SqliteStore;
@@ -104,23 +104,16 @@ pub struct TicketChange {
     pub action: Action,
     /// The outbox rows for the ticket as it is after the change.
     pub out: OwnedOut,
-    /// The ticket's SLA clocks after the change, computed in the change's write when the
-    /// caller has read the ticket's timeline; `None` to leave them to the caller.
-    pub sla: Option<SlaRequest>,
+    /// Computes the ticket's SLA clocks after the change, inside the change's write; `None`
+    /// leaves them to the caller.
+    pub sla: Option<SlaPlan>,
     pub now: DateTime<Utc>,
 }
 
-/// What computes a changed ticket's SLA clocks inside the change's write.
-pub struct SlaRequest {
-    /// How many events the caller's timeline of the ticket holds. The clocks are computed in
-    /// the write only if the ticket still has exactly that many then, and this is the first
-    /// change of the ticket in its batch; otherwise the caller refreshes them after.
-    pub events_seen: usize,
-    pub plan: SlaPlan,
-}
-
-/// The clocks and the alerts due, from the ticket as changed and the change's events.
-pub type SlaPlan = Box<dyn FnOnce(&Ticket, &[NewEvent]) -> (SlaState, Vec<SlaAlert>) + Send>;
+/// The clocks and the alerts due, from the ticket as changed and its whole timeline as the
+/// clocks read it (the stored events, then the change's own), read in the change's write.
+pub type SlaPlan =
+    Box<dyn FnOnce(&Ticket, &[crate::core::sla::Step]) -> (SlaState, Vec<SlaAlert>) + Send>;
 
 /// The result of [`TicketStore::change_ticket`].
 #[derive(Debug, Clone)]
@@ -129,6 +122,9 @@ pub struct ChangeOutcome {
     /// `Some` when the SLA clocks were stored with the change: the alert levels it queued
     /// (an alert queued before for the ticket is not queued again). `None`: refresh them.
     pub sla: Option<Vec<&'static str>>,
+    /// The name of the ticket's assignee, when it was the assignee before the change too
+    /// (read with the ticket); otherwise it is the caller's to look up.
+    pub assignee_name: Option<String>,
 }
 
 /// Which tickets a list shows.
@@ -286,7 +282,7 @@ pub trait TicketStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Created>;
     /// Applies the change's action to its ticket through [`Ticket::apply`], writing the
-    /// changed ticket, its events, the outbox rows `out` returns and (see [`SlaRequest`]) its
+    /// changed ticket, its events, the outbox rows `out` returns and (see [`SlaPlan`]) its
     /// SLA clocks and alerts, in one transaction.
     async fn change_ticket(&self, change: TicketChange) -> Result<ChangeOutcome>;
     async fn ticket(&self, desk: DeskId, no: TicketNo) -> Result<Option<TicketRecord>>;
@@ -305,20 +301,6 @@ pub trait TicketStore: Send + Sync {
         };
         let timeline = self.timeline(desk, record.ticket.id).await?;
         Ok(Some((record, timeline)))
-    }
-    /// Ticket `no` with what its SLA clocks read of its timeline, oldest first, in one read
-    /// where the store can (what a change reads before it is written; the number of steps is
-    /// the number of events, which [`SlaRequest::events_seen`] checks).
-    async fn ticket_with_steps(
-        &self,
-        desk: DeskId,
-        no: TicketNo,
-    ) -> Result<Option<(TicketRecord, Vec<crate::core::sla::Step>)>> {
-        let Some((record, timeline)) = self.ticket_with_timeline(desk, no).await? else {
-            return Ok(None);
-        };
-        let steps = timeline.iter().map(crate::core::sla::Step::of).collect();
-        Ok(Some((record, steps)))
     }
     /// Tickets matching `query`, most urgent first, then oldest; and how many match in all.
     async fn list(

@@ -9,12 +9,10 @@
 //! next id read with the tickets, so each change's outbox rows are keyed by its own last event
 //! (`event{id}:{index}`, the key a change written alone gets).
 //!
-//! A change may bring its SLA clocks ([`SlaRequest`]): they are computed here from the
-//! caller's timeline and the change's own events, and stored with the change, with any alert
-//! not queued for the ticket before. That saves each change a second write and a second
-//! commit to wait for. The caller's timeline must still be whole: the ticket must have as many
-//! events as it read, and no earlier change of this batch may have added any; otherwise the
-//! stored clocks are left alone and the caller refreshes them.
+//! A change may bring what computes its SLA clocks ([`SlaPlan`]): they are computed here from
+//! the ticket's timeline, read with the ticket, and the change's own events, and stored with
+//! the change, with any alert not queued for the ticket before. That saves each change a second
+//! write and a second commit to wait for, and the read of its timeline beforehand.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,13 +22,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::batches::answer_when_committed;
 use super::conns::Conns;
 use super::group::Group;
-use super::tickets::TicketRow;
+use super::tickets::{TicketRow, parse_steps};
 use super::writes::{Cause, EventJson, OutboxJson, TicketJson, events_json, outbox_json};
 use super::{SqliteStore, at, corrupt, ms};
+use crate::core::sla::Step;
 use crate::core::ticket::{Action, DeskId, Ticket, TicketNo};
-use crate::store::{
-    ChangeOutcome, Changed, Result, SlaAlert, SlaRequest, SlaState, StoreError, TicketChange,
-};
+use crate::store::{ChangeOutcome, Changed, Result, SlaAlert, SlaState, StoreError, TicketChange};
 
 /// A change waiting for the next batch.
 pub(super) struct Pending {
@@ -39,10 +36,13 @@ pub(super) struct Pending {
 }
 
 /// Each ticket the batch changes, by the index of its `{desk, no}` in `?1`, with the next
-/// event id (the same in every row), how many events the ticket has and the SLA alerts queued
-/// for it before (`target:level`, space-separated). A ticket not on its desk has no row.
-const HEAD: &str = "SELECT c.key AS i, (SELECT coalesce(max(id), 0) + 1 FROM events) AS next_event,
-            (SELECT count(*) FROM events e WHERE e.ticket_id = t.id) AS events_seen,
+/// event id (the same in every row), its timeline as the SLA clocks read it (see
+/// [`super::tickets::parse_steps`]) and the SLA alerts queued for it before (`target:level`,
+/// space-separated). A ticket not on its desk has no row.
+const HEAD: &str =
+    "SELECT c.key AS i, (SELECT coalesce(max(id), 0) + 1 FROM events) AS next_event,
+            (SELECT json_group_array(json_array(e.kind, e.old_value, e.new_value, e.at) ORDER BY e.id)
+               FROM events e WHERE e.ticket_id = t.id) AS steps,
             (SELECT group_concat(a.target || ':' || a.level, ' ') FROM sla_alerts a
               WHERE a.ticket_id = t.id) AS alerted,
             t.*
@@ -104,12 +104,12 @@ type AlertJson = (i64, i64, &'static str, &'static str, i64);
 /// A ticket of the batch as the changes so far left it.
 struct Slot {
     ticket: Ticket,
-    /// How many events it has.
-    events: usize,
+    /// Its timeline as the clocks read it.
+    steps: Vec<Step>,
     /// The alerts queued for it (`target:level`).
     alerted: Vec<String>,
-    /// A change of this batch changed it.
-    changed: bool,
+    /// The name of its assignee, while that is who the view named.
+    assignee_name: Option<String>,
     /// The clocks to store: those of its last change, if that change brought them.
     sla: Option<SlaState>,
 }
@@ -147,7 +147,7 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
             use sqlx::Row;
             let i: i64 = row.try_get("i")?;
             next_event = row.try_get("next_event")?;
-            let events: i64 = row.try_get("events_seen")?;
+            let steps: Option<String> = row.try_get("steps")?;
             let alerted: Option<String> = row.try_get("alerted")?;
             let record: crate::store::TicketRecord =
                 <TicketRow as sqlx::FromRow<_>>::from_row(row)?.try_into()?;
@@ -157,11 +157,11 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
                 .ok_or_else(|| corrupt("a change batch read a ticket it did not ask for"))?;
             *slot = Some(Slot {
                 ticket: record.ticket,
-                events: usize::try_from(events).map_err(corrupt)?,
+                steps: parse_steps(steps.as_deref())?,
                 alerted: alerted
                     .map(|a| a.split(' ').map(str::to_owned).collect())
                     .unwrap_or_default(),
-                changed: false,
+                assignee_name: record.assignee_name,
                 sla: None,
             });
         }
@@ -187,6 +187,7 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
                     outcomes.push(Ok(ChangeOutcome {
                         changed: Changed::No(slot.ticket.clone()),
                         sla: None,
+                        assignee_name: slot.assignee_name.clone(),
                     }));
                     continue;
                 }
@@ -203,14 +204,20 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
                 })
                 .collect();
             let mut outbox = outbox_json(c.desk, Cause::Event(next_event - 1), &(c.out)(&t))?;
-            // The clocks, when the caller's timeline is the ticket's whole timeline.
-            let whole = c
-                .sla
-                .filter(|s| !slot.changed && s.events_seen == slot.events);
+            slot.steps.extend(applied.events.iter().map(|e| Step {
+                kind: e.kind,
+                old_value: e.old_value.clone(),
+                new_value: e.new_value.clone(),
+                at: t.updated_at,
+            }));
+            if t.assignee != slot.ticket.assignee {
+                slot.assignee_name = None;
+            }
+            // The clocks stored are those of the ticket's last change, if it brought them.
             slot.sla = None;
-            let sla = match whole {
-                Some(SlaRequest { plan, .. }) => {
-                    let (state, due) = plan(&t, &applied.events);
+            let sla = match c.sla {
+                Some(plan) => {
+                    let (state, due) = plan(&t, &slot.steps);
                     t.sla = state.due;
                     slot.sla = Some(state);
                     let queued = queue_alerts(slot, &t, due, now, &mut alerts, &mut outbox)?;
@@ -218,8 +225,6 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
                 }
                 None => None,
             };
-            slot.events += applied.events.len();
-            slot.changed = true;
             slot.ticket = t.clone();
             let row: ChangeJson<'_> = (c.desk.0, t.id.0, now, events, outbox);
             rows.push(serde_json::to_string(&row).map_err(corrupt)?);
@@ -232,6 +237,7 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
             outcomes.push(Ok(ChangeOutcome {
                 changed: Changed::Yes(t),
                 sla,
+                assignee_name: slot.assignee_name.clone(),
             }));
         }
         if !rows.is_empty() {
@@ -344,7 +350,7 @@ mod tests {
     use crate::core::people::{Platform, SurfaceRef, UserRef};
     use crate::core::sla::{Level, SlaDue};
     use crate::core::ticket::{ContactLink, Priority, Source, Status};
-    use crate::store::{NewTicket, OwnedOut, TicketStore};
+    use crate::store::{NewTicket, OwnedOut, SlaPlan, TicketStore};
     use chrono::Utc;
 
     fn user(id: &str) -> UserRef {
@@ -352,7 +358,7 @@ mod tests {
     }
 
     /// A change of desk 1's ticket `no` whose one outbox row is a card refresh saying `note`.
-    fn request(no: i64, action: Action, note: &str, sla: Option<SlaRequest>) -> TicketChange {
+    fn request(no: i64, action: Action, note: &str, sla: Option<SlaPlan>) -> TicketChange {
         let note = note.to_owned();
         let out: OwnedOut = Box::new(move |t: &Ticket| {
             vec![Outgoing::UpdateCards {
@@ -484,37 +490,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_steps_a_change_reads_are_the_timeline_in_order() {
+    async fn the_clocks_read_the_whole_timeline_in_order_with_the_change_last() {
         let (_dir, store) = store().await;
         for action in [
             Action::SetPriority(Priority::High),
             Action::Note("x".into()),
-            Action::Move(Status::Waiting, None),
         ] {
             change(&store, 1, action, "n").await.unwrap();
         }
-        let (record, steps) = store
-            .ticket_with_steps(DeskId(1), TicketNo(1))
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let got = seen.clone();
+        let plan: SlaPlan = Box::new(move |t: &Ticket, steps: &[Step]| {
+            *got.lock().unwrap() = steps.to_vec();
+            let state = SlaState {
+                due: t.sla,
+                first_level: Level::Ok,
+                resolution_level: Level::Ok,
+                check_at: None,
+            };
+            (state, Vec::new())
+        });
+        let waiting = Action::Move(Status::Waiting, None);
+        let c = store
+            .change_ticket(request(1, waiting, "w", Some(plan)))
             .await
-            .unwrap()
             .unwrap();
+        assert_eq!(c.sla, Some(vec![]));
         let (_, timeline) = store
             .ticket_with_timeline(DeskId(1), TicketNo(1))
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(record.ticket.status, Status::Waiting);
-        assert_eq!(steps.len(), 4);
-        let want: Vec<crate::core::sla::Step> =
-            timeline.iter().map(crate::core::sla::Step::of).collect();
-        assert_eq!(steps, want);
-        assert!(
-            store
-                .ticket_with_steps(DeskId(2), TicketNo(2))
-                .await
-                .unwrap()
-                .is_none()
-        );
+        let want: Vec<Step> = timeline.iter().map(Step::of).collect();
+        assert_eq!(want.len(), 4);
+        assert_eq!(*seen.lock().unwrap(), want);
     }
 
     #[tokio::test]
@@ -537,45 +546,47 @@ mod tests {
         }
     }
 
-    /// Clocks that say the first response is breached, with its alert (a direct message).
-    fn breached(events_seen: usize) -> SlaRequest {
-        SlaRequest {
-            events_seen,
-            plan: Box::new(|t: &Ticket, new| {
-                assert_eq!(new.len(), 1, "the change's own events");
-                let due = SlaDue {
-                    first_due: Some(t.created_at),
-                    resolution_due: None,
-                    paused: false,
-                };
-                let state = SlaState {
-                    due,
-                    first_level: Level::Breached,
-                    resolution_level: Level::Met,
-                    check_at: None,
-                };
-                let alert = SlaAlert {
-                    target: "first_response",
-                    level: "breached",
-                    out: vec![Outgoing::DirectMessage {
-                        surface: SurfaceRef::new(Platform::Slack, "T1"),
-                        user: "slack:U2".parse().unwrap(),
-                        text: format!("{} breached", t.no),
-                        ticket: Some(t.id),
-                    }],
-                };
-                (state, vec![alert])
-            }),
-        }
+    /// Clocks that say the first response is breached, with its alert (a direct message),
+    /// from a timeline that must hold `steps` events.
+    fn breached(steps: usize) -> SlaPlan {
+        Box::new(move |t: &Ticket, timeline: &[Step]| {
+            assert_eq!(
+                timeline.len(),
+                steps,
+                "the stored events and the change's own"
+            );
+            let due = SlaDue {
+                first_due: Some(t.created_at),
+                resolution_due: None,
+                paused: false,
+            };
+            let state = SlaState {
+                due,
+                first_level: Level::Breached,
+                resolution_level: Level::Met,
+                check_at: None,
+            };
+            let alert = SlaAlert {
+                target: "first_response",
+                level: "breached",
+                out: vec![Outgoing::DirectMessage {
+                    surface: SurfaceRef::new(Platform::Slack, "T1"),
+                    user: "slack:U2".parse().unwrap(),
+                    text: format!("{} breached", t.no),
+                    ticket: Some(t.id),
+                }],
+            };
+            (state, vec![alert])
+        })
     }
 
     #[tokio::test]
     async fn a_change_stores_its_clocks_and_queues_an_alert_once() {
         let (_dir, store) = store().await;
-        // The ticket has one event (created); the request saw one.
+        // The ticket has one event (created), and the note makes two.
         let note = Action::Note("first".into());
         let c = store
-            .change_ticket(request(1, note, "noted", Some(breached(1))))
+            .change_ticket(request(1, note, "noted", Some(breached(2))))
             .await
             .unwrap();
         assert_eq!(c.sla, Some(vec!["breached"]));
@@ -589,10 +600,10 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(stored, [("breached".into(), "met".into())]);
-        // Two events now; the same alert is not queued again.
+        // The same alert is not queued again.
         let again = Action::Note("second".into());
         let c = store
-            .change_ticket(request(1, again, "noted", Some(breached(2))))
+            .change_ticket(request(1, again, "noted", Some(breached(3))))
             .await
             .unwrap();
         assert_eq!(c.sla, Some(vec![]));
@@ -607,30 +618,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn clocks_from_a_stale_timeline_or_a_second_change_are_left_to_the_caller() {
+    async fn a_second_change_in_a_batch_reads_the_first_ones_events_and_its_clocks_are_stored() {
         let (_dir, store) = store().await;
-        // The request saw no events, but the ticket has one.
-        let stale = store
-            .change_ticket(request(1, Action::Note("a".into()), "a", Some(breached(0))))
-            .await
-            .unwrap();
-        assert!(stale.sla.is_none());
-        assert!(matches!(stale.changed, Changed::Yes(_)));
-        // Two changes of ticket 2 in one batch, each with a timeline read before either: the
-        // first stores its clocks, the second's timeline misses the first's event.
-        let (a, b) = tokio::join!(
-            store.change_ticket(request(2, Action::Note("b".into()), "b", Some(breached(1)))),
-            store.change_ticket(request(2, Action::Note("c".into()), "c", Some(breached(1)))),
+        // Ticket 2: created; each note adds one. One batch on this one-thread runtime.
+        let (a, b, c) = tokio::join!(
+            store.change_ticket(request(2, Action::Note("b".into()), "b", Some(breached(2)))),
+            store.change_ticket(request(2, Action::Note("c".into()), "c", None)),
+            store.change_ticket(request(2, Action::Note("d".into()), "d", Some(breached(4)))),
         );
-        assert!(a.unwrap().sla.is_some());
+        // The alert is queued once, by the first; the third finds it queued.
+        assert_eq!(a.unwrap().sla, Some(vec!["breached"]));
         assert!(b.unwrap().sla.is_none());
+        assert_eq!(c.unwrap().sla, Some(vec![]));
         let levels = rows(
             &store,
             "SELECT no, coalesce(first_level, 'none') FROM tickets WHERE desk_id = 1 ORDER BY no",
         )
         .await;
-        // Ticket 1's clocks untouched; ticket 2's second change leaves them to its refresh.
         assert_ne!(levels[0].1, "breached");
-        assert_ne!(levels[1].1, "breached");
+        assert_eq!(levels[1].1, "breached");
+        // A last change without clocks leaves the stored ones to the caller.
+        let (d, e) = tokio::join!(
+            store.change_ticket(request(1, Action::Note("e".into()), "e", Some(breached(2)))),
+            store.change_ticket(request(1, Action::Note("f".into()), "f", None)),
+        );
+        assert!(d.unwrap().sla.is_some() && e.unwrap().sla.is_none());
+        let levels = rows(
+            &store,
+            "SELECT no, coalesce(first_level, 'none') FROM tickets WHERE desk_id = 1 ORDER BY no",
+        )
+        .await;
+        assert_ne!(levels[0].1, "breached");
     }
 }

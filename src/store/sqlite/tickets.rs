@@ -46,18 +46,7 @@ const SHOW: &str = concat!(
       ORDER BY e.id"
 );
 
-/// What a change reads first, as one command: the ticket by desk and number, then its
-/// timeline as [`Step`]s, one JSON array of `[kind, old, new, at]` (one value to copy out
-/// instead of a row per event; a ticket's timeline only grows).
-const STEPS: &str = concat!(
-    select_tickets!("desk_id = ?1 ->> 'desk' AND no = ?1 ->> 'no';"),
-    "SELECT json_group_array(json_array(kind, old_value, new_value, at) ORDER BY id) AS steps
-       FROM events
-      WHERE desk_id = ?1 ->> 'desk'
-        AND ticket_id = (SELECT id FROM tickets WHERE desk_id = ?1 ->> 'desk' AND no = ?1 ->> 'no')"
-);
-
-/// The parameter of [`SHOW`] and [`STEPS`].
+/// The parameter of [`SHOW`].
 #[derive(serde::Serialize)]
 struct DeskNo {
     desk: i64,
@@ -224,6 +213,25 @@ impl SqliteStore {
     }
 }
 
+/// A ticket's timeline as the SLA clocks read it, from the JSON array of
+/// `[kind, old, new, at]` the batches read (`json_group_array`: one value to copy out of the
+/// database instead of a row per event).
+pub(super) fn parse_steps(json: Option<&str>) -> Result<Vec<Step>> {
+    let steps: Vec<(String, Option<String>, Option<String>, i64)> =
+        serde_json::from_str(json.unwrap_or("[]")).map_err(corrupt)?;
+    steps
+        .into_iter()
+        .map(|(kind, old_value, new_value, ms)| {
+            Ok(Step {
+                kind: EventKind::parse(&kind).ok_or_else(|| corrupt(&kind))?,
+                old_value,
+                new_value,
+                at: at(ms),
+            })
+        })
+        .collect()
+}
+
 #[async_trait]
 impl TicketStore for SqliteStore {
     async fn create_ticket(
@@ -301,41 +309,6 @@ impl TicketStore for SqliteStore {
             .map(|row| Event::try_from(<EventRow as sqlx::FromRow<_>>::from_row(row)?))
             .collect::<Result<Vec<_>>>()?;
         Ok(Some((ticket.try_into()?, events)))
-    }
-
-    async fn ticket_with_steps(
-        &self,
-        desk: DeskId,
-        no: TicketNo,
-    ) -> Result<Option<(TicketRecord, Vec<Step>)>> {
-        let param = serde_json::to_string(&DeskNo {
-            desk: desk.0,
-            no: no.0,
-        })
-        .map_err(corrupt)?;
-        let (ticket, steps) = self.two_reads(STEPS, param).await?;
-        let Some(ticket) = ticket.first() else {
-            return Ok(None);
-        };
-        let ticket = <TicketRow as sqlx::FromRow<_>>::from_row(ticket)?;
-        let steps: Option<String> = match steps.first() {
-            Some(row) => sqlx::Row::try_get(row, "steps")?,
-            None => None,
-        };
-        let steps: Vec<(String, Option<String>, Option<String>, i64)> =
-            serde_json::from_str(steps.as_deref().unwrap_or("[]")).map_err(corrupt)?;
-        let steps = steps
-            .into_iter()
-            .map(|(kind, old_value, new_value, ms)| {
-                Ok(Step {
-                    kind: EventKind::parse(&kind).ok_or_else(|| corrupt(&kind))?,
-                    old_value,
-                    new_value,
-                    at: at(ms),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some((ticket.try_into()?, steps)))
     }
 
     async fn list(
