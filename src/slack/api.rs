@@ -335,15 +335,8 @@ impl Sender for SlackSender {
             Ok(None) => return Delivery::Failed("no Slack bot token for this workspace".into()),
             Err(e) => return Delivery::Failed(e),
         };
-        match self.store.surface_revoked(item.message.surface()).await {
-            Ok(false) => {}
-            Ok(true) => return Delivery::Failed("the workspace revoked the app's token".into()),
-            Err(e) => {
-                return Delivery::Retry {
-                    after: None,
-                    error: e.to_string(),
-                };
-            }
+        if item.surface_revoked {
+            return Delivery::Failed("the workspace revoked the app's token".into());
         }
         Delivery::of(self.send(&token, item).await)
     }

@@ -180,6 +180,8 @@ pub struct OutboxItem {
     pub message: Outgoing,
     pub attempts: i64,
     pub created_at: DateTime<Utc>,
+    /// The message's surface had revoked the app's token when the row was read.
+    pub surface_revoked: bool,
 }
 
 /// How the outbox is doing, for metrics.
@@ -234,8 +236,6 @@ pub trait DeskStore: Send + Sync {
         surface: &SurfaceRef,
         at: Option<DateTime<Utc>>,
     ) -> Result<()>;
-    /// Whether the surface's token was revoked.
-    async fn surface_revoked(&self, surface: &SurfaceRef) -> Result<bool>;
     /// Records that `user` was seen on the desk and returns their standing. With `first_admin`,
     /// the desk's first member becomes its admin (Slack, where the platform tells us nothing
     /// of roles; Discord admins come from Manage Guild instead). A known `name` updates the

@@ -167,18 +167,6 @@ impl DeskStore for SqliteStore {
         Ok(())
     }
 
-    async fn surface_revoked(&self, surface: &SurfaceRef) -> Result<bool> {
-        let platform = surface.platform.as_str();
-        let revoked = sqlx::query_scalar!(
-            "SELECT token_revoked_at FROM surfaces WHERE platform = ? AND external_id = ?",
-            platform,
-            surface.external_id
-        )
-        .fetch_optional(&mut *self.read().await?)
-        .await?;
-        Ok(revoked.flatten().is_some())
-    }
-
     async fn see_member(
         &self,
         desk: DeskId,

@@ -129,14 +129,19 @@ impl OutboxStore for SqliteStore {
         // Each destination's oldest pending row, if it is due: later rows of a destination wait
         // until the earlier ones are delivered or dead, so a destination sees them in order. The
         // pending rows are walked in id order (the partial index) and the walk stops at `limit`;
-        // the planner would otherwise sort every due row first.
+        // the planner would otherwise sort every due row first. Whether the message's surface
+        // revoked the app's token is read with it (one read a round, not one a delivery).
         let rows = sqlx::query!(
-            "SELECT o.id, o.desk_id, o.destination, o.idempotency_key, o.payload, o.attempts, o.created_at
+            r#"SELECT o.id AS "id!", o.desk_id, o.destination, o.idempotency_key, o.payload, o.attempts, o.created_at,
+                    EXISTS (SELECT 1 FROM surfaces s
+                             WHERE s.platform = o.payload ->> '$.surface.platform'
+                               AND s.external_id = o.payload ->> '$.surface.external_id'
+                               AND s.token_revoked_at IS NOT NULL) AS "revoked!: bool"
              FROM outbox o INDEXED BY outbox_pending_by_id
              WHERE o.state = 'pending' AND o.next_attempt_at <= ?1
                AND NOT EXISTS (SELECT 1 FROM outbox p
                                WHERE p.state = 'pending' AND p.destination = o.destination AND p.id < o.id)
-             ORDER BY o.id LIMIT ?2",
+             ORDER BY o.id LIMIT ?2"#,
             now,
             limit
         )
@@ -152,6 +157,7 @@ impl OutboxStore for SqliteStore {
                     message: serde_json::from_str(&r.payload).map_err(corrupt)?,
                     attempts: r.attempts,
                     created_at: at(r.created_at),
+                    surface_revoked: r.revoked,
                 })
             })
             .collect()
