@@ -30,24 +30,32 @@ where
     F: Fn(Conns, Arc<Group>, Vec<P>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
+    use futures_util::FutureExt;
     let (tx, mut rx) = mpsc::channel::<P>(QUEUE);
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            write(writer.clone(), group.clone(), std::mem::take(&mut batch)).await;
+            let items = std::mem::take(&mut batch);
+            // A batch runs its requests' closures (outbox rows, SLA clocks). If one panics, that
+            // batch's requests get an error (their answers are dropped), its half-written
+            // savepoint is undone as any dropped write is, and the writer goes on.
+            let written = std::panic::AssertUnwindSafe(write(writer.clone(), group.clone(), items));
+            if written.catch_unwind().await.is_err() {
+                tracing::error!("A batch of writes panicked; its requests were refused.");
+            }
         }
     });
     tx
 }
 
 /// Hands a request (made around the sender of its answer) to a batch writer and waits for
-/// the answer.
+/// the answer (an error if the batch was lost).
 pub(super) async fn submit<P, T>(
     queue: &mpsc::Sender<P>,
     request: impl FnOnce(oneshot::Sender<Result<T>>) -> P,
 ) -> Result<T> {
     let (done, answer) = oneshot::channel();
-    let stopped = || corrupt("the batch writer has stopped");
+    let stopped = || corrupt("the batch writer has stopped, or the batch failed");
     queue.send(request(done)).await.map_err(|_| stopped())?;
     answer.await.map_err(|_| stopped())?
 }

@@ -527,6 +527,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_that_panics_fails_its_requests_and_the_writer_goes_on() {
+        let (_dir, store) = store().await;
+        let mut boom = request(1, Action::Note("boom".into()), "b", None);
+        boom.out = Box::new(|_: &Ticket| panic!("a closure of the batch panicked"));
+        assert!(store.change_ticket(boom).await.is_err());
+        // Nothing of it was written, and the next change goes through.
+        let note = Action::Note("after".into());
+        assert!(matches!(
+            change(&store, 1, note, "n").await.unwrap(),
+            Changed::Yes(_)
+        ));
+        let notes = rows(
+            &store,
+            "SELECT count(*), 'x' FROM events WHERE kind = 'note'",
+        )
+        .await;
+        assert_eq!(notes[0].0, 1);
+    }
+
+    #[tokio::test]
     async fn a_linked_contact_comes_back_with_the_label_the_view_builds() {
         let (_dir, store) = store().await;
         let link = ContactLink {
