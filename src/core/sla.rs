@@ -998,6 +998,13 @@ pub struct Step {
 }
 
 impl Step {
+    /// Whether the clocks read events of this kind (status and priority changes; see
+    /// [`events_of`]).
+    pub fn read(kind: super::ticket::EventKind) -> bool {
+        use super::ticket::EventKind;
+        matches!(kind, EventKind::Status | EventKind::Priority)
+    }
+
     pub fn of(e: &super::ticket::Event) -> Step {
         Step {
             kind: e.kind,

@@ -36,13 +36,13 @@ pub(super) struct Pending {
 }
 
 /// Each ticket the batch changes, by the index of its `{desk, no}` in `?1`, with the next
-/// event id (the same in every row), its timeline as the SLA clocks read it (see
-/// [`super::tickets::parse_steps`]) and the SLA alerts queued for it before (`target:level`,
+/// event id (the same in every row), its timeline as the SLA clocks read it (its status and
+/// priority changes: `sla::Step::read`; see [`super::tickets::parse_steps`]) and the SLA alerts queued for it before (`target:level`,
 /// space-separated). A ticket not on its desk has no row.
 const HEAD: &str =
     "SELECT c.key AS i, (SELECT coalesce(max(id), 0) + 1 FROM events) AS next_event,
             (SELECT json_group_array(json_array(e.kind, e.old_value, e.new_value, e.at) ORDER BY e.id)
-               FROM events e WHERE e.ticket_id = t.id) AS steps,
+               FROM events e WHERE e.ticket_id = t.id AND e.kind IN ('status', 'priority')) AS steps,
             (SELECT group_concat(a.target || ':' || a.level, ' ') FROM sla_alerts a
               WHERE a.ticket_id = t.id) AS alerted,
             t.*
@@ -204,12 +204,18 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
                 })
                 .collect();
             let mut outbox = outbox_json(c.desk, Cause::Event(next_event - 1), &(c.out)(&t))?;
-            slot.steps.extend(applied.events.iter().map(|e| Step {
-                kind: e.kind,
-                old_value: e.old_value.clone(),
-                new_value: e.new_value.clone(),
-                at: t.updated_at,
-            }));
+            slot.steps.extend(
+                applied
+                    .events
+                    .iter()
+                    .filter(|e| Step::read(e.kind))
+                    .map(|e| Step {
+                        kind: e.kind,
+                        old_value: e.old_value.clone(),
+                        new_value: e.new_value.clone(),
+                        at: t.updated_at,
+                    }),
+            );
             if t.assignee != slot.ticket.assignee {
                 slot.assignee_name = None;
             }
@@ -521,8 +527,14 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let want: Vec<Step> = timeline.iter().map(Step::of).collect();
-        assert_eq!(want.len(), 4);
+        // Its status and priority changes (the note and the creation are not read), then the
+        // change's own event.
+        let want: Vec<Step> = timeline
+            .iter()
+            .filter(|e| Step::read(e.kind))
+            .map(Step::of)
+            .collect();
+        assert_eq!(want.len(), 2);
         assert_eq!(*seen.lock().unwrap(), want);
     }
 
@@ -603,10 +615,10 @@ mod tests {
     #[tokio::test]
     async fn a_change_stores_its_clocks_and_queues_an_alert_once() {
         let (_dir, store) = store().await;
-        // The ticket has one event (created), and the note makes two.
-        let note = Action::Note("first".into());
+        // The clocks read the priority change (the creation is the ticket's own field).
+        let high = Action::SetPriority(Priority::High);
         let c = store
-            .change_ticket(request(1, note, "noted", Some(breached(2))))
+            .change_ticket(request(1, high, "high", Some(breached(1))))
             .await
             .unwrap();
         assert_eq!(c.sla, Some(vec!["breached"]));
@@ -620,10 +632,10 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(stored, [("breached".into(), "met".into())]);
-        // The same alert is not queued again.
+        // The same alert is not queued again; a note is not a step.
         let again = Action::Note("second".into());
         let c = store
-            .change_ticket(request(1, again, "noted", Some(breached(3))))
+            .change_ticket(request(1, again, "noted", Some(breached(1))))
             .await
             .unwrap();
         assert_eq!(c.sla, Some(vec![]));
@@ -640,11 +652,12 @@ mod tests {
     #[tokio::test]
     async fn a_second_change_in_a_batch_reads_the_first_ones_events_and_its_clocks_are_stored() {
         let (_dir, store) = store().await;
-        // Ticket 2: created; each note adds one. One batch on this one-thread runtime.
+        // Each priority change is a step. One batch on this one-thread runtime.
+        let prio = |p| Action::SetPriority(p);
         let (a, b, c) = tokio::join!(
-            store.change_ticket(request(2, Action::Note("b".into()), "b", Some(breached(2)))),
-            store.change_ticket(request(2, Action::Note("c".into()), "c", None)),
-            store.change_ticket(request(2, Action::Note("d".into()), "d", Some(breached(4)))),
+            store.change_ticket(request(2, prio(Priority::High), "b", Some(breached(1)))),
+            store.change_ticket(request(2, prio(Priority::Low), "c", None)),
+            store.change_ticket(request(2, prio(Priority::Urgent), "d", Some(breached(3)))),
         );
         // The alert is queued once, by the first; the third finds it queued.
         assert_eq!(a.unwrap().sla, Some(vec!["breached"]));
@@ -659,7 +672,7 @@ mod tests {
         assert_eq!(levels[1].1, "breached");
         // A last change without clocks leaves the stored ones to the caller.
         let (d, e) = tokio::join!(
-            store.change_ticket(request(1, Action::Note("e".into()), "e", Some(breached(2)))),
+            store.change_ticket(request(1, prio(Priority::High), "e", Some(breached(1)))),
             store.change_ticket(request(1, Action::Note("f".into()), "f", None)),
         );
         assert!(d.unwrap().sla.is_some() && e.unwrap().sla.is_none());
