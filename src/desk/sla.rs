@@ -155,7 +155,7 @@ impl Desks {
     ) -> Result<SlaPlan, StoreError> {
         let ctx = self.sla_context(desk).await?;
         Ok(Box::new(move |ticket: &Ticket, timeline: &[Step]| {
-            sla_plan(&ctx, ticket, timeline, &surfaces, now)
+            plan_clocks(&ctx, ticket, timeline, &surfaces, now)
         }))
     }
 
@@ -174,11 +174,10 @@ impl Desks {
                 &loaded
             }
         };
-        let timeline: Vec<Step> = (self.store.timeline(desk, ticket.id).await?.iter())
-            .map(Step::of)
-            .collect();
+        let timeline = self.store.timeline(desk, ticket.id).await?;
+        let steps: Vec<Step> = timeline.iter().map(Step::of).collect();
         let surfaces = self.surfaces(desk).await?;
-        let (state, alerts) = sla_plan(ctx, ticket, &timeline, &surfaces, now);
+        let (state, alerts) = plan_clocks(ctx, ticket, &steps, &surfaces, now);
         let on_change: Vec<Outgoing> = surfaces
             .iter()
             .map(|s| Outgoing::UpdateCards {
@@ -550,12 +549,9 @@ impl Desks {
     }
 }
 
-/// What a warning or breach says, and to whom: a warning goes to the assignee (or the
-/// notification channels when nobody is assigned); a breach goes to the notification channels,
-/// mentioning the assignee.
 /// A ticket's clocks from its timeline at `now`, and the alerts due (each once: the store
 /// queues an alert the ticket had before no second time).
-fn sla_plan(
+fn plan_clocks(
     ctx: &SlaContext,
     ticket: &Ticket,
     timeline: &[Step],
@@ -601,6 +597,9 @@ pub(super) fn alerts_queued(desk: DeskId, ticket: &Ticket, recorded: &[&'static 
     }
 }
 
+/// What a warning or breach says, and to whom: a warning goes to the assignee (or the
+/// notification channels when nobody is assigned); a breach goes to the notification channels,
+/// mentioning the assignee.
 fn alert_messages(
     ticket: &Ticket,
     surfaces: &[crate::core::people::Surface],
