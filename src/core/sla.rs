@@ -987,64 +987,76 @@ impl Level {
     }
 }
 
-/// What the clocks read of a timeline event: its kind, values and time (status and priority
-/// changes are all they use).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    pub kind: super::ticket::EventKind,
-    pub old_value: Option<String>,
-    pub new_value: Option<String>,
-    pub at: DateTime<Utc>,
+/// What the clocks read of a timeline event: a status or priority change and its time. Small
+/// and plain (no text), so a ticket's whole history is cheap to read and to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Status {
+        to: Status,
+        at: DateTime<Utc>,
+    },
+    Priority {
+        from: Option<Priority>,
+        to: Priority,
+        at: DateTime<Utc>,
+    },
 }
 
 impl Step {
-    /// Whether the clocks read events of this kind (status and priority changes; see
-    /// [`events_of`]).
-    pub fn read(kind: super::ticket::EventKind) -> bool {
+    /// The step an event of `kind` from `old` to `new` at `at` is; `None` for the kinds the
+    /// clocks do not read (and for values that do not parse).
+    pub fn of(
+        kind: super::ticket::EventKind,
+        old: Option<&str>,
+        new: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Option<Step> {
         use super::ticket::EventKind;
-        matches!(kind, EventKind::Status | EventKind::Priority)
+        match kind {
+            EventKind::Status => Some(Step::Status {
+                to: Status::parse(new?)?,
+                at,
+            }),
+            EventKind::Priority => Some(Step::Priority {
+                from: old.and_then(Priority::parse),
+                to: Priority::parse(new?)?,
+                at,
+            }),
+            _ => None,
+        }
     }
 
-    pub fn of(e: &super::ticket::Event) -> Step {
-        Step {
-            kind: e.kind,
-            old_value: e.old_value.clone(),
-            new_value: e.new_value.clone(),
-            at: e.at,
-        }
+    /// The step a timeline event is, if the clocks read it.
+    pub fn of_event(e: &super::ticket::Event) -> Option<Step> {
+        Step::of(e.kind, e.old_value.as_deref(), e.new_value.as_deref(), e.at)
     }
 }
 
 /// A ticket's SLA history from its timeline: created (at the first priority it had), every
 /// status and priority change, and the first response.
 pub fn events_of(ticket: &super::ticket::Ticket, timeline: &[Step]) -> Vec<SlaEvent> {
-    use super::ticket::EventKind;
     let initial = timeline
         .iter()
-        .find(|e| e.kind == EventKind::Priority)
-        .and_then(|e| e.old_value.as_deref())
-        .and_then(Priority::parse)
+        .find_map(|s| match s {
+            Step::Priority { from, .. } => Some(*from),
+            Step::Status { .. } => None,
+        })
+        .flatten()
         .unwrap_or(ticket.priority);
     let mut out = vec![SlaEvent {
         at: ticket.created_at,
         kind: SlaEventKind::Created { priority: initial },
     }];
-    for e in timeline {
-        let kind = match e.kind {
-            EventKind::Status => e
-                .new_value
-                .as_deref()
-                .and_then(Status::parse)
-                .map(|to| SlaEventKind::Status { to }),
-            EventKind::Priority => e
-                .new_value
-                .as_deref()
-                .and_then(Priority::parse)
-                .map(|to| SlaEventKind::Priority { to }),
-            _ => None,
-        };
-        out.extend(kind.map(|kind| SlaEvent { at: e.at, kind }));
-    }
+    out.extend(timeline.iter().map(|s| match *s {
+        Step::Status { to, at } => SlaEvent {
+            at,
+            kind: SlaEventKind::Status { to },
+        },
+        Step::Priority { to, at, .. } => SlaEvent {
+            at,
+            kind: SlaEventKind::Priority { to },
+        },
+    }));
     if let Some(at) = ticket.first_response_at {
         out.push(SlaEvent {
             at,

@@ -175,7 +175,7 @@ impl Desks {
             }
         };
         let timeline = self.store.timeline(desk, ticket.id).await?;
-        let steps: Vec<Step> = timeline.iter().map(Step::of).collect();
+        let steps: Vec<Step> = timeline.iter().filter_map(Step::of_event).collect();
         let surfaces = self.surfaces(desk).await?;
         let (state, alerts) = plan_clocks(ctx, ticket, &steps, &surfaces, now);
         let on_change: Vec<Outgoing> = surfaces

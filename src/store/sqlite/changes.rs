@@ -37,8 +37,9 @@ pub(super) struct Pending {
 
 /// Each ticket the batch changes, by the index of its `{desk, no}` in `?1`, with the next
 /// event id (the same in every row), its timeline as the SLA clocks read it (its status and
-/// priority changes: `sla::Step::read`; see [`super::tickets::parse_steps`]) and the SLA alerts queued for it before (`target:level`,
-/// space-separated). A ticket not on its desk has no row.
+/// priority changes, the kinds `sla::Step::of` reads; see [`super::tickets::parse_steps`])
+/// and the SLA alerts queued for it before (`target:level`, space-separated). A ticket not on
+/// its desk has no row.
 const HEAD: &str =
     "SELECT c.key AS i, (SELECT coalesce(max(id), 0) + 1 FROM events) AS next_event,
             (SELECT json_group_array(json_array(e.kind, e.old_value, e.new_value, e.at) ORDER BY e.id)
@@ -204,18 +205,14 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
                 })
                 .collect();
             let mut outbox = outbox_json(c.desk, Cause::Event(next_event - 1), &(c.out)(&t))?;
-            slot.steps.extend(
-                applied
-                    .events
-                    .iter()
-                    .filter(|e| Step::read(e.kind))
-                    .map(|e| Step {
-                        kind: e.kind,
-                        old_value: e.old_value.clone(),
-                        new_value: e.new_value.clone(),
-                        at: t.updated_at,
-                    }),
-            );
+            slot.steps.extend(applied.events.iter().filter_map(|e| {
+                Step::of(
+                    e.kind,
+                    e.old_value.as_deref(),
+                    e.new_value.as_deref(),
+                    t.updated_at,
+                )
+            }));
             if t.assignee != slot.ticket.assignee {
                 slot.assignee_name = None;
             }
@@ -529,11 +526,7 @@ mod tests {
             .unwrap();
         // Its status and priority changes (the note and the creation are not read), then the
         // change's own event.
-        let want: Vec<Step> = timeline
-            .iter()
-            .filter(|e| Step::read(e.kind))
-            .map(Step::of)
-            .collect();
+        let want: Vec<Step> = timeline.iter().filter_map(Step::of_event).collect();
         assert_eq!(want.len(), 2);
         assert_eq!(*seen.lock().unwrap(), want);
     }

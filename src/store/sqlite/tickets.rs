@@ -221,14 +221,11 @@ pub(super) fn parse_steps(json: Option<&str>) -> Result<Vec<Step>> {
         serde_json::from_str(json.unwrap_or("[]")).map_err(corrupt)?;
     steps
         .into_iter()
-        .map(|(kind, old_value, new_value, ms)| {
-            Ok(Step {
-                kind: EventKind::parse(&kind).ok_or_else(|| corrupt(&kind))?,
-                old_value,
-                new_value,
-                at: at(ms),
-            })
+        .map(|(kind, old, new, ms)| {
+            let kind = EventKind::parse(&kind).ok_or_else(|| corrupt(&kind))?;
+            Ok(Step::of(kind, old.as_deref(), new.as_deref(), at(ms)))
         })
+        .filter_map(Result::transpose)
         .collect()
 }
 
