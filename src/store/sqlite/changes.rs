@@ -15,7 +15,7 @@
 //! write and a second commit to wait for, and the read of its timeline beforehand.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,15 +35,22 @@ pub(super) struct Pending {
     pub(super) done: oneshot::Sender<Result<ChangeOutcome>>,
 }
 
-/// Each ticket the batch changes, by the index of its `{desk, no}` in `?1`, with the next
-/// event id (the same in every row), its timeline as the SLA clocks read it (its status and
-/// priority changes, the kinds `sla::Step::of` reads; see [`super::tickets::parse_steps`])
-/// and the SLA alerts queued for it before (`target:level`, space-separated). A ticket not on
-/// its desk has no row.
+/// Each ticket the batch changes, by the index of its `{desk, no, ticket, after}` in `?1`,
+/// with the next event id (the same in every row), its timeline as the SLA clocks read it (its
+/// status and priority changes, the kinds `sla::Step::of` reads; see
+/// [`super::tickets::parse_steps`]): only those after event `after` when the ticket is
+/// `ticket`, whose earlier steps the [`StepCache`] holds (`cached`); its last event's id, and
+/// the SLA alerts queued for it before (`target:level`, space-separated). A ticket not on its
+/// desk has no row.
 const HEAD: &str =
     "SELECT c.key AS i, (SELECT coalesce(max(id), 0) + 1 FROM events) AS next_event,
             (SELECT json_group_array(json_array(e.kind, e.old_value, e.new_value, e.at) ORDER BY e.id)
-               FROM events e WHERE e.ticket_id = t.id AND e.kind IN ('status', 'priority')) AS steps,
+               FROM events e
+              WHERE e.ticket_id = t.id AND e.kind IN ('status', 'priority')
+                AND e.id > CASE WHEN t.id = c.value ->> 'ticket' THEN c.value ->> 'after' ELSE 0 END)
+              AS steps,
+            t.id = c.value ->> 'ticket' AS cached,
+            (SELECT coalesce(max(e.id), 0) FROM events e WHERE e.ticket_id = t.id) AS last_event,
             (SELECT group_concat(a.target || ':' || a.level, ' ') FROM sla_alerts a
               WHERE a.ticket_id = t.id) AS alerted,
             t.*
@@ -113,19 +120,74 @@ struct Slot {
     assignee_name: Option<String>,
     /// The clocks to store: those of its last change, if that change brought them.
     sla: Option<SlaState>,
+    /// The id of its last event.
+    last_event: i64,
+}
+
+/// The most steps the [`StepCache`] keeps (16 bytes each).
+const CACHED_STEPS: usize = 200_000;
+
+/// The change task's memory of tickets' steps, so a batch reads only the events after those it
+/// knows. An entry is put only once the round that read or wrote it is committed, so it holds
+/// exactly the ticket's status and priority events up to `last_event`: events are never
+/// removed, and any written since have larger ids (the batch reads `id > last_event`). A
+/// ticket that is another by now (its number moved desks) is read whole.
+#[derive(Default)]
+struct StepCache {
+    entries: HashMap<(DeskId, TicketNo), Cached>,
+    steps: usize,
+}
+
+struct Cached {
+    ticket: i64,
+    last_event: i64,
+    steps: Vec<Step>,
+}
+
+impl StepCache {
+    fn take(&mut self, key: (DeskId, TicketNo)) -> Option<Cached> {
+        let cached = self.entries.remove(&key)?;
+        self.steps -= cached.steps.len();
+        Some(cached)
+    }
+
+    /// Keeps `cached` unless a later state of the ticket is kept already; forgets everything
+    /// when full (the next batch of each ticket reads it whole).
+    fn put(&mut self, key: (DeskId, TicketNo), cached: Cached) {
+        if self.steps + cached.steps.len() > CACHED_STEPS {
+            self.entries.clear();
+            self.steps = 0;
+        }
+        if let Some(kept) = self.entries.get(&key)
+            && kept.last_event >= cached.last_event
+        {
+            return;
+        }
+        self.steps += cached.steps.len();
+        if let Some(old) = self.entries.insert(key, cached) {
+            self.steps -= old.steps.len();
+        }
+    }
 }
 
 /// Starts the change task for the store's writer; changes are sent to the returned queue.
 pub(super) fn spawn(writer: Conns, group: Arc<Group>) -> mpsc::Sender<Pending> {
-    super::batches::spawn(writer, group, |writer, group, items| async move {
-        write_batch(&writer, &group, items).await;
+    let cache = Arc::new(Mutex::new(StepCache::default()));
+    super::batches::spawn(writer, group, move |writer, group, items| {
+        let cache = cache.clone();
+        async move { write_batch(&writer, &group, &cache, items).await }
     })
 }
 
 /// Writes `items` in one savepoint of the current round and answers each once the round is
 /// committed. A failure of the batch's statements undoes the whole batch and fails each item;
 /// a change that is refused (or whose ticket is not there) fails alone.
-async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
+async fn write_batch(
+    writer: &Conns,
+    group: &Group,
+    cache: &Arc<Mutex<StepCache>>,
+    items: Vec<Pending>,
+) {
     let (changes, dones): (Vec<TicketChange>, Vec<_>) =
         items.into_iter().map(|p| (p.change, p.done)).unzip();
     let keys: Vec<(DeskId, TicketNo)> = changes.iter().map(|c| (c.desk, c.no)).collect();
@@ -133,11 +195,18 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
         // Each ticket once, in the order first asked for.
         let mut index: HashMap<(DeskId, TicketNo), usize> = HashMap::new();
         let mut asked = Vec::new();
-        for &(desk, no) in &keys {
-            index.entry((desk, no)).or_insert_with(|| {
-                asked.push(serde_json::json!({"desk": desk.0, "no": no.0}));
-                asked.len() - 1
-            });
+        let mut known: Vec<Option<Cached>> = Vec::new();
+        {
+            let mut cache = cache.lock().map_err(|_| corrupt("the step cache is poisoned"))?;
+            for &(desk, no) in &keys {
+                index.entry((desk, no)).or_insert_with(|| {
+                    let cached = cache.take((desk, no));
+                    let (ticket, after) = cached.as_ref().map_or((0, 0), |c| (c.ticket, c.last_event));
+                    asked.push(serde_json::json!({"desk": desk.0, "no": no.0, "ticket": ticket, "after": after}));
+                    known.push(cached);
+                    asked.len() - 1
+                });
+            }
         }
         let param = serde_json::to_string(&asked).map_err(corrupt)?;
         let (mut w, rows) = group.write_first(writer, HEAD, param).await?;
@@ -149,16 +218,25 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
             let i: i64 = row.try_get("i")?;
             next_event = row.try_get("next_event")?;
             let steps: Option<String> = row.try_get("steps")?;
+            let cached: bool = row.try_get("cached")?;
+            let last_event: i64 = row.try_get("last_event")?;
             let alerted: Option<String> = row.try_get("alerted")?;
             let record: crate::store::TicketRecord =
                 <TicketRow as sqlx::FromRow<_>>::from_row(row)?.try_into()?;
-            let slot = usize::try_from(i)
+            let i = usize::try_from(i)
                 .ok()
-                .and_then(|i| slots.get_mut(i))
+                .filter(|&i| i < slots.len())
                 .ok_or_else(|| corrupt("a change batch read a ticket it did not ask for"))?;
-            *slot = Some(Slot {
+            // The steps the cache knows, then those read after them; or all, read.
+            let mut all = match known[i].take() {
+                Some(c) if cached => c.steps,
+                _ => Vec::new(),
+            };
+            all.extend(parse_steps(steps.as_deref())?);
+            slots[i] = Some(Slot {
                 ticket: record.ticket,
-                steps: parse_steps(steps.as_deref())?,
+                steps: all,
+                last_event,
                 alerted: alerted
                     .map(|a| a.split(' ').map(str::to_owned).collect())
                     .unwrap_or_default(),
@@ -204,6 +282,7 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
                     (next_event - 1, e)
                 })
                 .collect();
+            slot.last_event = slot.last_event.max(next_event - 1);
             let mut outbox = outbox_json(c.desk, Cause::Event(next_event - 1), &(c.out)(&t))?;
             slot.steps.extend(applied.events.iter().filter_map(|e| {
                 Step::of(
@@ -282,20 +361,43 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
                 }
             }
         }
-        Ok((w, outcomes))
+        // What the cache may keep once this round is committed.
+        let fresh: Vec<((DeskId, TicketNo), Cached)> = slots
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let cached = Cached {
+                    ticket: s.ticket.id.0,
+                    last_event: s.last_event,
+                    steps: s.steps,
+                };
+                ((s.ticket.desk, s.ticket.no), cached)
+            })
+            .collect();
+        Ok((w, outcomes, fresh))
     }
     .await;
     match written {
-        Ok((w, outcomes)) => answer_when_committed(w, move |committed| {
-            for (done, outcome) in dones.into_iter().zip(outcomes) {
-                let result = match &committed {
-                    Ok(()) => outcome,
-                    Err(e) => Err(StoreError::Batch(e.clone())),
-                };
-                // The request may have gone away; its change stands.
-                let _ = done.send(result);
-            }
-        }),
+        Ok((w, outcomes, fresh)) => {
+            let cache = cache.clone();
+            answer_when_committed(w, move |committed| {
+                if committed.is_ok()
+                    && let Ok(mut cache) = cache.lock()
+                {
+                    for (key, cached) in fresh {
+                        cache.put(key, cached);
+                    }
+                }
+                for (done, outcome) in dones.into_iter().zip(outcomes) {
+                    let result = match &committed {
+                        Ok(()) => outcome,
+                        Err(e) => Err(StoreError::Batch(e.clone())),
+                    };
+                    // The request may have gone away; its change stands.
+                    let _ = done.send(result);
+                }
+            })
+        }
         Err(e) => {
             tracing::warn!(error = %e, changes = dones.len(), "A batch of changes failed.");
             let e = e.to_string();
@@ -501,21 +603,10 @@ mod tests {
         ] {
             change(&store, 1, action, "n").await.unwrap();
         }
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let got = seen.clone();
-        let plan: SlaPlan = Box::new(move |t: &Ticket, steps: &[Step]| {
-            *got.lock().unwrap() = steps.to_vec();
-            let state = SlaState {
-                due: t.sla,
-                first_level: Level::Ok,
-                resolution_level: Level::Ok,
-                check_at: None,
-            };
-            (state, Vec::new())
-        });
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let waiting = Action::Move(Status::Waiting, None);
         let c = store
-            .change_ticket(request(1, waiting, "w", Some(plan)))
+            .change_ticket(request(1, waiting, "w", Some(recording(&seen))))
             .await
             .unwrap();
         assert_eq!(c.sla, Some(vec![]));
@@ -529,6 +620,102 @@ mod tests {
         let want: Vec<Step> = timeline.iter().filter_map(Step::of_event).collect();
         assert_eq!(want.len(), 2);
         assert_eq!(*seen.lock().unwrap(), want);
+    }
+
+    /// A plan that records the steps it is given.
+    fn recording(seen: &Arc<Mutex<Vec<Step>>>) -> SlaPlan {
+        let seen = seen.clone();
+        Box::new(move |t: &Ticket, steps: &[Step]| {
+            *seen.lock().unwrap() = steps.to_vec();
+            let state = SlaState {
+                due: t.sla,
+                first_level: Level::Ok,
+                resolution_level: Level::Ok,
+                check_at: None,
+            };
+            (state, Vec::new())
+        })
+    }
+
+    #[tokio::test]
+    async fn remembered_steps_and_those_written_since_by_others_make_the_whole_timeline() {
+        let (_dir, store) = store().await;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let high = Action::SetPriority(Priority::High);
+        store
+            .change_ticket(request(1, high, "h", Some(recording(&seen))))
+            .await
+            .unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        // Another writer (an email append, another process) adds a status change. And, to
+        // show that the priority change is not read again but remembered, its stored row is
+        // altered (events are never altered; this one is only to tell the two apart).
+        let mut w = store.write().await.unwrap();
+        sqlx::query(
+            "INSERT INTO events (desk_id, ticket_id, actor, kind, old_value, new_value, at)
+             VALUES (1, 1, 'cli:x', 'status', 'open', 'waiting', 5);
+             UPDATE events SET new_value = 'low' WHERE kind = 'priority';",
+        )
+        .execute(&mut *w)
+        .await
+        .unwrap();
+        w.commit().await.unwrap();
+        let urgent = Action::SetPriority(Priority::Urgent);
+        store
+            .change_ticket(request(1, urgent, "u", Some(recording(&seen))))
+            .await
+            .unwrap();
+        let (_, timeline) = store
+            .ticket_with_timeline(DeskId(1), TicketNo(1))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut want: Vec<Step> = timeline.iter().filter_map(Step::of_event).collect();
+        assert_eq!(want.len(), 3);
+        // The remembered priority change, as it was written.
+        let Step::Priority { to, .. } = &mut want[0] else {
+            panic!("not the priority change: {want:?}")
+        };
+        assert_eq!(*to, Priority::Low);
+        *to = Priority::High;
+        assert_eq!(*seen.lock().unwrap(), want);
+        // Another ticket gets its own steps (none), not ticket 1's.
+        store
+            .change_ticket(request(
+                2,
+                Action::Note("n".into()),
+                "n",
+                Some(recording(&seen)),
+            ))
+            .await
+            .unwrap();
+        assert!(seen.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_step_cache_keeps_the_latest_state_and_forgets_all_when_full() {
+        let at = chrono::DateTime::from_timestamp(0, 0).unwrap();
+        let step = Step::Status {
+            to: Status::Open,
+            at,
+        };
+        let key = (DeskId(1), TicketNo(1));
+        let entry = |last_event, n| Cached {
+            ticket: 1,
+            last_event,
+            steps: vec![step; n],
+        };
+        let mut cache = StepCache::default();
+        cache.put(key, entry(5, 2));
+        cache.put(key, entry(4, 9));
+        assert_eq!(cache.steps, 2);
+        cache.put(key, entry(6, 3));
+        assert_eq!(cache.steps, 3);
+        cache.put((DeskId(1), TicketNo(2)), entry(1, CACHED_STEPS));
+        assert_eq!((cache.entries.len(), cache.steps), (1, CACHED_STEPS));
+        assert!(cache.take(key).is_none());
+        assert_eq!(cache.take((DeskId(1), TicketNo(2))).unwrap().last_event, 1);
+        assert_eq!(cache.steps, 0);
     }
 
     #[tokio::test]
