@@ -124,8 +124,14 @@ struct Slot {
     last_event: i64,
 }
 
-/// The most steps the [`StepCache`] keeps (16 bytes each).
-const CACHED_STEPS: usize = 200_000;
+/// How much the [`StepCache`] keeps, in steps of 16 bytes, an entry counting as four more
+/// (its key and header): about 4 MB.
+const CACHED_STEPS: usize = 250_000;
+
+/// What an entry of the [`StepCache`] counts against [`CACHED_STEPS`].
+fn cost(c: &Cached) -> usize {
+    c.steps.len() + 4
+}
 
 /// The change task's memory of tickets' steps, so a batch reads only the events after those it
 /// knows. An entry is put only once the round that read or wrote it is committed, so it holds
@@ -135,6 +141,7 @@ const CACHED_STEPS: usize = 200_000;
 #[derive(Default)]
 struct StepCache {
     entries: HashMap<(DeskId, TicketNo), Cached>,
+    /// What the entries count against [`CACHED_STEPS`].
     steps: usize,
 }
 
@@ -147,14 +154,14 @@ struct Cached {
 impl StepCache {
     fn take(&mut self, key: (DeskId, TicketNo)) -> Option<Cached> {
         let cached = self.entries.remove(&key)?;
-        self.steps -= cached.steps.len();
+        self.steps -= cost(&cached);
         Some(cached)
     }
 
     /// Keeps `cached` unless a later state of the ticket is kept already; forgets everything
     /// when full (the next batch of each ticket reads it whole).
     fn put(&mut self, key: (DeskId, TicketNo), cached: Cached) {
-        if self.steps + cached.steps.len() > CACHED_STEPS {
+        if self.steps + cost(&cached) > CACHED_STEPS {
             self.entries.clear();
             self.steps = 0;
         }
@@ -163,9 +170,9 @@ impl StepCache {
         {
             return;
         }
-        self.steps += cached.steps.len();
+        self.steps += cost(&cached);
         if let Some(old) = self.entries.insert(key, cached) {
-            self.steps -= old.steps.len();
+            self.steps -= cost(&old);
         }
     }
 }
@@ -705,13 +712,15 @@ mod tests {
             last_event,
             steps: vec![step; n],
         };
+        // What the bound in bytes rests on.
+        assert!(std::mem::size_of::<Step>() <= 16);
         let mut cache = StepCache::default();
         cache.put(key, entry(5, 2));
         cache.put(key, entry(4, 9));
-        assert_eq!(cache.steps, 2);
+        assert_eq!(cache.steps, 2 + 4);
         cache.put(key, entry(6, 3));
-        assert_eq!(cache.steps, 3);
-        cache.put((DeskId(1), TicketNo(2)), entry(1, CACHED_STEPS));
+        assert_eq!(cache.steps, 3 + 4);
+        cache.put((DeskId(1), TicketNo(2)), entry(1, CACHED_STEPS - 4));
         assert_eq!((cache.entries.len(), cache.steps), (1, CACHED_STEPS));
         assert!(cache.take(key).is_none());
         assert_eq!(cache.take((DeskId(1), TicketNo(2))).unwrap().last_event, 1);
