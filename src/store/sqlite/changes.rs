@@ -17,11 +17,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use sqlx::sqlite::SqliteRow;
 use tokio::sync::{mpsc, oneshot};
 
 use super::batches::answer_when_committed;
 use super::conns::Conns;
-use super::group::Group;
+use super::group::{Group, Write};
 use super::tickets::{TicketRow, parse_steps};
 use super::writes::{Cause, EventJson, OutboxJson, TicketJson, events_json, outbox_json};
 use super::{SqliteStore, at, corrupt, ms};
@@ -199,189 +200,23 @@ async fn write_batch(
         items.into_iter().map(|p| (p.change, p.done)).unzip();
     let keys: Vec<(DeskId, TicketNo)> = changes.iter().map(|c| (c.desk, c.no)).collect();
     let written: Result<_> = async {
-        // Each ticket once, in the order first asked for.
-        let mut index: HashMap<(DeskId, TicketNo), usize> = HashMap::new();
-        let mut asked = Vec::new();
-        let mut known: Vec<Option<Cached>> = Vec::new();
-        {
-            let mut cache = cache.lock().map_err(|_| corrupt("the step cache is poisoned"))?;
-            for &(desk, no) in &keys {
-                index.entry((desk, no)).or_insert_with(|| {
-                    let cached = cache.take((desk, no));
-                    let (ticket, after) = cached.as_ref().map_or((0, 0), |c| (c.ticket, c.last_event));
-                    asked.push(serde_json::json!({"desk": desk.0, "no": no.0, "ticket": ticket, "after": after}));
-                    known.push(cached);
-                    asked.len() - 1
-                });
-            }
-        }
-        let param = serde_json::to_string(&asked).map_err(corrupt)?;
+        let (mut batch, param, known) = {
+            let mut cache = cache
+                .lock()
+                .map_err(|_| corrupt("the step cache is poisoned"))?;
+            Batch::ask(&keys, &mut cache)?
+        };
         let (mut w, rows) = group.write_first(writer, HEAD, param).await?;
-        let mut slots: Vec<Option<Slot>> = Vec::new();
-        slots.resize_with(asked.len(), || None);
-        let mut next_event = 1;
-        for row in &rows {
-            use sqlx::Row;
-            let i: i64 = row.try_get("i")?;
-            next_event = row.try_get("next_event")?;
-            let steps: Option<String> = row.try_get("steps")?;
-            let cached: bool = row.try_get("cached")?;
-            let last_event: i64 = row.try_get("last_event")?;
-            let alerted: Option<String> = row.try_get("alerted")?;
-            let record: crate::store::TicketRecord =
-                <TicketRow as sqlx::FromRow<_>>::from_row(row)?.try_into()?;
-            let i = usize::try_from(i)
-                .ok()
-                .filter(|&i| i < slots.len())
-                .ok_or_else(|| corrupt("a change batch read a ticket it did not ask for"))?;
-            // The steps the cache knows, then those read after them; or all, read.
-            let mut all = match known[i].take() {
-                Some(c) if cached => c.steps,
-                _ => Vec::new(),
-            };
-            all.extend(parse_steps(steps.as_deref())?);
-            slots[i] = Some(Slot {
-                ticket: record.ticket,
-                steps: all,
-                last_event,
-                alerted: alerted
-                    .map(|a| a.split(' ').map(str::to_owned).collect())
-                    .unwrap_or_default(),
-                assignee_name: record.assignee_name,
-                sla: None,
-            });
-        }
+        batch.read(&rows, known)?;
         let mut outcomes = Vec::with_capacity(changes.len());
-        let mut rows = Vec::new();
-        let mut alerts: Vec<AlertJson> = Vec::new();
-        // Slots changed, in the order first changed; and (slot, change) where a contact was
-        // linked.
-        let mut changed = Vec::new();
-        let mut linked = Vec::new();
         for (n, c) in changes.into_iter().enumerate() {
-            let slot_no = index[&(c.desk, c.no)];
-            let Some(slot) = &mut slots[slot_no] else {
-                outcomes.push(Err(StoreError::NoTicket(c.no)));
-                continue;
-            };
-            let applied = match slot.ticket.apply(&c.action, &c.actor, c.now) {
-                Err(e) => {
-                    outcomes.push(Err(e.into()));
-                    continue;
-                }
-                Ok(None) => {
-                    outcomes.push(Ok(ChangeOutcome {
-                        changed: Changed::No(slot.ticket.clone()),
-                        sla: None,
-                        assignee_name: slot.assignee_name.clone(),
-                    }));
-                    continue;
-                }
-                Ok(Some(applied)) => applied,
-            };
-            let now = ms(c.now);
-            let mut t = applied.ticket;
-            t.updated_at = at(now);
-            let events: Vec<(i64, EventJson<'_>)> = events_json(&applied.events)
-                .into_iter()
-                .map(|e| {
-                    next_event += 1;
-                    (next_event - 1, e)
-                })
-                .collect();
-            slot.last_event = slot.last_event.max(next_event - 1);
-            let mut outbox = outbox_json(c.desk, Cause::Event(next_event - 1), &(c.out)(&t))?;
-            slot.steps.extend(applied.events.iter().filter_map(|e| {
-                Step::of(
-                    e.kind,
-                    e.old_value.as_deref(),
-                    e.new_value.as_deref(),
-                    t.updated_at,
-                )
-            }));
-            if t.assignee != slot.ticket.assignee {
-                slot.assignee_name = None;
-            }
-            // The clocks stored are those of the ticket's last change, if it brought them.
-            slot.sla = None;
-            let sla = match c.sla {
-                Some(plan) => {
-                    let (state, due) = plan(&t, &slot.steps);
-                    t.sla = state.due;
-                    slot.sla = Some(state);
-                    let queued = queue_alerts(slot, &t, due, now, &mut alerts, &mut outbox)?;
-                    Some(queued)
-                }
-                None => None,
-            };
-            slot.ticket = t.clone();
-            let row: ChangeJson<'_> = (c.desk.0, t.id.0, now, events, outbox);
-            rows.push(serde_json::to_string(&row).map_err(corrupt)?);
-            if !changed.contains(&slot_no) {
-                changed.push(slot_no);
-            }
-            if matches!(c.action, Action::LinkContact(_)) {
-                linked.push((slot_no, n));
-            }
-            outcomes.push(Ok(ChangeOutcome {
-                changed: Changed::Yes(t),
-                sla,
-                assignee_name: slot.assignee_name.clone(),
-            }));
+            outcomes.push(batch.apply(n, c)?);
         }
-        if !rows.is_empty() {
-            let slots: Vec<&Slot> = changed.iter().filter_map(|&i| slots[i].as_ref()).collect();
-            let tickets: Vec<TicketJson<'_>> =
-                slots.iter().map(|s| TicketJson::of(&s.ticket)).collect();
-            let sla: Vec<SlaJson> = slots
-                .iter()
-                .filter_map(|s| s.sla.as_ref().map(|state| sla_json(&s.ticket, state)))
-                .collect();
-            let writes = format!(
-                r#"{{"tickets":{},"sla":{},"alerts":{},"changes":[{}]}}"#,
-                serde_json::to_string(&tickets).map_err(corrupt)?,
-                serde_json::to_string(&sla).map_err(corrupt)?,
-                serde_json::to_string(&alerts).map_err(corrupt)?,
-                rows.join(",")
-            );
+        if let Some(writes) = batch.writes()? {
             sqlx::query(WRITES).bind(writes).execute(&mut *w).await?;
         }
-        // A linked contact's label is the view's to build: read it back for the changes of
-        // that ticket from the link on.
-        for (slot_no, from) in linked {
-            let Some(slot) = &slots[slot_no] else {
-                continue;
-            };
-            let (desk, no) = (slot.ticket.desk, slot.ticket.no);
-            let stored = SqliteStore::ticket_in(&mut w, desk, no)
-                .await?
-                .ok_or(StoreError::NoTicket(no))?
-                .ticket;
-            for (key, outcome) in keys.iter().zip(outcomes.iter_mut()).skip(from) {
-                if let Ok(ChangeOutcome {
-                    changed: Changed::Yes(changed),
-                    ..
-                }) = outcome
-                    && *key == (desk, no)
-                {
-                    changed.contact.clone_from(&stored.contact);
-                }
-            }
-        }
-        // What the cache may keep once this round is committed.
-        let fresh: Vec<((DeskId, TicketNo), Cached)> = slots
-            .into_iter()
-            .flatten()
-            .map(|s| {
-                let cached = Cached {
-                    ticket: s.ticket.id.0,
-                    last_event: s.last_event,
-                    steps: s.steps,
-                };
-                ((s.ticket.desk, s.ticket.no), cached)
-            })
-            .collect();
-        Ok((w, outcomes, fresh))
+        batch.read_links(&mut w, &keys, &mut outcomes).await?;
+        Ok((w, outcomes, batch.fresh()))
     }
     .await;
     match written {
@@ -412,6 +247,241 @@ async fn write_batch(
                 let _ = done.send(Err(StoreError::Batch(e.clone())));
             }
         }
+    }
+}
+
+/// A batch being written: each of its tickets once, as read and then as its changes so far
+/// left it, and the rows its changes make.
+struct Batch {
+    /// Each ticket's slot, in the order first asked for.
+    index: HashMap<(DeskId, TicketNo), usize>,
+    /// `None`: not on its desk.
+    slots: Vec<Option<Slot>>,
+    /// The id the next event gets.
+    next_event: i64,
+    /// Each change's [`ChangeJson`], in arrival order.
+    rows: Vec<String>,
+    alerts: Vec<AlertJson>,
+    /// Slots changed, in the order first changed.
+    changed: Vec<usize>,
+    /// (slot, change) where a contact was linked.
+    linked: Vec<(usize, usize)>,
+}
+
+impl Batch {
+    /// The batch's tickets, each once, and [`HEAD`]'s parameter for them, taking what the cache
+    /// knows of each (returned by slot).
+    fn ask(
+        keys: &[(DeskId, TicketNo)],
+        cache: &mut StepCache,
+    ) -> Result<(Batch, String, Vec<Option<Cached>>)> {
+        let mut index = HashMap::new();
+        let mut asked = Vec::new();
+        let mut known = Vec::new();
+        for &(desk, no) in keys {
+            index.entry((desk, no)).or_insert_with(|| {
+                let cached = cache.take((desk, no));
+                let (ticket, after) = cached.as_ref().map_or((0, 0), |c| (c.ticket, c.last_event));
+                asked.push(serde_json::json!({"desk": desk.0, "no": no.0, "ticket": ticket, "after": after}));
+                known.push(cached);
+                asked.len() - 1
+            });
+        }
+        let param = serde_json::to_string(&asked).map_err(corrupt)?;
+        let mut slots = Vec::new();
+        slots.resize_with(asked.len(), || None);
+        let batch = Batch {
+            index,
+            slots,
+            next_event: 1,
+            rows: Vec::new(),
+            alerts: Vec::new(),
+            changed: Vec::new(),
+            linked: Vec::new(),
+        };
+        Ok((batch, param, known))
+    }
+
+    /// Fills the slots from [`HEAD`]'s rows: each ticket with its steps (those the cache
+    /// knew, then those read after them; or all, read).
+    fn read(&mut self, rows: &[SqliteRow], mut known: Vec<Option<Cached>>) -> Result<()> {
+        use sqlx::Row;
+        for row in rows {
+            let i: i64 = row.try_get("i")?;
+            self.next_event = row.try_get("next_event")?;
+            let steps: Option<String> = row.try_get("steps")?;
+            let cached: bool = row.try_get("cached")?;
+            let alerted: Option<String> = row.try_get("alerted")?;
+            let record: crate::store::TicketRecord =
+                <TicketRow as sqlx::FromRow<_>>::from_row(row)?.try_into()?;
+            let i = usize::try_from(i)
+                .ok()
+                .filter(|&i| i < self.slots.len())
+                .ok_or_else(|| corrupt("a change batch read a ticket it did not ask for"))?;
+            let mut all = match known[i].take() {
+                Some(c) if cached => c.steps,
+                _ => Vec::new(),
+            };
+            all.extend(parse_steps(steps.as_deref())?);
+            self.slots[i] = Some(Slot {
+                ticket: record.ticket,
+                steps: all,
+                last_event: row.try_get("last_event")?,
+                alerted: alerted
+                    .map(|a| a.split(' ').map(str::to_owned).collect())
+                    .unwrap_or_default(),
+                assignee_name: record.assignee_name,
+                sla: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies change `n` of the batch to its ticket as the batch's earlier changes left it.
+    /// The outer error fails the whole batch; the inner is this change's alone (refused, or no
+    /// such ticket).
+    fn apply(&mut self, n: usize, c: TicketChange) -> Result<Result<ChangeOutcome>> {
+        let slot_no = self.index[&(c.desk, c.no)];
+        let Some(slot) = &mut self.slots[slot_no] else {
+            return Ok(Err(StoreError::NoTicket(c.no)));
+        };
+        let applied = match slot.ticket.apply(&c.action, &c.actor, c.now) {
+            Err(e) => return Ok(Err(e.into())),
+            Ok(None) => {
+                return Ok(Ok(ChangeOutcome {
+                    changed: Changed::No(slot.ticket.clone()),
+                    sla: None,
+                    assignee_name: slot.assignee_name.clone(),
+                }));
+            }
+            Ok(Some(applied)) => applied,
+        };
+        let now = ms(c.now);
+        let mut t = applied.ticket;
+        t.updated_at = at(now);
+        let next_event = &mut self.next_event;
+        let events: Vec<(i64, EventJson<'_>)> = events_json(&applied.events)
+            .into_iter()
+            .map(|e| {
+                *next_event += 1;
+                (*next_event - 1, e)
+            })
+            .collect();
+        let last_event = self.next_event - 1;
+        slot.last_event = slot.last_event.max(last_event);
+        let mut outbox = outbox_json(c.desk, Cause::Event(last_event), &(c.out)(&t))?;
+        slot.steps.extend(applied.events.iter().filter_map(|e| {
+            Step::of(
+                e.kind,
+                e.old_value.as_deref(),
+                e.new_value.as_deref(),
+                t.updated_at,
+            )
+        }));
+        if t.assignee != slot.ticket.assignee {
+            slot.assignee_name = None;
+        }
+        // The clocks stored are those of the ticket's last change, if it brought them.
+        slot.sla = None;
+        let sla = match c.sla {
+            Some(plan) => {
+                let (state, due) = plan(&t, &slot.steps);
+                t.sla = state.due;
+                slot.sla = Some(state);
+                Some(queue_alerts(
+                    slot,
+                    &t,
+                    due,
+                    now,
+                    &mut self.alerts,
+                    &mut outbox,
+                )?)
+            }
+            None => None,
+        };
+        slot.ticket = t.clone();
+        let row: ChangeJson<'_> = (c.desk.0, t.id.0, now, events, outbox);
+        self.rows
+            .push(serde_json::to_string(&row).map_err(corrupt)?);
+        if !self.changed.contains(&slot_no) {
+            self.changed.push(slot_no);
+        }
+        if matches!(c.action, Action::LinkContact(_)) {
+            self.linked.push((slot_no, n));
+        }
+        Ok(Ok(ChangeOutcome {
+            changed: Changed::Yes(t),
+            sla,
+            assignee_name: slot.assignee_name.clone(),
+        }))
+    }
+
+    /// [`WRITES`]' parameter, or `None` when no change changed anything.
+    fn writes(&self) -> Result<Option<String>> {
+        if self.rows.is_empty() {
+            return Ok(None);
+        }
+        let slots: Vec<&Slot> = (self.changed.iter())
+            .filter_map(|&i| self.slots[i].as_ref())
+            .collect();
+        let tickets: Vec<TicketJson<'_>> =
+            slots.iter().map(|s| TicketJson::of(&s.ticket)).collect();
+        let sla: Vec<SlaJson> = slots
+            .iter()
+            .filter_map(|s| s.sla.as_ref().map(|state| sla_json(&s.ticket, state)))
+            .collect();
+        Ok(Some(format!(
+            r#"{{"tickets":{},"sla":{},"alerts":{},"changes":[{}]}}"#,
+            serde_json::to_string(&tickets).map_err(corrupt)?,
+            serde_json::to_string(&sla).map_err(corrupt)?,
+            serde_json::to_string(&self.alerts).map_err(corrupt)?,
+            self.rows.join(",")
+        )))
+    }
+
+    /// A linked contact's label is the view's to build: reads it back, after the writes, for
+    /// the changes of that ticket from the link on (`keys` and `outcomes` by change).
+    async fn read_links(
+        &self,
+        w: &mut Write,
+        keys: &[(DeskId, TicketNo)],
+        outcomes: &mut [Result<ChangeOutcome>],
+    ) -> Result<()> {
+        for &(slot_no, from) in &self.linked {
+            let Some(slot) = &self.slots[slot_no] else {
+                continue;
+            };
+            let (desk, no) = (slot.ticket.desk, slot.ticket.no);
+            let stored = SqliteStore::ticket_in(w, desk, no)
+                .await?
+                .ok_or(StoreError::NoTicket(no))?
+                .ticket;
+            for (key, outcome) in keys.iter().zip(outcomes.iter_mut()).skip(from) {
+                if let Ok(ChangeOutcome {
+                    changed: Changed::Yes(changed),
+                    ..
+                }) = outcome
+                    && *key == (desk, no)
+                {
+                    changed.contact.clone_from(&stored.contact);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the step cache may keep of the batch's tickets once its round is committed.
+    fn fresh(self) -> Vec<((DeskId, TicketNo), Cached)> {
+        (self.slots.into_iter().flatten())
+            .map(|s| {
+                let cached = Cached {
+                    ticket: s.ticket.id.0,
+                    last_event: s.last_event,
+                    steps: s.steps,
+                };
+                ((s.ticket.desk, s.ticket.no), cached)
+            })
+            .collect()
     }
 }
 
