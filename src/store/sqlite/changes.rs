@@ -532,6 +532,7 @@ mod tests {
     use crate::core::people::{Platform, SurfaceRef, UserRef};
     use crate::core::sla::{Level, SlaDue};
     use crate::core::ticket::{ContactLink, Priority, Source, Status};
+    use crate::store::sqlite::testing::count;
     use crate::store::{NewTicket, OwnedOut, SlaPlan, TicketStore};
     use chrono::Utc;
 
@@ -667,7 +668,7 @@ mod tests {
         change(&store, 1, Action::Note("later".into()), "noted")
             .await
             .unwrap();
-        let last = rows(&store, "SELECT max(id), 'x' FROM events").await[0].0;
+        let last = count(&store, "SELECT max(id) FROM events").await;
         assert_eq!(last, events[1].0 + 1);
     }
 
@@ -809,12 +810,8 @@ mod tests {
             change(&store, 1, note, "n").await.unwrap(),
             Changed::Yes(_)
         ));
-        let notes = rows(
-            &store,
-            "SELECT count(*), 'x' FROM events WHERE kind = 'note'",
-        )
-        .await;
-        assert_eq!(notes[0].0, 1);
+        let notes = count(&store, "SELECT count(*) FROM events WHERE kind = 'note'").await;
+        assert_eq!(notes, 1);
     }
 
     #[tokio::test]
@@ -898,14 +895,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(c.sla, Some(vec![]));
-        let alerts = rows(&store, "SELECT count(*), 'x' FROM sla_alerts").await;
-        assert_eq!(alerts[0].0, 1);
-        let messages = rows(
+        assert_eq!(count(&store, "SELECT count(*) FROM sla_alerts").await, 1);
+        let messages = count(
             &store,
-            "SELECT count(*), 'x' FROM outbox WHERE destination LIKE 'dm:%' OR payload LIKE '%breached%'",
+            "SELECT count(*) FROM outbox WHERE destination LIKE 'dm:%' OR payload LIKE '%breached%'",
         )
         .await;
-        assert_eq!(messages[0].0, 1);
+        assert_eq!(messages, 1);
     }
 
     #[tokio::test]

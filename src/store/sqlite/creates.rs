@@ -260,6 +260,7 @@ mod tests {
     use crate::core::outgoing::Outgoing;
     use crate::core::ticket::{Priority, Source};
     use crate::store::TicketStore;
+    use crate::store::sqlite::testing::count;
     use sqlx::Connection;
 
     fn new_ticket(text: &str) -> NewTicket {
@@ -314,13 +315,6 @@ mod tests {
             .unwrap();
         w.commit().await.unwrap();
         (dir, url, store)
-    }
-
-    async fn count(store: &SqliteStore, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(&mut *store.read().await.unwrap())
-            .await
-            .unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

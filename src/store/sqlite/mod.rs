@@ -215,3 +215,17 @@ fn at(ms: i64) -> DateTime<Utc> {
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
+
+/// What the store's unit tests share.
+#[cfg(test)]
+mod testing {
+    use super::SqliteStore;
+
+    /// The one integer `sql` reads (a count, a maximum).
+    pub(super) async fn count(store: &SqliteStore, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&mut *store.read().await.unwrap())
+            .await
+            .unwrap()
+    }
+}
