@@ -180,7 +180,7 @@ impl Worker {
         let mut settled = Vec::with_capacity(count);
         while let Some(joined) = running.join_next().await {
             match joined {
-                Ok((item, outcome)) => settled.push(self.settle(&item, outcome)),
+                Ok((item, outcome)) => self.settle(&item, outcome, &mut settled),
                 Err(e) => tracing::error!(error = %e, "An outbox delivery task panicked."),
             }
         }
@@ -191,8 +191,10 @@ impl Worker {
         count
     }
 
-    /// What to record of one attempt (recorded for the whole round at once).
-    fn settle(&self, item: &OutboxItem, outcome: Delivery) -> Settled {
+    /// What to record of one attempt (recorded for the whole round at once). The rows the
+    /// delivery carried with its own (`OutboxItem::merged`) were sent, or are dead, with it; on
+    /// a retry they stay queued as they were, to be carried again.
+    fn settle(&self, item: &OutboxItem, outcome: Delivery, settled: &mut Vec<Settled>) {
         let now = self.clock.now();
         let attempts = item.attempts + 1;
         let outcome = match outcome {
@@ -233,10 +235,22 @@ impl Worker {
                 Outcome::Dead { attempts, error }
             }
         };
-        Settled {
+        let carried = match &outcome {
+            Outcome::Sent(_) => Some(Outcome::Sent(None)),
+            Outcome::Dead { .. } => Some(outcome.clone()),
+            Outcome::Retry { .. } => None,
+        };
+        settled.push(Settled {
             id: item.id,
             desk: item.desk,
             outcome,
+        });
+        if let Some(outcome) = carried {
+            settled.extend(item.merged.iter().map(|&id| Settled {
+                id,
+                desk: item.desk,
+                outcome: outcome.clone(),
+            }));
         }
     }
 

@@ -182,6 +182,66 @@ pub struct OutboxItem {
     pub created_at: DateTime<Utc>,
     /// The message's surface had revoked the app's token when the row was read.
     pub surface_revoked: bool,
+    /// Later rows of the same destination that this delivery carries too: card refreshes of
+    /// the same ticket queued behind this one, their notes joined into `message`'s (see
+    /// [`OutboxItem::absorb`]). They are settled with this row when it is sent or dead.
+    pub merged: Vec<i64>,
+}
+
+/// A pending outbox row queued behind a delivery's own, as [`OutboxItem::absorb`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Queued {
+    pub id: i64,
+    /// The message's kind, as [`Outgoing`] tags it (`update_cards`, `post_card`, …).
+    pub kind: String,
+    pub note: Option<String>,
+}
+
+/// The most rows one delivery carries: its own and the card refreshes it absorbs.
+pub const MERGE_MAX: usize = 50;
+
+/// The longest joined note a delivery of merged card refreshes says: half of Discord's
+/// 2,000-character content, so escaping (at most a backslash a character) never cuts it.
+pub const MERGED_NOTE_CHARS: usize = 1_000;
+
+impl OutboxItem {
+    /// Takes in the card refreshes queued behind this one for the same ticket and surface
+    /// (`later`: the destination's next pending rows). Cards are rendered from the ticket as it
+    /// is at delivery time, so one edit shows what every queued refresh would have shown; their
+    /// notes are said in one thread message, a line each, in the order they were written.
+    /// Stops at the first row that is not a card refresh (a card post keeps its place in the
+    /// order), at [`MERGE_MAX`] rows, or where the joined note would pass
+    /// [`MERGED_NOTE_CHARS`]. Only a card refresh absorbs anything.
+    pub fn absorb(&mut self, mut later: Vec<Queued>) {
+        let Outgoing::UpdateCards { note, .. } = &mut self.message else {
+            return;
+        };
+        later.sort_by_key(|q| q.id);
+        let mut chars = note.as_deref().map_or(0, |n| n.chars().count());
+        for q in later {
+            if q.kind != "update_cards" || q.id <= self.id || self.merged.len() + 1 >= MERGE_MAX {
+                break;
+            }
+            if let Some(add) = q.note.as_deref().filter(|n| !n.is_empty()) {
+                let more = add.chars().count() + usize::from(chars > 0);
+                if chars + more > MERGED_NOTE_CHARS {
+                    break;
+                }
+                chars += more;
+                match note {
+                    Some(n) if !n.is_empty() => {
+                        n.push('\n');
+                        n.push_str(add);
+                    }
+                    _ => *note = Some(add.to_owned()),
+                }
+            }
+            self.merged.push(q.id);
+        }
+        if !self.merged.is_empty() {
+            metrics::counter!("piraja_outbox_merged_total").increment(self.merged.len() as u64);
+        }
+    }
 }
 
 /// How the outbox is doing, for metrics.
@@ -720,4 +780,89 @@ pub trait InstallStore: Send + Sync {
         merge: bool,
         now: DateTime<Utc>,
     ) -> Result<Redeemed>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refresh(id: i64, note: Option<&str>) -> OutboxItem {
+        OutboxItem {
+            id,
+            desk: DeskId(1),
+            destination: "ticket:1:slack:T1".into(),
+            idempotency_key: format!("k{id}"),
+            message: Outgoing::UpdateCards {
+                surface: SurfaceRef::new(crate::core::people::Platform::Slack, "T1"),
+                ticket: TicketId(1),
+                note: note.map(str::to_owned),
+            },
+            attempts: 0,
+            created_at: Utc::now(),
+            surface_revoked: false,
+            merged: Vec::new(),
+        }
+    }
+
+    fn queued(id: i64, kind: &str, note: Option<&str>) -> Queued {
+        Queued {
+            id,
+            kind: kind.into(),
+            note: note.map(str::to_owned),
+        }
+    }
+
+    fn note(item: &OutboxItem) -> Option<&str> {
+        match &item.message {
+            Outgoing::UpdateCards { note, .. } => note.as_deref(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_refresh_absorbs_the_refreshes_behind_it_in_order_up_to_a_post() {
+        let mut item = refresh(1, None);
+        item.absorb(vec![
+            queued(4, "post_card", None),
+            queued(3, "update_cards", Some("second")),
+            queued(2, "update_cards", Some("first")),
+            queued(5, "update_cards", Some("after the post")),
+        ]);
+        assert_eq!(item.merged, [2, 3]);
+        assert_eq!(note(&item), Some("first\nsecond"));
+    }
+
+    #[test]
+    fn the_joined_note_and_the_rows_carried_are_bounded() {
+        let long = "x".repeat(MERGED_NOTE_CHARS / 2);
+        let mut item = refresh(1, Some(&long));
+        item.absorb(vec![
+            queued(2, "update_cards", None),
+            queued(3, "update_cards", Some(&long)),
+            queued(4, "update_cards", None),
+        ]);
+        assert_eq!(
+            item.merged,
+            [2],
+            "the second long note would pass the bound"
+        );
+        assert_eq!(note(&item).map(str::len), Some(MERGED_NOTE_CHARS / 2));
+
+        let mut item = refresh(1, Some("a"));
+        item.absorb(
+            (2..200)
+                .map(|id| queued(id, "update_cards", Some("b")))
+                .collect(),
+        );
+        assert_eq!(item.merged.len(), MERGE_MAX - 1);
+
+        let mut post = refresh(1, None);
+        post.message = Outgoing::PostCard {
+            surface: SurfaceRef::new(crate::core::people::Platform::Slack, "T1"),
+            channel: "C1".into(),
+            ticket: TicketId(1),
+        };
+        post.absorb(vec![queued(2, "update_cards", Some("b"))]);
+        assert!(post.merged.is_empty(), "only a refresh carries others");
+    }
 }

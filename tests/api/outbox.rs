@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use piraja::core::outgoing::Outgoing;
 use piraja::core::people::{Platform, SurfaceRef};
-use piraja::core::ticket::DeskId;
+use piraja::core::ticket::{DeskId, TicketId};
 use piraja::outbox::{Delivery, RetryPolicy, Sender, Worker};
 use piraja::store::{OutboxItem, OutboxStore};
 
@@ -28,8 +28,16 @@ impl Sender for FakeDestination {
         if let Some(next) = self.script.lock().unwrap().pop_front() {
             return next;
         }
-        if let Outgoing::ChannelMessage { text, .. } = &item.message {
-            self.delivered.lock().unwrap().push(text.clone());
+        match &item.message {
+            Outgoing::ChannelMessage { text, .. } => {
+                self.delivered.lock().unwrap().push(text.clone());
+            }
+            Outgoing::UpdateCards { note, .. } => {
+                let note = note.clone().unwrap_or_default();
+                self.delivered.lock().unwrap().push(format!("edit: {note}"));
+            }
+            Outgoing::PostCard { .. } => self.delivered.lock().unwrap().push("post".into()),
+            _ => {}
         }
         Delivery::Sent { card: None }
     }
@@ -40,6 +48,15 @@ fn notice(text: &str) -> Outgoing {
         surface: SurfaceRef::new(Platform::Slack, "T1"),
         channel: "C1".into(),
         text: text.into(),
+    }
+}
+
+/// A refresh of ticket 1's cards on the Slack workspace, saying `note` in their threads.
+fn refresh(note: Option<&str>) -> Outgoing {
+    Outgoing::UpdateCards {
+        surface: SurfaceRef::new(Platform::Slack, "T1"),
+        ticket: TicketId(1),
+        note: note.map(str::to_owned),
     }
 }
 
@@ -186,4 +203,63 @@ async fn the_worker_wakes_when_a_message_is_queued_and_stops_on_shutdown() {
         .await
         .expect("the worker stops")
         .unwrap();
+}
+
+#[tokio::test]
+async fn queued_refreshes_of_a_card_go_as_one_delivery_and_a_card_post_keeps_its_place() {
+    let (t, fake, worker) = setup(vec![retry(None)], RetryPolicy::default()).await;
+    let post = Outgoing::PostCard {
+        surface: SurfaceRef::new(Platform::Slack, "T1"),
+        channel: "C2".into(),
+        ticket: TicketId(1),
+    };
+    let now = t.clock.now();
+    let queue = [
+        ("k1", vec![refresh(Some("Ada started it")), refresh(None)]),
+        ("k2", vec![refresh(Some("Ada completed it"))]),
+        ("k3", vec![post]),
+        ("k4", vec![refresh(Some("Bo reopened it"))]),
+    ];
+    for (key, out) in &queue {
+        t.store.enqueue(DeskId(1), key, out, now).await.unwrap();
+    }
+
+    // The first attempt carries the three refreshes before the post, and fails: all three stay
+    // queued and are carried again.
+    assert_eq!(worker.tick().await, 1);
+    let stats = t.store.outbox_stats(t.clock.now()).await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (5, 0));
+    t.clock.advance(chrono::Duration::seconds(2));
+    assert_eq!(worker.tick().await, 1);
+    assert_eq!(worker.tick().await, 1, "the post goes alone");
+    assert_eq!(worker.tick().await, 1, "then the refresh queued after it");
+    assert_eq!(worker.tick().await, 0);
+    assert_eq!(
+        *fake.delivered.lock().unwrap(),
+        [
+            "edit: Ada started it\nAda completed it",
+            "post",
+            "edit: Bo reopened it"
+        ]
+    );
+    assert_eq!(*fake.attempts.lock().unwrap(), 4);
+    let stats = t.store.outbox_stats(t.clock.now()).await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (0, 0));
+}
+
+#[tokio::test]
+async fn refreshes_carried_by_a_delivery_that_fails_for_good_are_dead_with_it() {
+    let (t, fake, worker) = setup(
+        vec![Delivery::Failed("channel_not_found".into())],
+        RetryPolicy::default(),
+    )
+    .await;
+    let now = t.clock.now();
+    let out = [refresh(Some("a")), refresh(Some("b")), refresh(Some("c"))];
+    t.store.enqueue(DeskId(1), "k", &out, now).await.unwrap();
+    assert_eq!(worker.tick().await, 1);
+    assert_eq!(worker.tick().await, 0);
+    assert_eq!(*fake.attempts.lock().unwrap(), 1);
+    let stats = t.store.outbox_stats(t.clock.now()).await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (0, 3));
 }

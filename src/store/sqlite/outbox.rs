@@ -9,7 +9,8 @@ use crate::core::outgoing::Outgoing;
 use crate::core::people::SurfaceRef;
 use crate::core::ticket::{DeskId, TicketId};
 use crate::store::{
-    CardMessage, OutboxItem, OutboxStats, OutboxStore, Outcome, Result, Settled, TicketRecord,
+    CardMessage, MERGE_MAX, OutboxItem, OutboxStats, OutboxStore, Outcome, Queued, Result, Settled,
+    TicketRecord,
 };
 
 /// A ticket's card and where it shows, as one command: the ticket by desk and id, then its
@@ -131,25 +132,36 @@ impl OutboxStore for SqliteStore {
         // pending rows are walked in id order (the partial index) and the walk stops at `limit`;
         // the planner would otherwise sort every due row first. Whether the message's surface
         // revoked the app's token is read with it (one read a round, not one a delivery).
+        // A card refresh comes with the rows queued behind it for the same destination (id,
+        // kind and note only), which it may carry in the same delivery (`OutboxItem::absorb`).
+        let behind = (MERGE_MAX - 1) as i64;
         let rows = sqlx::query!(
             r#"SELECT o.id AS "id!", o.desk_id, o.destination, o.idempotency_key, o.payload, o.attempts, o.created_at,
                     EXISTS (SELECT 1 FROM surfaces s
                              WHERE s.platform = o.payload ->> '$.surface.platform'
                                AND s.external_id = o.payload ->> '$.surface.external_id'
-                               AND s.token_revoked_at IS NOT NULL) AS "revoked!: bool"
+                               AND s.token_revoked_at IS NOT NULL) AS "revoked!: bool",
+                    CASE WHEN o.payload ->> '$.kind' = 'update_cards' THEN
+                      (SELECT json_group_array(json_object('id', f.id, 'kind', f.payload ->> '$.kind',
+                                                           'note', f.payload ->> '$.note'))
+                         FROM (SELECT id, payload FROM outbox INDEXED BY outbox_pending
+                                WHERE state = 'pending' AND destination = o.destination AND id > o.id
+                                ORDER BY id LIMIT ?3) AS f)
+                    END AS "behind: String"
              FROM outbox o INDEXED BY outbox_pending_by_id
              WHERE o.state = 'pending' AND o.next_attempt_at <= ?1
                AND NOT EXISTS (SELECT 1 FROM outbox p
                                WHERE p.state = 'pending' AND p.destination = o.destination AND p.id < o.id)
              ORDER BY o.id LIMIT ?2"#,
             now,
-            limit
+            limit,
+            behind
         )
         .fetch_all(&mut *self.read().await?)
         .await?;
         rows.into_iter()
             .map(|r| {
-                Ok(OutboxItem {
+                let mut item = OutboxItem {
                     id: r.id,
                     desk: DeskId(r.desk_id),
                     destination: r.destination,
@@ -158,7 +170,12 @@ impl OutboxStore for SqliteStore {
                     attempts: r.attempts,
                     created_at: at(r.created_at),
                     surface_revoked: r.revoked,
-                })
+                    merged: Vec::new(),
+                };
+                if let Some(behind) = r.behind {
+                    item.absorb(serde_json::from_str::<Vec<Queued>>(&behind).map_err(corrupt)?);
+                }
+                Ok(item)
             })
             .collect()
     }
