@@ -17,6 +17,8 @@ pub struct Job {
     pub name: &'static str,
     pub every: &'static str,
     pub what: &'static str,
+    /// Whether a pass runs at start-up too, before the schedule's first instant.
+    pub at_start: bool,
 }
 
 /// Every background job the server runs (the outbox worker has its own wake-ups).
@@ -25,16 +27,25 @@ pub const JOBS: &[Job] = &[
         name: "sla-watch",
         every: "*/15 * * * * *",
         what: "warns before and alerts on SLA breaches; wakes exactly at the next known check",
+        at_start: true,
     },
     Job {
         name: "digests",
         every: "0 * * * * *",
         what: "posts scheduled digests; wakes exactly at the next scheduled run",
+        at_start: true,
     },
     Job {
         name: "mail-poll",
         every: "0 */5 * * * *",
         what: "polls connected mailboxes every PIRAJA_MAIL_POLL (this schedule is the fallback)",
+        at_start: true,
+    },
+    Job {
+        name: "housekeeping",
+        every: "0 17 3 * * *",
+        what: "prunes delivered messages and request keys older than a week, daily at 03:17 UTC",
+        at_start: false,
     },
 ];
 
@@ -53,11 +64,17 @@ where
         }
     };
     tracing::debug!(job = job.name, "A background job started.");
+    let mut first = true;
     loop {
         if *stop.borrow() {
             return;
         }
-        let hint = tick().await;
+        let hint = if first && !job.at_start {
+            None
+        } else {
+            tick().await
+        };
+        first = false;
         let now = clock.now();
         let mut next =
             next_run(&cron, chrono_tz::UTC, now).unwrap_or(now + chrono::TimeDelta::minutes(1));
@@ -103,6 +120,13 @@ pub fn spawn_all(
                         })
                         .await
                     }
+                    ("housekeeping", _) => {
+                        run_job(job, clock, stop, || async {
+                            desks.housekeep().await;
+                            None
+                        })
+                        .await
+                    }
                     _ => run_job(job, clock, stop, || desks.digest_tick()).await,
                 }
             })
@@ -145,6 +169,7 @@ mod tests {
             name: "test",
             every: "0 * * * * *",
             what: "test",
+            at_start: true,
         };
         let (c, r) = (clock.clone(), runs.clone());
         let handle = tokio::spawn(run_job(job, clock.clone(), stop, move || {
@@ -163,6 +188,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_job_not_run_at_start_first_runs_at_its_schedule() {
+        let start = "2026-12-04T10:00:30Z".parse::<DateTime<Utc>>().unwrap();
+        let clock = tokio_clock(start);
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let (stop_tx, stop) = watch::channel(false);
+        let job = Job {
+            name: "test",
+            every: "0 * * * * *",
+            what: "test",
+            at_start: false,
+        };
+        let (c, r) = (clock.clone(), runs.clone());
+        let handle = tokio::spawn(run_job(job, clock.clone(), stop, move || {
+            r.lock().unwrap().push(c.now());
+            async { None }
+        }));
+        tokio::time::sleep(Duration::from_secs(150)).await;
+        stop_tx.send(true).unwrap();
+        handle.await.unwrap();
+        let runs = runs.lock().unwrap().clone();
+        let minute = |m: i64| start + chrono::TimeDelta::seconds(30 + 60 * m);
+        assert_eq!(runs, [minute(0), minute(1)]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_hint_sooner_than_the_schedule_wakes_the_job_then() {
         let start = "2026-12-04T10:00:00Z".parse::<DateTime<Utc>>().unwrap();
         let clock = tokio_clock(start);
@@ -172,6 +222,7 @@ mod tests {
             name: "test",
             every: "0 0 * * * *",
             what: "test",
+            at_start: true,
         };
         let (c, r) = (clock.clone(), runs.clone());
         let hint = start + chrono::TimeDelta::seconds(90);

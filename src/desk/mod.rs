@@ -7,6 +7,7 @@
 
 pub mod cache;
 mod contacts;
+pub mod housekeeping;
 pub mod limits;
 pub mod mail;
 mod sharing;

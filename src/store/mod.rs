@@ -290,6 +290,15 @@ pub trait DeskStore: Send + Sync {
     ) -> Result<()>;
     /// Records a request key (an event id); false when it was seen before on this desk.
     async fn remember_request(&self, desk: DeskId, key: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// One step of pruning request keys: looks at the `window` keys after `after` (in key
+    /// order, every desk; `None` starts at the first) and deletes those recorded before
+    /// `before`. Returns how many it deleted and the key to go on after (`None`: the end).
+    async fn prune_request_keys(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<(DeskId, String)>,
+        window: i64,
+    ) -> Result<(u64, Option<(DeskId, String)>)>;
     /// Marks a surface's token revoked (`Some`) or usable again (`None`).
     async fn set_surface_revoked(
         &self,
@@ -438,6 +447,16 @@ pub trait OutboxStore: Send + Sync {
     /// posted, others get another attempt or are given up on.
     async fn outbox_settle(&self, settled: &[Settled], now: DateTime<Utc>) -> Result<()>;
     async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats>;
+    /// One step of pruning delivered messages: looks at the `window` rows after id `after`
+    /// and deletes those sent and written before `before` (pending and dead rows stay).
+    /// Returns how many it deleted and the id to go on after; `None` once the walk has reached
+    /// rows written since `before` (ids follow time) or the end.
+    async fn prune_sent(
+        &self,
+        before: DateTime<Utc>,
+        after: i64,
+        window: i64,
+    ) -> Result<(u64, Option<i64>)>;
     /// Where a ticket's card shows on one surface.
     async fn card_messages(
         &self,

@@ -263,3 +263,57 @@ async fn refreshes_carried_by_a_delivery_that_fails_for_good_are_dead_with_it() 
     let stats = t.store.outbox_stats(t.clock.now()).await.unwrap();
     assert_eq!((stats.pending, stats.dead), (0, 3));
 }
+
+#[tokio::test]
+async fn housekeeping_prunes_week_old_sent_messages_and_request_keys_and_nothing_else() {
+    use piraja::core::grammar;
+    use piraja::desk::Reply;
+    use piraja::desk::housekeeping::Pruned;
+
+    let (t, _fake, worker) = setup(
+        vec![Delivery::Failed("channel_not_found".into())],
+        RetryPolicy::default(),
+    )
+    .await;
+    let create = |key: &'static str| {
+        let mut inv = crate::helpers::slack_inv("T1", "U1", "C1");
+        inv.key = Some(key.into());
+        let desks = t.desks.clone();
+        async move {
+            match desks
+                .execute(&inv, grammar::parse("new the printer is on fire").unwrap())
+                .await
+            {
+                Reply::Created { card, replayed } => (card.no.0, replayed),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    // A week ago: a message that died, a ticket made by a request whose messages were sent.
+    t.store
+        .enqueue(DeskId(1), "dead", &[notice("lost")], t.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(worker.tick().await, 1);
+    assert_eq!(create("slack:old").await, (1, false));
+    while worker.tick().await > 0 {}
+    t.clock
+        .advance(chrono::Duration::days(7) + chrono::Duration::minutes(1));
+    // Now: another ticket, its messages sent, and a message still queued.
+    assert_eq!(create("slack:new").await, (2, false));
+    while worker.tick().await > 0 {}
+    t.store
+        .enqueue(DeskId(1), "queued", &[notice("later")], t.clock.now())
+        .await
+        .unwrap();
+
+    let pruned = t.desks.housekeep().await;
+    assert!(pruned.sent >= 1, "{pruned:?}");
+    assert_eq!(pruned.request_keys, 1, "{pruned:?}");
+    assert_eq!(t.desks.housekeep().await, Pruned::default());
+    let stats = t.store.outbox_stats(t.clock.now()).await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (1, 1), "pending and dead stay");
+    // The new request is still recognised; the week-old one is forgotten.
+    assert_eq!(create("slack:new").await, (2, true));
+    assert_eq!(create("slack:old").await, (3, false));
+}

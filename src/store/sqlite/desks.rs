@@ -147,6 +147,46 @@ impl DeskStore for SqliteStore {
         Ok(inserted == 1)
     }
 
+    async fn prune_request_keys(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<(DeskId, String)>,
+        window: i64,
+    ) -> Result<(u64, Option<(DeskId, String)>)> {
+        let before = ms(before);
+        let (desk, key) = after.map_or((i64::MIN, String::new()), |(d, k)| (d.0, k));
+        let mut tx = self.write().await?;
+        // The window's last key bounds the delete, so the rows looked at are the rows pruned.
+        let last = sqlx::query!(
+            r#"SELECT desk_id AS "desk_id!: i64", key AS "key!: String" FROM
+                 (SELECT desk_id, key FROM request_keys WHERE (desk_id, key) > (?1, ?2)
+                   ORDER BY desk_id, key LIMIT ?3)
+               ORDER BY desk_id DESC, key DESC LIMIT 1"#,
+            desk,
+            key,
+            window
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(last) = last else {
+            return Ok((0, None));
+        };
+        let deleted = sqlx::query!(
+            "DELETE FROM request_keys
+              WHERE (desk_id, key) > (?1, ?2) AND (desk_id, key) <= (?3, ?4) AND created_at < ?5",
+            desk,
+            key,
+            last.desk_id,
+            last.key,
+            before
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok((deleted, Some((DeskId(last.desk_id), last.key))))
+    }
+
     async fn set_surface_revoked(
         &self,
         surface: &SurfaceRef,

@@ -226,6 +226,44 @@ impl OutboxStore for SqliteStore {
         })
     }
 
+    async fn prune_sent(
+        &self,
+        before: DateTime<Utc>,
+        after: i64,
+        window: i64,
+    ) -> Result<(u64, Option<i64>)> {
+        let before = ms(before);
+        let mut tx = self.write().await?;
+        let w = sqlx::query!(
+            r#"SELECT count(*) AS "rows!: i64", max(id) AS "last: i64",
+                      coalesce(max(created_at >= ?3), 0) AS "young!: bool"
+                 FROM (SELECT id, created_at FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2)"#,
+            after,
+            window,
+            before
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let Some(last) = w.last else {
+            return Ok((0, None));
+        };
+        // `+state`: the window is an id range; through the `(state, …)` index the delete
+        // would read every sent row's entry.
+        let deleted = sqlx::query!(
+            "DELETE FROM outbox
+              WHERE id > ?1 AND id <= ?2 AND +state = 'sent' AND created_at < ?3",
+            after,
+            last,
+            before
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        let more = !w.young && w.rows == window;
+        Ok((deleted, more.then_some(last)))
+    }
+
     async fn card_messages(
         &self,
         desk: DeskId,
@@ -314,6 +352,7 @@ impl OutboxStore for SqliteStore {
 mod tests {
     use super::*;
     use crate::core::people::{Platform, UserRef};
+    use crate::store::DeskStore;
 
     #[tokio::test]
     async fn the_migration_moves_pending_card_rows_to_the_new_destination_form() {
@@ -475,5 +514,65 @@ mod tests {
         );
         let stats = store.outbox_stats(later).await.unwrap();
         assert_eq!((stats.pending, stats.dead), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn pruning_walks_the_outbox_in_windows_and_stops_at_young_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let mut w = store.write().await.unwrap();
+        // Ids 1-6 old (sent, sent, dead, sent, pending, sent), 7-8 young and sent.
+        sqlx::query(
+            "INSERT INTO desks (id, name, created_at) VALUES (1, 'a', 0), (2, 'b', 0);
+             INSERT INTO outbox (id, desk_id, destination, idempotency_key, payload, state,
+                                 next_attempt_at, created_at)
+             VALUES (1, 1, 'd', 'k1', '{}', 'sent', 0, 10), (2, 1, 'd', 'k2', '{}', 'sent', 0, 10),
+                    (3, 1, 'd', 'k3', '{}', 'dead', 0, 10), (4, 1, 'd', 'k4', '{}', 'sent', 0, 20),
+                    (5, 1, 'd', 'k5', '{}', 'pending', 0, 20), (6, 1, 'd', 'k6', '{}', 'sent', 0, 30),
+                    (7, 1, 'd', 'k7', '{}', 'sent', 0, 100), (8, 1, 'd', 'k8', '{}', 'sent', 0, 100);",
+        )
+        .execute(&mut *w)
+        .await
+        .unwrap();
+        w.commit().await.unwrap();
+        let before = at(50);
+        assert_eq!(store.prune_sent(before, 0, 2).await.unwrap(), (2, Some(2)));
+        assert_eq!(store.prune_sent(before, 2, 2).await.unwrap(), (1, Some(4)));
+        // This window reaches a young row: the walk ends there.
+        assert_eq!(store.prune_sent(before, 4, 3).await.unwrap(), (1, None));
+        assert_eq!(store.prune_sent(before, 8, 3).await.unwrap(), (0, None));
+        let left: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox ORDER BY id")
+            .fetch_all(&mut *store.read().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(left, [3, 5, 7, 8]);
+
+        // Request keys walk every desk in key order.
+        for (desk, key, created) in [(1, "a", 10), (1, "b", 100), (2, "a", 10), (2, "c", 10)] {
+            let mut w = store.write().await.unwrap();
+            sqlx::query("INSERT INTO request_keys (desk_id, key, created_at) VALUES (?, ?, ?)")
+                .bind(desk)
+                .bind(key)
+                .bind(created)
+                .execute(&mut *w)
+                .await
+                .unwrap();
+            w.commit().await.unwrap();
+        }
+        let step = store.prune_request_keys(before, None, 3).await.unwrap();
+        assert_eq!(step, (2, Some((DeskId(2), "a".into()))));
+        let step = store.prune_request_keys(before, step.1, 3).await.unwrap();
+        assert_eq!(step, (1, Some((DeskId(2), "c".into()))));
+        assert_eq!(
+            store.prune_request_keys(before, step.1, 3).await.unwrap(),
+            (0, None)
+        );
+        let left: Vec<(i64, String)> =
+            sqlx::query_as("SELECT desk_id, key FROM request_keys ORDER BY desk_id, key")
+                .fetch_all(&mut *store.read().await.unwrap())
+                .await
+                .unwrap();
+        assert_eq!(left, [(1, "b".to_owned())]);
     }
 }
