@@ -25,6 +25,11 @@ pub enum Outgoing {
         surface: SurfaceRef,
         ticket: TicketId,
         note: Option<String>,
+        /// The card message that the request's own answer already replaced with the changed
+        /// card (a Discord button, answered by updating its message): it is not edited again,
+        /// only its thread hears the note. Absent in rows written before it existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answered: Option<String>,
     },
     /// A direct message to a user.
     DirectMessage {

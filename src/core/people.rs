@@ -189,6 +189,9 @@ pub struct Actor {
     pub surface: SurfaceRef,
     /// The channel the command came from, when there is one.
     pub channel: Option<String>,
+    /// The card message the answer to this request replaces in place, when it does (see
+    /// [`crate::desk::Invocation::answered`]).
+    pub answered: Option<String>,
 }
 
 impl Actor {
@@ -218,6 +221,7 @@ mod tests {
             small_team,
             surface: SurfaceRef::new(Platform::Slack, "T1"),
             channel: None,
+            answered: None,
         }
     }
 

@@ -219,6 +219,7 @@ impl Desks {
                     surface: s.surface.clone(),
                     ticket: t.id,
                     note: notify.then(|| note.clone()),
+                    answered: None,
                 })
                 .collect();
             if reopen
@@ -332,6 +333,7 @@ impl Desks {
             small_team: false,
             surface: surface.clone(),
             channel: None,
+            answered: None,
         };
         let inv = Invocation {
             surface,
@@ -342,6 +344,7 @@ impl Desks {
             key: Some(format!("mail:{}:{}", mailbox.id, f.provider_id)),
             surface_admin: false,
             post_in_channel: false,
+            answered: None,
         };
         let subject = strip_forward(&f.mail.subject);
         let body = preview(&f.mail.body, 6, 600);

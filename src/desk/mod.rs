@@ -72,6 +72,11 @@ pub struct Invocation {
     /// Whether a new ticket's card is posted in `channel` through the outbox. False where the
     /// answer to the request is itself the card in the channel (Discord without a bot token).
     pub post_in_channel: bool,
+    /// The card message the answer to this request replaces in place with the changed card (a
+    /// Discord button or select on a card: its answer updates the clicked message). The outbox
+    /// leaves that message to the answer and only says the change in its thread: a second edit
+    /// of it would spend the channel's edit budget on nothing.
+    pub answered: Option<String>,
 }
 
 /// What a command answers, before a platform renders it.
@@ -227,6 +232,7 @@ impl Desks {
             small_team: membership.small_team,
             surface: inv.surface.clone(),
             channel: inv.channel.clone(),
+            answered: inv.answered.clone(),
         })
     }
 

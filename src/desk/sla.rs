@@ -184,6 +184,7 @@ impl Desks {
                 surface: s.surface.clone(),
                 ticket: ticket.id,
                 note: None,
+                answered: None,
             })
             .collect();
         let recorded = self

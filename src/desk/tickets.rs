@@ -39,14 +39,15 @@ fn new_card_posts(
     out
 }
 
-/// What a change says: every surface's cards are refreshed with a note in their threads, and a
-/// newly assigned user gets a direct message on their own platform.
+/// What a change says: every surface's cards are refreshed with a note in their threads (but
+/// the card the request's answer replaces is left to it), and a newly assigned user gets a
+/// direct message on their own platform.
 fn change_messages(
     ticket: &Ticket,
     note: &str,
     surfaces: &[Surface],
     newly_assigned: Option<&UserRef>,
-    actor: &UserRef,
+    actor: &Actor,
 ) -> Vec<Outgoing> {
     let mut out: Vec<Outgoing> = surfaces
         .iter()
@@ -54,9 +55,13 @@ fn change_messages(
             surface: s.surface.clone(),
             ticket: ticket.id,
             note: Some(note.to_owned()),
+            answered: actor
+                .answered
+                .clone()
+                .filter(|_| s.surface == actor.surface),
         })
         .collect();
-    out.extend(newly_assigned.and_then(|u| assignment_dm(ticket, u, actor, surfaces)));
+    out.extend(newly_assigned.and_then(|u| assignment_dm(ticket, u, &actor.user, surfaces)));
     out
 }
 
@@ -250,9 +255,9 @@ impl Desks {
         };
         let now = self.clock.now();
         let sla = Some(self.sla_plan(actor.desk, surfaces.clone(), now).await?);
-        let (said, user) = (note.clone(), actor.user.clone());
+        let (said, by) = (note.clone(), actor.clone());
         let out = Box::new(move |t: &Ticket| {
-            change_messages(t, &said, &surfaces, newly_assigned.as_ref(), &user)
+            change_messages(t, &said, &surfaces, newly_assigned.as_ref(), &by)
         });
         let outcome = self
             .store

@@ -294,6 +294,7 @@ impl DiscordSender {
                 surface,
                 ticket,
                 note,
+                answered,
             } => {
                 let Some((card, cards)) = card_of(&*self.store, item, *ticket, surface)
                     .await
@@ -303,10 +304,13 @@ impl DiscordSender {
                 };
                 let body = render::card_body(&card, None);
                 for m in cards {
-                    let path = format!("/channels/{}/messages/{}", m.channel, m.message_id);
-                    self.rest
-                        .call(Method::PATCH, &path, Some(&body), true)
-                        .await?;
+                    // The clicked card was replaced by the click's own answer.
+                    if answered.as_ref() != Some(&m.message_id) {
+                        let path = format!("/channels/{}/messages/{}", m.channel, m.message_id);
+                        self.rest
+                            .call(Method::PATCH, &path, Some(&body), true)
+                            .await?;
+                    }
                     if let Some(note) = note.as_deref().filter(|n| !n.is_empty()) {
                         let reply = json!({
                             "content": crate::core::view::cut(&render::escape(note), render::MAX_CONTENT),

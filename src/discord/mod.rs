@@ -152,6 +152,7 @@ fn invocation(app: &DiscordApp, i: &Interaction) -> Option<Invocation> {
         key: Some(format!("discord:{}", i.id)),
         surface_admin: i.actor_manages_guild(),
         post_in_channel: app.can_post,
+        answered: None,
     })
 }
 
@@ -297,6 +298,11 @@ async fn component(
             Some(level) => Command::Priority { no, level },
             None => return private("Choose low, medium, high or urgent."),
         },
+    };
+    // The answer updates the clicked card; the outbox only says the change in its thread.
+    let inv = Invocation {
+        answered: i.message.as_ref().map(|m| m.id.clone()),
+        ..inv
     };
     answer(state, app, &i, inv, cmd, 7).await
 }

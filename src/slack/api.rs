@@ -274,6 +274,7 @@ impl SlackSender {
                 surface,
                 ticket,
                 note,
+                answered,
             } => {
                 let Some((card, cards)) = card_of(&*self.store, item, *ticket, surface)
                     .await
@@ -289,7 +290,9 @@ impl SlackSender {
                         text: &text,
                         blocks: &blocks,
                     };
-                    self.api.call(token, "chat.update", &body).await?;
+                    if answered.as_ref() != Some(&m.message_id) {
+                        self.api.call(token, "chat.update", &body).await?;
+                    }
                     if let Some(note) = note.as_deref().filter(|n| !n.is_empty()) {
                         let reply = json!({ "channel": m.channel, "thread_ts": m.message_id, "text": render::escape(note) });
                         self.api.call(token, "chat.postMessage", &reply).await?;

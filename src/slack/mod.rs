@@ -151,6 +151,7 @@ fn invocation(
         key: key.map(|k| format!("slack:{k}")),
         surface_admin: false,
         post_in_channel: true,
+        answered: None,
     }
 }
 

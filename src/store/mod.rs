@@ -195,6 +195,8 @@ pub struct Queued {
     /// The message's kind, as [`Outgoing`] tags it (`update_cards`, `post_card`, …).
     pub kind: String,
     pub note: Option<String>,
+    #[serde(default)]
+    pub answered: Option<String>,
 }
 
 /// The most rows one delivery carries: its own and the card refreshes it absorbs.
@@ -211,9 +213,11 @@ impl OutboxItem {
     /// notes are said in one thread message, a line each, in the order they were written.
     /// Stops at the first row that is not a card refresh (a card post keeps its place in the
     /// order), at [`MERGE_MAX`] rows, or where the joined note would pass
-    /// [`MERGED_NOTE_CHARS`]. Only a card refresh absorbs anything.
+    /// [`MERGED_NOTE_CHARS`]. Only a card refresh absorbs anything. The card a request's
+    /// answer replaced is left alone only when that request's row is the last one carried (an
+    /// answer shows its own change, not those after it).
     pub fn absorb(&mut self, mut later: Vec<Queued>) {
-        let Outgoing::UpdateCards { note, .. } = &mut self.message else {
+        let Outgoing::UpdateCards { note, answered, .. } = &mut self.message else {
             return;
         };
         later.sort_by_key(|q| q.id);
@@ -237,6 +241,7 @@ impl OutboxItem {
                 }
             }
             self.merged.push(q.id);
+            *answered = q.answered;
         }
         if !self.merged.is_empty() {
             metrics::counter!("piraja_outbox_merged_total").increment(self.merged.len() as u64);
@@ -815,6 +820,7 @@ mod tests {
                 surface: SurfaceRef::new(crate::core::people::Platform::Slack, "T1"),
                 ticket: TicketId(1),
                 note: note.map(str::to_owned),
+                answered: None,
             },
             attempts: 0,
             created_at: Utc::now(),
@@ -828,7 +834,37 @@ mod tests {
             id,
             kind: kind.into(),
             note: note.map(str::to_owned),
+            answered: None,
         }
+    }
+
+    fn answered(item: &OutboxItem) -> Option<&str> {
+        match &item.message {
+            Outgoing::UpdateCards { answered, .. } => answered.as_deref(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_answered_card_is_left_alone_only_when_its_change_is_the_last_carried() {
+        let mut item = refresh(1, Some("a"));
+        if let Outgoing::UpdateCards { answered, .. } = &mut item.message {
+            *answered = Some("m1".into());
+        }
+        let mut alone = item.clone();
+        alone.absorb(Vec::new());
+        assert_eq!(answered(&alone), Some("m1"));
+        let by_click = |id, message: Option<&str>| Queued {
+            answered: message.map(str::to_owned),
+            ..queued(id, "update_cards", Some("b"))
+        };
+        let mut last_clicked = item.clone();
+        last_clicked.absorb(vec![by_click(2, None), by_click(3, Some("m2"))]);
+        assert_eq!(answered(&last_clicked), Some("m2"));
+        // A change after the click: the clicked card's answer does not show it.
+        let mut changed_after = item;
+        changed_after.absorb(vec![by_click(2, Some("m2")), by_click(3, None)]);
+        assert_eq!(answered(&changed_after), None);
     }
 
     fn note(item: &OutboxItem) -> Option<&str> {

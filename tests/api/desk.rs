@@ -429,6 +429,7 @@ async fn changes_queue_card_posts_updates_and_assignment_messages() {
         surface: surface.clone(),
         ticket: TicketId(2),
         note: Some("<@U1> assigned #2 to <@U2>.".into()),
+        answered: None,
     }));
     assert!(all.contains(&Outgoing::PostCard {
         surface,

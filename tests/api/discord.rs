@@ -783,3 +783,54 @@ async fn signed_random_bodies_never_crash_the_discord_endpoint() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_click_on_a_card_is_answered_in_place_and_the_outbox_only_adds_the_note() {
+    let d = DiscordTest::new(true).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/channels/{CHANNEL}/messages")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "id": "7001", "channel_id": CHANNEL })),
+        )
+        .mount(&d.mock)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path_regex("^/channels/.*/messages/7001$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "7001" })))
+        .mount(&d.mock)
+        .await;
+    d.command(ADMIN, &["channel"], json!([])).await;
+    d.command(
+        ADMIN,
+        &["new"],
+        json!([{ "type": 3, "name": "description", "value": "Disk full" }]),
+    )
+    .await;
+    d.deliver_all().await;
+    assert_eq!(d.requests("POST", "/channels/").await.len(), 1, "the card");
+
+    // "Start" on the card in the channel: the answer replaces that message.
+    let mut on_card = d.base(
+        3,
+        ADMIN,
+        true,
+        json!({ "custom_id": "start:1", "component_type": 2 }),
+    );
+    on_card["message"] = json!({ "id": "7001", "channel_id": CHANNEL });
+    let answer = d.send(&on_card).await;
+    assert_eq!(answer["type"], 7, "{answer}");
+    d.deliver_all().await;
+    assert!(
+        d.requests("PATCH", "/channels/").await.is_empty(),
+        "the clicked card is not edited a second time"
+    );
+    let posts = d.requests("POST", "/channels/").await;
+    assert_eq!(posts.len(), 2, "the note in the card's thread");
+    assert_eq!(posts[1].1["message_reference"]["message_id"], "7001");
+
+    // A change made elsewhere (a click on a private copy of the card) edits the card.
+    d.click(ADMIN, "complete:1", None).await;
+    d.deliver_all().await;
+    assert_eq!(d.requests("PATCH", "/channels/").await.len(), 1);
+}

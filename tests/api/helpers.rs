@@ -92,6 +92,7 @@ impl TestDesks {
             key: None,
             surface_admin: admin,
             post_in_channel: true,
+            answered: None,
         };
         self.desks.execute(&inv, cmd).await
     }
@@ -107,6 +108,7 @@ pub fn slack_inv(team: &str, user: &str, channel: &str) -> Invocation {
         key: None,
         surface_admin: false,
         post_in_channel: true,
+        answered: None,
     }
 }
 

@@ -57,6 +57,7 @@ fn refresh(note: Option<&str>) -> Outgoing {
         surface: SurfaceRef::new(Platform::Slack, "T1"),
         ticket: TicketId(1),
         note: note.map(str::to_owned),
+        answered: None,
     }
 }
 

@@ -548,6 +548,7 @@ mod tests {
                 surface: SurfaceRef::new(Platform::Slack, "T1"),
                 ticket: t.id,
                 note: Some(note.clone()),
+                answered: None,
             }]
         });
         TicketChange {

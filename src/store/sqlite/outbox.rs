@@ -133,7 +133,7 @@ impl OutboxStore for SqliteStore {
         // the planner would otherwise sort every due row first. Whether the message's surface
         // revoked the app's token is read with it (one read a round, not one a delivery).
         // A card refresh comes with the rows queued behind it for the same destination (id,
-        // kind and note only), which it may carry in the same delivery (`OutboxItem::absorb`).
+        // kind, note and answered card only), which it may carry in the same delivery (`OutboxItem::absorb`).
         let behind = (MERGE_MAX - 1) as i64;
         let rows = sqlx::query!(
             r#"SELECT o.id AS "id!", o.desk_id, o.destination, o.idempotency_key, o.payload, o.attempts, o.created_at,
@@ -143,7 +143,8 @@ impl OutboxStore for SqliteStore {
                                AND s.token_revoked_at IS NOT NULL) AS "revoked!: bool",
                     CASE WHEN o.payload ->> '$.kind' = 'update_cards' THEN
                       (SELECT json_group_array(json_object('id', f.id, 'kind', f.payload ->> '$.kind',
-                                                           'note', f.payload ->> '$.note'))
+                                                           'note', f.payload ->> '$.note',
+                                                           'answered', f.payload ->> '$.answered'))
                          FROM (SELECT id, payload FROM outbox INDEXED BY outbox_pending
                                 WHERE state = 'pending' AND destination = o.destination AND id > o.id
                                 ORDER BY id LIMIT ?3) AS f)
