@@ -159,27 +159,41 @@ mod tests {
         })
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_job_runs_at_each_scheduled_instant_once_and_stops_on_shutdown() {
-        let start = "2026-12-04T10:00:30Z".parse::<DateTime<Utc>>().unwrap();
+    /// Runs a job on schedule `every` (first pass at start-up or not, each pass hinting
+    /// `hint` seconds after `start`) on tokio's paused clock for `secs` seconds from `start`,
+    /// then stops it; returns when it ran.
+    async fn runs_of(
+        start: DateTime<Utc>,
+        every: &'static str,
+        at_start: bool,
+        hint: Option<i64>,
+        secs: u64,
+    ) -> Vec<DateTime<Utc>> {
         let clock = tokio_clock(start);
         let runs = Arc::new(Mutex::new(Vec::new()));
         let (stop_tx, stop) = watch::channel(false);
         let job = Job {
             name: "test",
-            every: "0 * * * * *",
+            every,
             what: "test",
-            at_start: true,
+            at_start,
         };
         let (c, r) = (clock.clone(), runs.clone());
-        let handle = tokio::spawn(run_job(job, clock.clone(), stop, move || {
+        let hint = hint.map(|s| start + chrono::TimeDelta::seconds(s));
+        let handle = tokio::spawn(run_job(job, clock, stop, move || {
             r.lock().unwrap().push(c.now());
-            async { None }
+            async move { hint }
         }));
-        tokio::time::sleep(Duration::from_secs(5 * 60)).await;
+        tokio::time::sleep(Duration::from_secs(secs)).await;
         stop_tx.send(true).unwrap();
         handle.await.unwrap();
-        let runs = runs.lock().unwrap().clone();
+        runs.lock().unwrap().clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_runs_at_each_scheduled_instant_once_and_stops_on_shutdown() {
+        let start = "2026-12-04T10:00:30Z".parse::<DateTime<Utc>>().unwrap();
+        let runs = runs_of(start, "0 * * * * *", true, None, 5 * 60).await;
         // Once at start, then at 10:01:00 … 10:05:00, each once.
         assert_eq!(runs.len(), 6, "{runs:?}");
         for (i, at) in runs.iter().skip(1).enumerate() {
@@ -190,24 +204,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_job_not_run_at_start_first_runs_at_its_schedule() {
         let start = "2026-12-04T10:00:30Z".parse::<DateTime<Utc>>().unwrap();
-        let clock = tokio_clock(start);
-        let runs = Arc::new(Mutex::new(Vec::new()));
-        let (stop_tx, stop) = watch::channel(false);
-        let job = Job {
-            name: "test",
-            every: "0 * * * * *",
-            what: "test",
-            at_start: false,
-        };
-        let (c, r) = (clock.clone(), runs.clone());
-        let handle = tokio::spawn(run_job(job, clock.clone(), stop, move || {
-            r.lock().unwrap().push(c.now());
-            async { None }
-        }));
-        tokio::time::sleep(Duration::from_secs(150)).await;
-        stop_tx.send(true).unwrap();
-        handle.await.unwrap();
-        let runs = runs.lock().unwrap().clone();
+        let runs = runs_of(start, "0 * * * * *", false, None, 150).await;
         let minute = |m: i64| start + chrono::TimeDelta::seconds(30 + 60 * m);
         assert_eq!(runs, [minute(0), minute(1)]);
     }
@@ -215,25 +212,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_hint_sooner_than_the_schedule_wakes_the_job_then() {
         let start = "2026-12-04T10:00:00Z".parse::<DateTime<Utc>>().unwrap();
-        let clock = tokio_clock(start);
-        let runs = Arc::new(Mutex::new(Vec::new()));
-        let (stop_tx, stop) = watch::channel(false);
-        let job = Job {
-            name: "test",
-            every: "0 0 * * * *",
-            what: "test",
-            at_start: true,
-        };
-        let (c, r) = (clock.clone(), runs.clone());
+        let runs = runs_of(start, "0 0 * * * *", true, Some(90), 100).await;
         let hint = start + chrono::TimeDelta::seconds(90);
-        let handle = tokio::spawn(run_job(job, clock.clone(), stop, move || {
-            r.lock().unwrap().push(c.now());
-            async move { Some(hint) }
-        }));
-        tokio::time::sleep(Duration::from_secs(100)).await;
-        stop_tx.send(true).unwrap();
-        handle.await.unwrap();
-        let runs = runs.lock().unwrap().clone();
         assert!(runs.contains(&hint), "{runs:?}");
     }
 }

@@ -197,6 +197,23 @@ impl DiscordTest {
         }
     }
 
+    /// Discord posts every message in the channel as 7001 and edits it.
+    async fn card_in_channel_is_7001(&self) {
+        Mock::given(method("POST"))
+            .and(path(format!("/channels/{CHANNEL}/messages")))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "id": "7001", "channel_id": CHANNEL })),
+            )
+            .mount(&self.mock)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(path_regex("^/channels/.*/messages/7001$"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "7001" })))
+            .mount(&self.mock)
+            .await;
+    }
+
     async fn requests(&self, http_method: &str, path_prefix: &str) -> Vec<(String, Value)> {
         self.mock
             .received_requests()
@@ -550,19 +567,7 @@ async fn odd_interactions_get_polite_private_answers() {
 #[tokio::test]
 async fn with_a_bot_token_cards_are_posted_edited_and_rate_limits_are_honoured() {
     let d = DiscordTest::new(true).await;
-    Mock::given(method("POST"))
-        .and(path(format!("/channels/{CHANNEL}/messages")))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({ "id": "7001", "channel_id": CHANNEL })),
-        )
-        .mount(&d.mock)
-        .await;
-    Mock::given(method("PATCH"))
-        .and(path_regex("^/channels/.*/messages/7001$"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "7001" })))
-        .mount(&d.mock)
-        .await;
+    d.card_in_channel_is_7001().await;
     Mock::given(method("POST"))
         .and(path("/users/@me/channels"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "8001" })))
@@ -787,19 +792,7 @@ async fn signed_random_bodies_never_crash_the_discord_endpoint() {
 #[tokio::test]
 async fn a_click_on_a_card_is_answered_in_place_and_the_outbox_only_adds_the_note() {
     let d = DiscordTest::new(true).await;
-    Mock::given(method("POST"))
-        .and(path(format!("/channels/{CHANNEL}/messages")))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({ "id": "7001", "channel_id": CHANNEL })),
-        )
-        .mount(&d.mock)
-        .await;
-    Mock::given(method("PATCH"))
-        .and(path_regex("^/channels/.*/messages/7001$"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "7001" })))
-        .mount(&d.mock)
-        .await;
+    d.card_in_channel_is_7001().await;
     d.command(ADMIN, &["channel"], json!([])).await;
     d.command(
         ADMIN,
