@@ -434,6 +434,25 @@ async fn a_slash_command_creates_a_ticket_whose_card_is_posted_then_edited_in_pl
         (t.ticket.priority.as_str(), t.ticket.status.as_str()),
         ("urgent", "closed")
     );
+    // Both changes were queued before the outbox ran: the card is edited once, to its latest
+    // state, and the thread hears both, in order, in one message.
+    let (edits, notes) = (updates.len(), s.calls("/chat.postMessage").await.len());
+    s.deliver_all().await;
+    let updates = s.calls("/chat.update").await;
+    assert_eq!(updates.len(), edits + 1, "{updates:#?}");
+    assert_eq!(
+        updates.last().unwrap()["text"],
+        "#1 · urgent · closed · VPN is down for <everyone>"
+    );
+    let thread = s.calls("/chat.postMessage").await;
+    assert_eq!(thread.len(), notes + 1, "{thread:#?}");
+    let said = thread.last().unwrap()["text"].as_str().unwrap().to_owned();
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.len(), 2, "{said}");
+    assert!(
+        lines[0].contains("urgent") && lines[1].contains("closed"),
+        "{said}"
+    );
 }
 
 #[tokio::test]
