@@ -273,6 +273,17 @@ impl Desks {
             return Ok(());
         }
         let desk = mailbox.desk;
+        // The same email under another provider id: Outlook keeps a message the mailbox sent to
+        // itself (or copied itself on) once in Sent Items and once in the inbox.
+        if let Some(id) = &f.mail.message_id
+            && self
+                .store
+                .ticket_of_message_ids(desk, std::slice::from_ref(id))
+                .await?
+                .is_some()
+        {
+            return Ok(());
+        }
         let mut ticket = None;
         if let Some(n) = crate::core::mail::ticket_tag(&f.mail.subject) {
             ticket = self

@@ -1,5 +1,5 @@
-//! Microsoft Graph, the calls we need: `/me`, a delta query on the inbox, a message, and the
-//! messages of a conversation.
+//! Microsoft Graph, the calls we need: `/me`, delta queries on the inbox and Sent Items, a
+//! message, and the messages of a conversation.
 
 use secrecy::SecretString;
 use serde_json::Value;
@@ -73,17 +73,100 @@ fn fetched(v: &Value) -> Option<Fetched> {
     }
 }
 
-/// New inbox mail since the stored deltaLink, following `@odata.nextLink`; returns it and the
-/// new `@odata.deltaLink`. The first poll (cursor `since:<time>`) asks only for mail received
-/// since the mailbox was connected.
+/// Where each polled folder's delta resumes, stored as the mailbox's one cursor: JSON
+/// `{"inbox": …, "sent": …}`, each a deltaLink or `since:<time>`. A cursor stored before Sent
+/// Items was polled (a plain deltaLink or `since:`) is the inbox's; Sent Items then starts
+/// at the same `since:`, or from now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cursor {
+    pub inbox: String,
+    pub sent: String,
+}
+
+impl Cursor {
+    pub fn read(stored: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> Option<Cursor> {
+        let stored = stored?;
+        if let Ok(c) = serde_json::from_str::<Cursor>(stored) {
+            return Some(c);
+        }
+        let sent = if stored.starts_with(SINCE) {
+            stored.to_owned()
+        } else {
+            since(now)
+        };
+        Some(Cursor {
+            inbox: stored.to_owned(),
+            sent,
+        })
+    }
+}
+
+fn since(t: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "{SINCE}{}",
+        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
+/// New mail in the inbox and in Sent Items since the stored cursor, oldest first, and the
+/// cursor to store. Sent Items holds what the support team sent from the mailbox itself (a
+/// reply written in Outlook): it joins its ticket's timeline as outgoing mail, as Gmail's
+/// history brings sent mail. `None` for the cursor: keep the stored one.
 pub async fn poll(
     http: &reqwest::Client,
     base: &str,
     token: &SecretString,
     cursor: Option<&str>,
 ) -> Result<(Vec<Fetched>, Option<String>), MailError> {
+    let now = chrono::Utc::now();
+    let stored = Cursor::read(cursor, now);
+    let (inbox, inbox_next) = poll_folder(
+        http,
+        base,
+        token,
+        "inbox",
+        stored.as_ref().map(|c| c.inbox.as_str()),
+    )
+    .await?;
+    let (sent, sent_next) = poll_folder(
+        http,
+        base,
+        token,
+        "sentitems",
+        stored.as_ref().map(|c| c.sent.as_str()),
+    )
+    .await?;
+    let mut all = inbox;
+    all.extend(sent);
+    // Stable: each folder's own order stays where dates tie or are missing.
+    all.sort_by_key(|f| f.mail.date);
+    let next = match (inbox_next, sent_next, stored) {
+        (None, None, _) => None,
+        (inbox, sent, stored) => {
+            let keep =
+                |c: Option<String>, old: Option<String>| c.or(old).unwrap_or_else(|| since(now));
+            let next = Cursor {
+                inbox: keep(inbox, stored.as_ref().map(|c| c.inbox.clone())),
+                sent: keep(sent, stored.map(|c| c.sent)),
+            };
+            serde_json::to_string(&next).ok()
+        }
+    };
+    Ok((all, next))
+}
+
+/// New mail in one folder since its deltaLink, following `@odata.nextLink`; returns it and the
+/// new `@odata.deltaLink`. The first poll (cursor `since:<time>`) asks only for mail received
+/// since the mailbox was connected.
+async fn poll_folder(
+    http: &reqwest::Client,
+    base: &str,
+    token: &SecretString,
+    folder: &str,
+    cursor: Option<&str>,
+) -> Result<(Vec<Fetched>, Option<String>), MailError> {
     let base = base.trim_end_matches('/');
-    let first = format!("{base}/me/mailFolders/inbox/messages/delta");
+    let first = format!("{base}/me/mailFolders/{folder}/messages/delta");
     let (mut url, mut query): (String, Vec<(String, String)>) = match cursor {
         Some(c) if !c.starts_with(SINCE) => (c.to_owned(), Vec::new()),
         since => {
@@ -103,11 +186,7 @@ pub async fn poll(
         let v = match get(http, base, &url, token, &q).await {
             Err(MailError::CursorExpired) => {
                 // The delta token expired: start a new delta from now on.
-                let since = format!(
-                    "{SINCE}{}",
-                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                );
-                return Ok((out, Some(since)));
+                return Ok((out, Some(since(chrono::Utc::now()))));
             }
             other => other?,
         };
@@ -225,4 +304,41 @@ pub async fn thread(
             .cmp(&b["receivedDateTime"].as_str())
     });
     Ok(all.iter().filter_map(fetched).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_stored_before_sent_items_were_polled_is_the_inboxs() {
+        let now = "2026-12-05T10:00:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap();
+        assert_eq!(Cursor::read(None, now), None);
+        // Just connected: both folders from the same instant.
+        assert_eq!(
+            Cursor::read(Some("since:2026-12-01T09:00:00Z"), now),
+            Some(Cursor {
+                inbox: "since:2026-12-01T09:00:00Z".into(),
+                sent: "since:2026-12-01T09:00:00Z".into(),
+            })
+        );
+        // A running inbox delta: Sent Items from now on.
+        let link =
+            "https://graph.microsoft.com/v1.0/me/mailFolders/inbox/messages/delta?$deltatoken=x";
+        assert_eq!(
+            Cursor::read(Some(link), now),
+            Some(Cursor {
+                inbox: link.into(),
+                sent: "since:2026-12-05T10:00:00Z".into(),
+            })
+        );
+        let both = Cursor {
+            inbox: link.into(),
+            sent: "s".into(),
+        };
+        let stored = serde_json::to_string(&both).unwrap();
+        assert_eq!(Cursor::read(Some(&stored), now), Some(both));
+    }
 }

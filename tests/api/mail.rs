@@ -516,12 +516,14 @@ async fn outlook_connects_and_its_inbox_delta_becomes_tickets_with_the_rotated_t
             .label()
             .contains("adelev@contoso.onmicrosoft.com")
     );
+    let cursor = m.mailbox().await.cursor.unwrap();
+    let cursor: Value = serde_json::from_str(&cursor).unwrap();
     assert!(
-        m.mailbox()
-            .await
-            .cursor
+        cursor["inbox"]
+            .as_str()
             .unwrap()
-            .ends_with("$deltatoken=round2")
+            .ends_with("$deltatoken=round2"),
+        "{cursor}"
     );
     // A link to another host is never followed with the token.
     let mut evil: Value =
@@ -534,13 +536,106 @@ async fn outlook_connects_and_its_inbox_delta_becomes_tickets_with_the_rotated_t
         .mount(&m.mock)
         .await;
     m.app.poll_all(&m.t.desks).await;
-    assert!(
-        m.mailbox()
-            .await
-            .cursor
-            .unwrap()
-            .ends_with("$deltatoken=round2"),
+    assert_eq!(
+        m.mailbox().await.cursor.unwrap(),
+        serde_json::to_string(&cursor).unwrap(),
         "the cursor stays"
+    );
+}
+
+#[tokio::test]
+async fn outlook_replies_sent_from_the_mailbox_join_their_tickets_timeline_once() {
+    let m = MailTest::new().await;
+    m.t.slack("T1", "U1", "C1", "channel").await;
+    m.ok(
+        "POST",
+        "/microsoft/token",
+        serde_json::from_str(&fixture("microsoft-oauth-token-response.json")).unwrap(),
+    )
+    .await;
+    m.ok("GET", "/me", json!({"mail": "support@contoso.example"}))
+        .await;
+    let state = m.connect("microsoft").await;
+    m.get(&format!("/mail/microsoft/callback?code=c&state={state}"))
+        .await;
+    let base = m.mock.uri();
+    let message: Value = serde_json::from_str(&fixture("msgraph-message-get.json")).unwrap();
+    // The customer writes in: a ticket. The support team answers from Outlook; the answer is
+    // in Sent Items, and a copy the team sent to itself is in the inbox as well.
+    let mut asked = message.clone();
+    asked["id"] = json!("in-1");
+    asked["conversationId"] = json!("conv-1");
+    asked["internetMessageId"] = json!("<ask@contoso.example>");
+    asked["receivedDateTime"] = json!("2026-12-05T09:00:00Z");
+    let mut answered = message.clone();
+    answered["id"] = json!("sent-1");
+    answered["conversationId"] = json!("conv-1");
+    answered["internetMessageId"] = json!("<answer@contoso.example>");
+    answered["receivedDateTime"] = json!("2026-12-05T09:05:00Z");
+    answered["sentDateTime"] = json!("2026-12-05T09:05:00Z");
+    answered["from"] =
+        json!({"emailAddress": {"name": "Support", "address": "support@contoso.example"}});
+    answered["body"] = json!({"contentType": "text", "content": "We are on it."});
+    let mut copy = answered.clone();
+    copy["id"] = json!("in-2");
+    let delta = |folder: &str, items: Vec<Value>| {
+        json!({
+            "value": items,
+            "@odata.deltaLink": format!("{base}/me/mailFolders/{folder}/messages/delta?$deltatoken={folder}2"),
+        })
+    };
+    // First poll: the question in the inbox, the answer in Sent Items.
+    Mock::given(method("GET"))
+        .and(path("/me/mailFolders/inbox/messages/delta"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(delta("inbox", vec![asked])))
+        .with_priority(10)
+        .mount(&m.mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/me/mailFolders/sentitems/messages/delta"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(delta("sentitems", vec![answered])))
+        .with_priority(10)
+        .mount(&m.mock)
+        .await;
+    m.app.poll_all(&m.t.desks).await;
+    let shown = text(&m.t.slack("T1", "U1", "C1", "show 1").await);
+    assert_eq!(shown.matches("We are on it.").count(), 1, "{shown}");
+    assert!(shown.contains("support@contoso.example · email"), "{shown}");
+    // Next poll: the copy in the inbox is the same email, already in the timeline.
+    Mock::given(method("GET"))
+        .and(path("/me/mailFolders/inbox/messages/delta"))
+        .and(query_param("$deltatoken", "inbox2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(delta("inbox", vec![copy])))
+        .mount(&m.mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/me/mailFolders/sentitems/messages/delta"))
+        .and(query_param("$deltatoken", "sentitems2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(delta("sentitems", vec![])))
+        .mount(&m.mock)
+        .await;
+    m.app.poll_all(&m.t.desks).await;
+    let shown = text(&m.t.slack("T1", "U1", "C1", "show 1").await);
+    assert_eq!(shown.matches("We are on it.").count(), 1, "{shown}");
+    let list = text(&m.t.slack("T1", "U1", "C1", "list all").await);
+    assert!(
+        list.contains("(1)"),
+        "our own answer makes no ticket: {list}"
+    );
+    let cursor: Value = serde_json::from_str(&m.mailbox().await.cursor.unwrap()).unwrap();
+    assert!(
+        cursor["sent"]
+            .as_str()
+            .unwrap()
+            .ends_with("$deltatoken=sentitems2"),
+        "{cursor}"
+    );
+    assert!(
+        cursor["inbox"]
+            .as_str()
+            .unwrap()
+            .ends_with("$deltatoken=inbox2"),
+        "{cursor}"
     );
 }
 
