@@ -601,6 +601,17 @@ async fn outlook_replies_sent_from_the_mailbox_join_their_tickets_timeline_once(
     let shown = text(&m.t.slack("T1", "U1", "C1", "show 1").await);
     assert_eq!(shown.matches("We are on it.").count(), 1, "{shown}");
     assert!(shown.contains("support@contoso.example · email"), "{shown}");
+    let t =
+        m.t.store
+            .ticket(DeskId(1), TicketNo(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .ticket;
+    assert!(
+        t.first_response_at.is_some(),
+        "the emailed answer is the first response"
+    );
     // Next poll: the copy in the inbox is the same email, already in the timeline.
     Mock::given(method("GET"))
         .and(path("/me/mailFolders/inbox/messages/delta"))
