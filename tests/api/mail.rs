@@ -183,6 +183,24 @@ impl MailTest {
         assert_eq!(status, StatusCode::OK, "{page}");
     }
 
+    /// support@contoso.example connected through Microsoft, notifying in C1.
+    async fn outlook_connected(&self) {
+        self.t.slack("T1", "U1", "C1", "channel").await;
+        self.ok(
+            "POST",
+            "/microsoft/token",
+            serde_json::from_str(&fixture("microsoft-oauth-token-response.json")).unwrap(),
+        )
+        .await;
+        self.ok("GET", "/me", json!({"mail": "support@contoso.example"}))
+            .await;
+        let state = self.connect("microsoft").await;
+        let (status, _, page) = self
+            .get(&format!("/mail/microsoft/callback?code=c&state={state}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+    }
+
     async fn mailbox(&self) -> piraja::store::Mailbox {
         self.t
             .store
@@ -445,20 +463,7 @@ async fn a_revoked_grant_disconnects_the_mailbox_and_tells_the_desk_once() {
 #[tokio::test]
 async fn outlook_connects_and_its_inbox_delta_becomes_tickets_with_the_rotated_token_kept() {
     let m = MailTest::new().await;
-    m.t.slack("T1", "U1", "C1", "channel").await;
-    m.ok(
-        "POST",
-        "/microsoft/token",
-        serde_json::from_str(&fixture("microsoft-oauth-token-response.json")).unwrap(),
-    )
-    .await;
-    m.ok("GET", "/me", json!({"mail": "support@contoso.example"}))
-        .await;
-    let state = m.connect("microsoft").await;
-    let (status, _, page) = m
-        .get(&format!("/mail/microsoft/callback?code=c&state={state}"))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
+    m.outlook_connected().await;
     assert!(m.mailbox().await.cursor.unwrap().starts_with("since:"));
     let base = m.mock.uri();
     let mut first: Value =
@@ -546,18 +551,7 @@ async fn outlook_connects_and_its_inbox_delta_becomes_tickets_with_the_rotated_t
 #[tokio::test]
 async fn outlook_replies_sent_from_the_mailbox_join_their_tickets_timeline_once() {
     let m = MailTest::new().await;
-    m.t.slack("T1", "U1", "C1", "channel").await;
-    m.ok(
-        "POST",
-        "/microsoft/token",
-        serde_json::from_str(&fixture("microsoft-oauth-token-response.json")).unwrap(),
-    )
-    .await;
-    m.ok("GET", "/me", json!({"mail": "support@contoso.example"}))
-        .await;
-    let state = m.connect("microsoft").await;
-    m.get(&format!("/mail/microsoft/callback?code=c&state={state}"))
-        .await;
+    m.outlook_connected().await;
     let base = m.mock.uri();
     let message: Value = serde_json::from_str(&fixture("msgraph-message-get.json")).unwrap();
     // The customer writes in: a ticket. The support team answers from Outlook; the answer is
