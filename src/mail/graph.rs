@@ -120,22 +120,11 @@ pub async fn poll(
 ) -> Result<(Vec<Fetched>, Option<String>), MailError> {
     let now = chrono::Utc::now();
     let stored = Cursor::read(cursor, now);
-    let (inbox, inbox_next) = poll_folder(
-        http,
-        base,
-        token,
-        "inbox",
-        stored.as_ref().map(|c| c.inbox.as_str()),
-    )
-    .await?;
-    let (sent, sent_next) = poll_folder(
-        http,
-        base,
-        token,
-        "sentitems",
-        stored.as_ref().map(|c| c.sent.as_str()),
-    )
-    .await?;
+    let cursor_of = |f: fn(&Cursor) -> &str| stored.as_ref().map(f);
+    let ((inbox, inbox_next), (sent, sent_next)) = tokio::try_join!(
+        poll_folder(http, base, token, "inbox", cursor_of(|c| &c.inbox)),
+        poll_folder(http, base, token, "sentitems", cursor_of(|c| &c.sent)),
+    )?;
     let mut all = inbox;
     all.extend(sent);
     // Stable: each folder's own order stays where dates tie or are missing.
