@@ -1,6 +1,6 @@
 //! What the batch writers (`creates.rs`, `changes.rs`) share: a task that takes every request
 //! waiting at that moment and writes them together inside one group-commit round, the way a
-//! request hands itself to it, and answering once the round is on disk.
+//! request hands itself to it, and committing that round itself and answering at once.
 //!
 //! Why batch: every sqlx statement is a round trip to the connection's thread, and the group
 //! commit's lock is held across each one. Written one by one, each request held the lock for
@@ -60,13 +60,12 @@ pub(super) async fn submit<P, T>(
     answer.await.map_err(|_| stopped())?
 }
 
-/// Lets the next batch start while this one's round commits, and calls `answer` with the
-/// commit's outcome once it is known (every answer waits for the commit: a retried request's
-/// ticket, or a ticket changed twice, may be of this very round).
-pub(super) fn answer_when_committed(
+/// Commits the batch's round at once and calls `answer` with the outcome (every answer waits
+/// for the commit: a retried request's ticket, or a ticket changed twice, may be of this very
+/// round). The next batch would wait for this commit anyway, for the round's lock.
+pub(super) async fn answer_when_committed(
     w: Write,
-    answer: impl FnOnce(std::result::Result<(), String>) + Send + 'static,
+    answer: impl FnOnce(std::result::Result<(), String>),
 ) {
-    let committed = w.finish();
-    tokio::spawn(async move { answer(committed.await.map_err(|e| e.to_string())) });
+    answer(w.commit_round().await.map_err(|e| e.to_string()));
 }

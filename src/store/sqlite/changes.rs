@@ -239,6 +239,7 @@ async fn write_batch(
                     let _ = done.send(result);
                 }
             })
+            .await
         }
         Err(e) => {
             tracing::warn!(error = %e, changes = dones.len(), "A batch of changes failed.");

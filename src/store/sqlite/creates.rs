@@ -162,7 +162,7 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
     .await;
     match written {
         Ok((w, outcomes)) => {
-            answer_when_committed(w, move |committed| answer(items, outcomes, committed));
+            answer_when_committed(w, move |committed| answer(items, outcomes, committed)).await;
         }
         Err(e) => {
             tracing::warn!(error = %e, creates = items.len(), "A batch of creates failed.");

@@ -7,7 +7,9 @@
 //! round's committer; writes queued on the lock behind it join the same transaction; the
 //! committer takes the lock after them (the lock is fair), commits once, and tells every
 //! member the outcome. An acknowledgement still means "on disk": [`Write::commit`] waits for
-//! the round's commit and fails if it failed.
+//! the round's commit and fails if it failed. A write that holds the lock may instead commit
+//! the round itself ([`Write::commit_round`], the batch writers): the earlier members have all
+//! finished, are told the same way, and the committer finds the round done.
 //!
 //! A write that goes away without committing (an error, or a request dropped mid-way) leaves
 //! its savepoint open and the round marked `dirty`; whoever takes the lock next (the next write
@@ -198,8 +200,7 @@ impl Write {
     }
 
     /// Releases the savepoint and lets the next write in at once; the future it returns
-    /// resolves when the round is on disk (or its commit failed). For a writer that starts its
-    /// next write while this one's round commits (the create batches).
+    /// resolves when the round is on disk (or its commit failed).
     pub(crate) fn finish(mut self) -> impl Future<Output = Result<()>> + Send + 'static {
         let g = &mut *self.guard;
         // Finished: its savepoint is released with the next statement or the commit.
@@ -223,6 +224,26 @@ impl Write {
 }
 
 impl Write {
+    /// Commits the round now, from this write, which holds the round's lock (so every earlier
+    /// member of the round has finished), and tells every member the outcome. For the batch
+    /// writers: their requests are answered as soon as the round is on disk, without waiting
+    /// for the committer task to take the lock after them and wake them.
+    pub(crate) async fn commit_round(mut self) -> Result<()> {
+        let g = &mut *self.guard;
+        let generation = g.generation;
+        // `COMMIT` releases this write's savepoint with the rest.
+        let result = match (g.tx.take(), g.begun) {
+            (Some(tx), true) => tx.commit().await.map_err(|e| e.to_string()),
+            _ => Ok(()),
+        };
+        g.begun = false;
+        g.generation += 1;
+        g.open = false;
+        g.dirty = false;
+        let _ = g.done.send(Some((generation, result.clone())));
+        result.map_err(|e| corrupt(format!("the commit failed: {e}")))
+    }
+
     /// Ends a write that read but wrote nothing: its savepoint is released with the next
     /// statement, and there is no commit to wait for.
     pub(crate) fn unchanged(mut self) {
@@ -393,5 +414,38 @@ mod tests {
         // Fewer commits than writes: the rounds were shared.
         let rounds = store.group.state.lock().await.generation;
         assert!(rounds < 50, "{rounds} rounds for 50 writes");
+    }
+
+    #[tokio::test]
+    async fn a_write_that_commits_its_round_tells_the_round_and_its_committer_does_nothing() {
+        let (_dir, store) = store().await;
+        let mut told = store.group.state.lock().await.done.subscribe();
+        let mut batch = store.write().await.unwrap();
+        add(&mut batch, "batch").await;
+        batch.commit_round().await.unwrap();
+        assert_eq!(desks(&store).await, ["batch"]);
+        assert!(matches!(*told.borrow_and_update(), Some((0, Ok(())))));
+        // The round's committer, spawned when the round opened, finds it committed.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(store.group.state.lock().await.generation, 1);
+        // A failing statement in the next round's write: it is undone, the round goes on.
+        let mut next = store.write().await.unwrap();
+        add(&mut next, "next").await;
+        let next = tokio::spawn(next.finish());
+        let mut failing = store.write().await.unwrap();
+        assert!(
+            sqlx::query("INSERT INTO no_such_table VALUES (1)")
+                .execute(&mut *failing)
+                .await
+                .is_err()
+        );
+        drop(failing);
+        let mut last = store.write().await.unwrap();
+        add(&mut last, "last").await;
+        last.commit_round().await.unwrap();
+        next.await.unwrap().unwrap();
+        assert_eq!(desks(&store).await, ["batch", "next", "last"]);
     }
 }
