@@ -48,6 +48,16 @@ struct State {
 }
 
 impl State {
+    /// The round `generation` ended with `result` (its transaction is gone): the next write
+    /// opens a new one, and every member waiting is told.
+    fn ended(&mut self, generation: u64, result: std::result::Result<(), String>) {
+        self.begun = false;
+        self.generation += 1;
+        self.open = false;
+        self.dirty = false;
+        let _ = self.done.send(Some((generation, result)));
+    }
+
     /// What becomes of the last write's savepoint before the next one opens.
     fn closing(&self) -> Close {
         close_savepoint(self.open, self.dirty)
@@ -236,11 +246,7 @@ impl Write {
             (Some(tx), true) => tx.commit().await.map_err(|e| e.to_string()),
             _ => Ok(()),
         };
-        g.begun = false;
-        g.generation += 1;
-        g.open = false;
-        g.dirty = false;
-        let _ = g.done.send(Some((generation, result.clone())));
+        g.ended(generation, result.clone());
         result.map_err(|e| corrupt(format!("the commit failed: {e}")))
     }
 
@@ -303,10 +309,7 @@ fn spawn_committer(state: Arc<Mutex<State>>, generation: u64) {
             }
             None => Ok(()),
         };
-        g.generation += 1;
-        g.open = false;
-        g.dirty = false;
-        let _ = g.done.send(Some((generation, result)));
+        g.ended(generation, result);
     });
 }
 
