@@ -163,6 +163,8 @@ impl Worker {
             }
         };
         let count = due.len();
+        let merged: usize = due.iter().map(|i| i.merged.len()).sum();
+        metrics::counter!("piraja_outbox_merged_total").increment(merged as u64);
         let mut running = JoinSet::new();
         for item in due {
             let sender = self.senders.get(&item.message.surface().platform).cloned();

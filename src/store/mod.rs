@@ -243,9 +243,6 @@ impl OutboxItem {
             self.merged.push(q.id);
             *answered = q.answered;
         }
-        if !self.merged.is_empty() {
-            metrics::counter!("piraja_outbox_merged_total").increment(self.merged.len() as u64);
-        }
     }
 }
 

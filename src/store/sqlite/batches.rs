@@ -63,7 +63,7 @@ pub(super) async fn submit<P, T>(
 /// Commits the batch's round at once and calls `answer` with the outcome (every answer waits
 /// for the commit: a retried request's ticket, or a ticket changed twice, may be of this very
 /// round). The next batch would wait for this commit anyway, for the round's lock.
-pub(super) async fn answer_when_committed(
+pub(super) async fn commit_and_answer(
     w: Write,
     answer: impl FnOnce(std::result::Result<(), String>),
 ) {

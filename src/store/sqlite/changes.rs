@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use sqlx::sqlite::SqliteRow;
 use tokio::sync::{mpsc, oneshot};
 
-use super::batches::answer_when_committed;
+use super::batches::commit_and_answer;
 use super::conns::Conns;
 use super::group::{Group, Write};
 use super::tickets::{TicketRow, parse_steps};
@@ -222,7 +222,7 @@ async fn write_batch(
     match written {
         Ok((w, outcomes, fresh)) => {
             let cache = cache.clone();
-            answer_when_committed(w, move |committed| {
+            commit_and_answer(w, move |committed| {
                 if committed.is_ok()
                     && let Ok(mut cache) = cache.lock()
                 {

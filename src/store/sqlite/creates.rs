@@ -17,7 +17,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use super::batches::answer_when_committed;
+use super::batches::commit_and_answer;
 use super::conns::Conns;
 use super::group::Group;
 use super::writes::create_row;
@@ -162,7 +162,7 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
     .await;
     match written {
         Ok((w, outcomes)) => {
-            answer_when_committed(w, move |committed| answer(items, outcomes, committed)).await;
+            commit_and_answer(w, move |committed| answer(items, outcomes, committed)).await;
         }
         Err(e) => {
             tracing::warn!(error = %e, creates = items.len(), "A batch of creates failed.");
