@@ -985,6 +985,18 @@ impl Level {
             Level::MetLate => "met_late",
         }
     }
+
+    /// The alert levels (`at_risk`, `breached`) a clock at this level has fallen back below:
+    /// its deadline moved away (a lower priority, a longer target), so alerts sent at those
+    /// levels no longer stand, and reaching them again alerts again. A met clock keeps its
+    /// alerts (it cannot breach again), as does a breached one.
+    pub fn withdrawn(self) -> &'static [&'static str] {
+        match self {
+            Level::Ok => &["at_risk", "breached"],
+            Level::AtRisk => &["breached"],
+            Level::Breached | Level::Met | Level::MetLate => &[],
+        }
+    }
 }
 
 /// What the clocks read of a timeline event: a status or priority change and its time. Small
@@ -2423,6 +2435,15 @@ mod tests {
         ];
         for (d, s) in table {
             assert_eq!(human(d), s);
+        }
+    }
+
+    #[test]
+    fn a_clock_withdraws_the_alerts_above_its_level() {
+        assert_eq!(Level::Ok.withdrawn(), ["at_risk", "breached"]);
+        assert_eq!(Level::AtRisk.withdrawn(), ["breached"]);
+        for kept in [Level::Breached, Level::Met, Level::MetLate] {
+            assert!(kept.withdrawn().is_empty(), "{kept:?}");
         }
     }
 }

@@ -614,6 +614,19 @@ pub struct SlaState {
     pub check_at: Option<DateTime<Utc>>,
 }
 
+impl SlaState {
+    /// The alerts (`target`, `level`) that no longer stand with these clocks
+    /// ([`crate::core::sla::Level::withdrawn`]): a store forgets them with the clocks.
+    pub fn withdrawn(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
+        [
+            ("first_response", self.first_level),
+            ("resolution", self.resolution_level),
+        ]
+        .into_iter()
+        .flat_map(|(target, level)| level.withdrawn().iter().map(move |l| (target, *l)))
+    }
+}
+
 /// A warning or breach alert, with what it says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlaAlert {

@@ -154,6 +154,39 @@ async fn cards_show_the_clock_and_the_watcher_warns_then_alerts_once() {
 }
 
 #[tokio::test]
+async fn a_breach_undone_by_a_lower_priority_and_reached_again_is_alerted_again() {
+    let t = TestDesks::new().await;
+    t.slack("T1", "U1", "C-support", "channel").await;
+    let breaches = |out: &[Outgoing]| {
+        out.iter()
+            .filter(|m| matches!(m, Outgoing::ChannelMessage { text, .. } if text.contains("breached its first response")))
+            .count()
+    };
+    // Urgent: 1h first response, breached after 61 minutes.
+    t.slack("T1", "U2", "C-support", "new urgent Checkout is down")
+        .await;
+    t.clock.advance(Duration::minutes(61));
+    t.desks.sla_tick().await;
+    assert_eq!(breaches(&pending(&t).await), 1);
+    // Low: a day to answer, so the breach no longer stands; the watcher says nothing more.
+    let lowered = t.slack("T1", "U1", "C-support", "priority 1 low").await;
+    assert_eq!(
+        card_sla(&lowered).as_deref(),
+        Some("first response due in 22h 59m")
+    );
+    t.clock.advance(Duration::hours(12));
+    t.desks.sla_tick().await;
+    assert_eq!(breaches(&pending(&t).await), 1);
+    // A day after it was opened the new deadline is missed too: that is a new breach.
+    t.clock.advance(Duration::hours(11));
+    for _ in 0..2 {
+        t.desks.sla_tick().await;
+    }
+    let out = pending(&t).await;
+    assert_eq!(breaches(&out), 2, "{out:?}");
+}
+
+#[tokio::test]
 async fn an_assignee_is_warned_by_dm_and_waiting_pauses_the_clock() {
     let t = TestDesks::new().await;
     t.slack("T1", "U1", "C-support", "channel").await;

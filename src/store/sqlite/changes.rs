@@ -60,9 +60,11 @@ const HEAD: &str =
       ORDER BY c.key";
 
 /// Every write of a batch, as one command. `?1` is
-/// `{"tickets": [...], "sla": [...], "alerts": [...], "changes": [...]}`: each changed ticket
-/// once, as it is after the batch's last change of it ([`TicketJson`]); the clocks of those
-/// whose last change brought them ([`SlaJson`]); the alerts queued; and each change's rows
+/// `{"tickets": [...], "sla": [...], "withdrawn": [...], "alerts": [...], "changes": [...]}`:
+/// each changed ticket once, as it is after the batch's last change of it ([`TicketJson`]); the
+/// clocks of those whose last change brought them ([`SlaJson`]); the alerts that no longer
+/// stand (their clock fell back below their level: [`AlertKey`]), removed before the alerts
+/// queued are added; and each change's rows
 /// ([`ChangeJson`]) in arrival order.
 const WRITES: &str = "UPDATE tickets SET priority = n.value ->> 'priority', status = n.value ->> 'status',
             assignee = n.value ->> 'assignee', individual_id = n.value ->> 'individual',
@@ -75,6 +77,10 @@ const WRITES: &str = "UPDATE tickets SET priority = n.value ->> 'priority', stat
             resolution_level = s.value ->> 6, sla_check_at = s.value ->> 7
        FROM jsonb_each(?1, '$.sla') AS s
       WHERE tickets.id = s.value ->> 1 AND tickets.desk_id = s.value ->> 0;
+     DELETE FROM sla_alerts
+      WHERE (ticket_id, target, level, desk_id) IN
+            (SELECT value ->> 1, value ->> 2, value ->> 3, value ->> 0
+               FROM jsonb_each(?1, '$.withdrawn'));
      INSERT INTO sla_alerts (desk_id, ticket_id, target, level, at)
      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4
        FROM jsonb_each(?1, '$.alerts') WHERE true
@@ -109,6 +115,9 @@ type SlaJson = (
 
 /// An alert queued: `[desk, ticket, target, level, at]`.
 type AlertJson = (i64, i64, &'static str, &'static str, i64);
+
+/// An alert forgotten: `[desk, ticket, target, level]`.
+type AlertKey = (i64, i64, &'static str, &'static str);
 
 /// A ticket of the batch as the changes so far left it.
 struct Slot {
@@ -263,6 +272,7 @@ struct Batch {
     /// Each change's [`ChangeJson`], in arrival order.
     rows: Vec<String>,
     alerts: Vec<AlertJson>,
+    withdrawn: Vec<AlertKey>,
     /// Slots changed, in the order first changed.
     changed: Vec<usize>,
     /// (slot, change) where a contact was linked.
@@ -297,6 +307,7 @@ impl Batch {
             next_event: 1,
             rows: Vec::new(),
             alerts: Vec::new(),
+            withdrawn: Vec::new(),
             changed: Vec::new(),
             linked: Vec::new(),
         };
@@ -389,6 +400,7 @@ impl Batch {
                 let (state, due) = plan(&t, &slot.steps);
                 t.sla = state.due;
                 slot.sla = Some(state);
+                withdraw(slot, &t, &state, &mut self.alerts, &mut self.withdrawn);
                 Some(queue_alerts(
                     slot,
                     &t,
@@ -432,9 +444,10 @@ impl Batch {
             .filter_map(|s| s.sla.as_ref().map(|state| sla_json(&s.ticket, state)))
             .collect();
         Ok(Some(format!(
-            r#"{{"tickets":{},"sla":{},"alerts":{},"changes":[{}]}}"#,
+            r#"{{"tickets":{},"sla":{},"withdrawn":{},"alerts":{},"changes":[{}]}}"#,
             serde_json::to_string(&tickets).map_err(corrupt)?,
             serde_json::to_string(&sla).map_err(corrupt)?,
+            serde_json::to_string(&self.withdrawn).map_err(corrupt)?,
             serde_json::to_string(&self.alerts).map_err(corrupt)?,
             self.rows.join(",")
         )))
@@ -486,6 +499,28 @@ impl Batch {
     }
 }
 
+/// Forgets the ticket's alerts that its new clocks `state` fell back below
+/// ([`SlaState::withdrawn`]): those stored (to be removed by [`WRITES`]) and those queued
+/// earlier in this batch (their messages stay queued; only the record goes). A deadline that
+/// moves away and is reached again is alerted again.
+fn withdraw(
+    slot: &mut Slot,
+    t: &Ticket,
+    state: &SlaState,
+    alerts: &mut Vec<AlertJson>,
+    withdrawn: &mut Vec<AlertKey>,
+) {
+    for (target, level) in state.withdrawn() {
+        let key = format!("{target}:{level}");
+        let Some(at) = slot.alerted.iter().position(|k| *k == key) else {
+            continue;
+        };
+        slot.alerted.remove(at);
+        alerts.retain(|a| !(a.1 == t.id.0 && a.2 == target && a.3 == level));
+        withdrawn.push((t.desk.0, t.id.0, target, level));
+    }
+}
+
 /// Queues the alerts of `due` not queued for the ticket before: a row of `alerts` each, and
 /// their messages on the change's `outbox` (keyed as `save_sla` keys them, so an alert is sent
 /// once whichever path queues it). Returns the levels queued.
@@ -504,7 +539,7 @@ fn queue_alerts(
             continue;
         }
         slot.alerted.push(key);
-        let cause = super::sla::alert_cause(t.id, alert.target, alert.level);
+        let cause = super::sla::alert_cause(t.id, alert.target, alert.level, now);
         outbox.extend(outbox_json(t.desk, Cause::Other(&cause), &alert.out)?);
         alerts.push((t.desk.0, t.id.0, alert.target, alert.level, now));
         queued.push(alert.level);
@@ -904,6 +939,94 @@ mod tests {
         )
         .await;
         assert_eq!(messages, 1);
+    }
+
+    /// Clocks whose first response stands at `level`, with the alert that level brings.
+    fn first_at(level: Level) -> SlaPlan {
+        Box::new(move |t: &Ticket, _: &[Step]| {
+            let state = SlaState {
+                due: SlaDue {
+                    first_due: Some(t.created_at),
+                    resolution_due: None,
+                    paused: false,
+                },
+                first_level: level,
+                resolution_level: Level::Ok,
+                check_at: None,
+            };
+            let alerts = (level == Level::Breached).then(|| SlaAlert {
+                target: "first_response",
+                level: "breached",
+                out: vec![Outgoing::DirectMessage {
+                    surface: SurfaceRef::new(Platform::Slack, "T1"),
+                    user: "slack:U2".parse().unwrap(),
+                    text: format!("{} breached", t.no),
+                    ticket: Some(t.id),
+                }],
+            });
+            (state, alerts.into_iter().collect())
+        })
+    }
+
+    #[tokio::test]
+    async fn a_clock_that_falls_back_forgets_its_alert_and_a_new_breach_alerts_again() {
+        let (_dir, store) = store().await;
+        let prio = |p| Action::SetPriority(p);
+        let alerts = |store| count(store, "SELECT count(*) FROM sla_alerts");
+        let sent = |store| {
+            count(
+                store,
+                "SELECT count(*) FROM outbox WHERE payload LIKE '%breached%'",
+            )
+        };
+        let breached = Some(first_at(Level::Breached));
+        let c = store
+            .change_ticket(request(1, prio(Priority::High), "a", breached))
+            .await
+            .unwrap();
+        assert_eq!(c.sla, Some(vec!["breached"]));
+        assert_eq!(alerts(&store).await, 1);
+        // A lower priority moves the deadline away: the breach no longer stands.
+        let ok = Some(first_at(Level::Ok));
+        let c = store
+            .change_ticket(request(1, prio(Priority::Low), "b", ok))
+            .await
+            .unwrap();
+        assert_eq!(c.sla, Some(vec![]));
+        assert_eq!(alerts(&store).await, 0);
+        // Breached again: alerted again, under a key of its own.
+        let breached = Some(first_at(Level::Breached));
+        let c = store
+            .change_ticket(request(1, prio(Priority::Urgent), "c", breached))
+            .await
+            .unwrap();
+        assert_eq!(c.sla, Some(vec!["breached"]));
+        assert_eq!(alerts(&store).await, 1);
+        assert_eq!(sent(&store).await, 2);
+        // Within one batch: alerted (the message goes) and then withdrawn (the record goes).
+        let (a, b) = tokio::join!(
+            store.change_ticket(request(
+                2,
+                prio(Priority::High),
+                "d",
+                Some(first_at(Level::Breached))
+            )),
+            store.change_ticket(request(
+                2,
+                prio(Priority::Low),
+                "e",
+                Some(first_at(Level::AtRisk))
+            )),
+        );
+        assert_eq!(a.unwrap().sla, Some(vec!["breached"]));
+        assert_eq!(b.unwrap().sla, Some(vec![]));
+        let kept = rows(
+            &store,
+            "SELECT ticket_id, level FROM sla_alerts ORDER BY ticket_id",
+        )
+        .await;
+        assert_eq!(kept, [(1, "breached".to_owned())]);
+        assert_eq!(sent(&store).await, 3);
     }
 
     #[tokio::test]

@@ -52,10 +52,13 @@ fn section(total: i64, rows: Vec<LineRow>) -> Result<Section> {
     })
 }
 
-/// What an alert's outbox rows are keyed by: one alert of a kind per ticket, whichever write
-/// queues it (an SLA refresh, or a change that brought its clocks).
-pub(super) fn alert_cause(ticket: TicketId, target: &str, level: &str) -> String {
-    format!("alert:{}:{target}:{level}", ticket.0)
+/// What an alert's outbox rows are keyed by: the ticket, the kind and when it was queued.
+/// `sla_alerts` is what sends an alert of a kind once per ticket, whichever write queues it (an
+/// SLA refresh, or a change that brought its clocks); the instant keeps a later alert of the
+/// same kind apart, once the first was withdrawn (its deadline moved away and was reached
+/// again).
+pub(super) fn alert_cause(ticket: TicketId, target: &str, level: &str, at: i64) -> String {
+    format!("alert:{}:{target}:{level}:{at}", ticket.0)
 }
 
 /// A ticket's stored SLA clocks, if it was last changed at `as_of`.
@@ -257,6 +260,26 @@ impl SlaStore for SqliteStore {
         .await?;
         let changed = before.first_level.as_deref() != Some(first_level)
             || before.resolution_level.as_deref() != Some(resolution_level);
+        if changed {
+            // Alerts the clocks fell back below no longer stand: reached again, they alert again.
+            let withdrawn = serde_json::to_string(
+                &state
+                    .withdrawn()
+                    .map(|(target, level)| format!("{target}:{level}"))
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(corrupt)?;
+            sqlx::query!(
+                "DELETE FROM sla_alerts
+                  WHERE desk_id = ? AND ticket_id = ?
+                    AND target || ':' || level IN (SELECT value FROM json_each(?))",
+                desk.0,
+                ticket.0,
+                withdrawn
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
         if changed && before.first_level.is_some() {
             let cause = format!("sla:{}:{first_level}:{resolution_level}:{now_ms}", ticket.0);
             Self::enqueue_in(&mut tx, desk, &cause, on_change, now_ms).await?;
@@ -274,7 +297,7 @@ impl SlaStore for SqliteStore {
             .await?
             .rows_affected();
             if inserted == 1 {
-                let cause = alert_cause(ticket, alert.target, alert.level);
+                let cause = alert_cause(ticket, alert.target, alert.level, now_ms);
                 Self::enqueue_in(&mut tx, desk, &cause, &alert.out, now_ms).await?;
                 recorded.push(alert.level);
             }
