@@ -217,6 +217,16 @@ impl Input<'_> {
         Some(unescape(raw))
     }
 
+    /// A contact named from token `i` on: a single token as it reads (an email, Slack's
+    /// `<mailto:…|…>` markup reduced to the address; a quoted name), or else the free text from
+    /// there (an organization of several words).
+    fn contact(&self, i: usize) -> Option<String> {
+        match self.tokens.len().checked_sub(i)? {
+            1 => self.word(i).map(str::to_owned),
+            _ => self.rest(i),
+        }
+    }
+
     fn err(&self, what: impl Into<String>) -> ParseError {
         ParseError::usage(self.sub, what)
     }
@@ -421,7 +431,7 @@ fn parse_sub(inp: &Input<'_>) -> Result<Command, ParseError> {
                 let name = inp.text_from(3, "name")?.map(|n| truncate(&n, 200));
                 Command::Contact { no, target, name }
             } else {
-                let org = inp.rest(2).unwrap_or_default();
+                let org = inp.contact(2).unwrap_or_default();
                 let target = ContactTarget::parse(&org)
                     .ok_or_else(|| inp.err("the organization name is not valid"))?;
                 Command::Contact {
@@ -433,7 +443,7 @@ fn parse_sub(inp: &Input<'_>) -> Result<Command, ParseError> {
         }
         "history" => {
             let rest = inp
-                .rest(1)
+                .contact(1)
                 .ok_or_else(|| inp.err("whose history? Give an email or an organization"))?;
             let target = ContactTarget::parse(&rest)
                 .ok_or_else(|| inp.err(format!("{rest:?} is not an email or organization")))?;
@@ -944,6 +954,26 @@ mod tests {
                 "history \"Acme Oy\"",
                 Command::History {
                     target: ContactTarget::Organization("Acme Oy".into()),
+                },
+            ),
+            (
+                "history <mailto:Jane@Acme.com|Jane@Acme.com>",
+                Command::History {
+                    target: ContactTarget::Individual(Email::parse("jane@acme.com").unwrap()),
+                },
+            ),
+            (
+                "history Acme &amp; Sons",
+                Command::History {
+                    target: ContactTarget::Organization("Acme & Sons".into()),
+                },
+            ),
+            (
+                "contact 4 <mailto:sales@acme.com|sales@acme.com>",
+                Command::Contact {
+                    no: no(4),
+                    target: ContactTarget::Individual(Email::parse("sales@acme.com").unwrap()),
+                    name: None,
                 },
             ),
             (

@@ -298,6 +298,31 @@ impl History {
     }
 }
 
+/// The plain text of a list of tickets (Slack `text`, Discord `content`), which names every
+/// ticket it can as `#n`: "Open tickets: 12 — #5, #2, #1 and 9 more", within `max` characters.
+pub fn counted_text(
+    title: &str,
+    total: i64,
+    nos: impl IntoIterator<Item = TicketNo>,
+    max: usize,
+) -> String {
+    let mut text = format!("{title}: {total}");
+    let mut named = 0_i64;
+    for no in nos {
+        let part = format!("{}{no}", if named == 0 { " — " } else { ", " });
+        // Room for " and 1234567 more" after it.
+        if text.chars().count() + part.chars().count() + 17 > max {
+            break;
+        }
+        text.push_str(&part);
+        named += 1;
+    }
+    if named > 0 && named < total {
+        text.push_str(&format!(" and {} more", total - named));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,5 +377,27 @@ mod tests {
     fn cut_counts_characters_not_bytes() {
         assert_eq!(cut("äääää", 3), "ää…");
         assert_eq!(cut("abc", 3), "abc");
+    }
+
+    #[test]
+    fn a_list_names_its_tickets_in_plain_text_within_the_limit() {
+        let nos = |n: i64| (1..=n).rev().map(TicketNo);
+        assert_eq!(
+            counted_text("Open tickets", 0, nos(0), 100),
+            "Open tickets: 0"
+        );
+        assert_eq!(
+            counted_text("Open tickets", 3, nos(3), 100),
+            "Open tickets: 3 — #3, #2, #1"
+        );
+        // Ten shown of twelve.
+        assert_eq!(
+            counted_text("Mine", 12, (3..=12).rev().map(TicketNo), 100),
+            "Mine: 12 — #12, #11, #10, #9, #8, #7, #6, #5, #4, #3 and 2 more"
+        );
+        let long = counted_text("All tickets", 5000, nos(5000), 2000);
+        assert!(long.chars().count() <= 2000, "{}", long.len());
+        assert!(long.starts_with("All tickets: 5000 — #5000, #4999,"));
+        assert!(long.ends_with(" more"));
     }
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::core::ticket::Priority;
-use crate::core::view::{Card, CardAction, Person, cut, history_line, row_line};
+use crate::core::view::{Card, CardAction, Person, counted_text, cut, history_line, row_line};
 use crate::desk::Reply;
 
 pub const MAX_CONTENT: usize = 2000;
@@ -339,7 +339,13 @@ pub fn message(reply: &Reply) -> Message {
                 .iter()
                 .map(|r| row_line(r, "**", person, escape))
                 .collect();
-            counted(&list.title, list.total, &lines)
+            let text = counted_text(
+                &list.title,
+                list.total,
+                list.rows.iter().map(|r| r.no),
+                MAX_CONTENT,
+            );
+            counted(&list.title, list.total, &lines, text)
         }
         Reply::History(h) => {
             let lines: Vec<String> = h
@@ -347,7 +353,9 @@ pub fn message(reply: &Reply) -> Message {
                 .iter()
                 .map(|l| history_line(l, "**", escape))
                 .collect();
-            counted(&format!("Tickets of {}", h.title), h.total, &lines)
+            let title = format!("Tickets of {}", h.title);
+            let text = counted_text(&title, h.total, h.lines.iter().map(|l| l.no), MAX_CONTENT);
+            counted(&title, h.total, &lines, text)
         }
         Reply::Text { text, private } => text_message(text, *private),
         Reply::Error(text) => text_message(text, true),
@@ -431,11 +439,11 @@ pub fn digest_message(d: &crate::core::digest::Digest) -> Value {
     })
 }
 
-fn counted(title: &str, total: i64, lines: &[String]) -> Message {
+fn counted(title: &str, total: i64, lines: &[String], text: String) -> Message {
     let (embed, _) = lines_embed(title, lines, total, MAX_EMBED_DESCRIPTION);
     Message {
         body: json!({
-            "content": cut(&format!("{title}: {total}"), MAX_CONTENT),
+            "content": cut(&text, MAX_CONTENT),
             "embeds": [embed],
             "allowed_mentions": { "parse": [] },
         }),

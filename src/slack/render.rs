@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::core::people::Platform;
 use crate::core::ticket::Priority;
-use crate::core::view::{Card, CardAction, Person, cut, history_line, row_line};
+use crate::core::view::{Card, CardAction, Person, counted_text, cut, history_line, row_line};
 use crate::desk::Reply;
 
 pub const MAX_BLOCKS: usize = 50;
@@ -353,7 +353,13 @@ pub fn message(reply: &Reply) -> Message {
                 .iter()
                 .map(|r| row_line(r, "*", person, escape))
                 .collect();
-            counted(&list.title, list.total, &lines)
+            let text = counted_text(
+                &list.title,
+                list.total,
+                list.rows.iter().map(|r| r.no),
+                MAX_SECTION,
+            );
+            counted(&list.title, list.total, &lines, text)
         }
         Reply::History(h) => {
             let lines: Vec<String> = h
@@ -361,7 +367,9 @@ pub fn message(reply: &Reply) -> Message {
                 .iter()
                 .map(|l| history_line(l, "*", escape))
                 .collect();
-            counted(&format!("Tickets of {}", h.title), h.total, &lines)
+            let title = format!("Tickets of {}", h.title);
+            let text = counted_text(&title, h.total, h.lines.iter().map(|l| l.no), MAX_SECTION);
+            counted(&title, h.total, &lines, text)
         }
         Reply::Text { text, private } => Message {
             text: text.clone(),
@@ -460,7 +468,7 @@ pub fn digest_blocks(d: &crate::core::digest::Digest) -> Vec<Block> {
 }
 
 /// A titled, private list of lines that says how many more there are.
-fn counted(title: &str, total: i64, lines: &[String]) -> Message {
+fn counted(title: &str, total: i64, lines: &[String], text: String) -> Message {
     let mut blocks = vec![Block::Header {
         text: plain(title, 150),
     }];
@@ -477,7 +485,7 @@ fn counted(title: &str, total: i64, lines: &[String]) -> Message {
         )));
     }
     Message {
-        text: format!("{title}: {total}"),
+        text,
         blocks,
         private: true,
     }
