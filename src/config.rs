@@ -208,12 +208,14 @@ pub struct Limits {
     pub per_desk: u32,
 }
 
+/// Generous for people, bots and integrations that script a desk (ten commands a second each,
+/// in bursts of a minute's allowance); a runaway loop is still held to that.
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            per_user: 60,
-            creates_per_user: 20,
-            per_desk: 1200,
+            per_user: 600,
+            creates_per_user: 300,
+            per_desk: 6000,
         }
     }
 }
@@ -317,11 +319,12 @@ impl Settings {
         let discord = match raw.discord_public_key {
             None => None,
             Some(key) => {
-                let ok = key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit());
-                if !ok {
+                // 64 hex characters that are also a point of the curve: a key that would fail
+                // every request is refused here, at start-up.
+                if crate::discord::verify::public_key(&key).is_none() {
                     return Err(bad(
                         "DISCORD_PUBLIC_KEY",
-                        "expected 64 hex characters (the application's public key)",
+                        "expected the application's public key (64 hex characters)",
                     ));
                 }
                 if let Some(id) = &raw.discord_application_id
@@ -423,10 +426,15 @@ impl Settings {
                 .filter(|n| (1..=1_000_000).contains(n))
                 .ok_or_else(|| bad(var, "expected a number of requests per minute, like 60")),
         };
+        let default = Limits::default();
         let limits = Limits {
-            per_user: rate("PIRAJA_RATE_USER", raw.piraja_rate_user, 60)?,
-            creates_per_user: rate("PIRAJA_RATE_CREATE", raw.piraja_rate_create, 20)?,
-            per_desk: rate("PIRAJA_RATE_DESK", raw.piraja_rate_desk, 1200)?,
+            per_user: rate("PIRAJA_RATE_USER", raw.piraja_rate_user, default.per_user)?,
+            creates_per_user: rate(
+                "PIRAJA_RATE_CREATE",
+                raw.piraja_rate_create,
+                default.creates_per_user,
+            )?,
+            per_desk: rate("PIRAJA_RATE_DESK", raw.piraja_rate_desk, default.per_desk)?,
         };
         let log_format = match raw.piraja_log_format.as_deref() {
             None | Some("text") => LogFormat::Text,
@@ -611,6 +619,11 @@ mod tests {
             ("DATABASE_URL", "postgres://x"),
             ("PIRAJA_SECRET_KEY", "c2hvcnQ="),
             ("DISCORD_PUBLIC_KEY", "xyz"),
+            // Hex of the right length, but not a point of the curve (y = 2).
+            (
+                "DISCORD_PUBLIC_KEY",
+                "0200000000000000000000000000000000000000000000000000000000000000",
+            ),
             ("PIRAJA_MAIL_POLL", "often"),
             ("PIRAJA_LOG_FORMAT", "xml"),
             ("SLACK_API_URL", "not a url"),

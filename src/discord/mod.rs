@@ -116,7 +116,12 @@ async fn interactions(State(state): State<AppState>, headers: HeaderMap, body: B
         tracing::warn!(reason = %e, "A Discord request was refused: bad signature.");
         return refuse(StatusCode::UNAUTHORIZED, "invalid request signature");
     }
-    let Ok(i) = serde_json::from_slice::<Interaction>(&body) else {
+    // Every interaction Discord sends has a type; a body without one is not one (a type we do
+    // not know yet is answered politely below: Discord adds them).
+    let Some(i) = serde_json::from_slice::<Interaction>(&body)
+        .ok()
+        .filter(|i| i.kind != 0)
+    else {
         return refuse(StatusCode::BAD_REQUEST, "not a Discord interaction");
     };
     if i.kind == payload::PING {

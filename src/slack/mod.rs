@@ -559,15 +559,30 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     if let Err(r) = verified(&state, &headers, &body) {
         return r.into_response();
     }
-    let Ok(envelope) = serde_json::from_slice::<EventEnvelope>(&body) else {
+    let Some(envelope) = serde_json::from_slice::<EventEnvelope>(&body)
+        .ok()
+        .filter(|e| !e.kind.is_empty())
+    else {
         return refuse(StatusCode::BAD_REQUEST, "not an Events API request");
     };
     if envelope.kind == "url_verification" {
-        return Json(json!({ "challenge": envelope.challenge.unwrap_or_default() }))
-            .into_response();
+        return match envelope.challenge {
+            Some(challenge) => Json(json!({ "challenge": challenge })).into_response(),
+            None => refuse(
+                StatusCode::BAD_REQUEST,
+                "a url_verification without a challenge",
+            ),
+        };
     }
     let (Some(team), Some(event)) = (envelope.team_id.as_deref(), envelope.event.as_ref()) else {
-        tracing::debug!(kind = %envelope.kind, "An event without a team or body was acknowledged.");
+        if envelope.kind == "event_callback" {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "an event_callback without a team_id or an event",
+            );
+        }
+        // Other envelopes Slack sends (app_rate_limited, and any it adds) are acknowledged.
+        tracing::debug!(kind = %envelope.kind, "An Events API envelope without an event was acknowledged.");
         return StatusCode::OK.into_response();
     };
     let surface = SurfaceRef::new(Platform::Slack, team);

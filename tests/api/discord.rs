@@ -278,14 +278,10 @@ async fn the_signed_ping_fixture_is_ponged_and_bad_signatures_get_401() {
     }
     // Signed but not an interaction.
     let ts = now.to_string();
-    let (status, _) = d
-        .raw(
-            b"not json",
-            Some(ts.clone()),
-            Some(d.sign(&ts, b"not json")),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for body in [&b"not json"[..], b"{}", br#"{"id":"1","type":0}"#, b"[1]"] {
+        let (status, _) = d.raw(body, Some(ts.clone()), Some(d.sign(&ts, body))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}");
+    }
 }
 
 #[tokio::test]

@@ -317,6 +317,48 @@ async fn a_body_slack_would_not_send_gets_400_and_an_oversized_one_413() {
         .post_signed("/slack/events", "application/json", b"[1,2".to_vec())
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Well-formed JSON or forms that are still not what Slack sends.
+    for (path, kind, body) in [
+        ("/slack/events", "application/json", &b"{}"[..]),
+        (
+            "/slack/events",
+            "application/json",
+            br#"{"type":"url_verification"}"#,
+        ),
+        (
+            "/slack/events",
+            "application/json",
+            br#"{"type":"event_callback"}"#,
+        ),
+        (
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            b"payload=%7B%7D",
+        ),
+        (
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            b"nothing=here",
+        ),
+        (
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            b"text=new+x",
+        ),
+    ] {
+        let (status, body) = s.post_signed(path, kind, body.to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}");
+    }
+    // An envelope Slack sends without an event is acknowledged.
+    let (status, _) = s
+        .post_signed(
+            "/slack/events",
+            "application/json",
+            br#"{"type":"app_rate_limited","team_id":"T1","minute_rate_limited":1518467820}"#
+                .to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = s
         .post_signed(
             "/slack/commands",
