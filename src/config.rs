@@ -1,5 +1,6 @@
-//! Settings: environment variables, optionally a `piraja.toml` with the same keys in lower
-//! case (`slack_signing_secret = "…"`); the environment wins.
+//! Settings: environment variables, optionally a `piraja.toml` with the same keys, spelled as
+//! the environment spells them (`SLACK_SIGNING_SECRET = "…"`) or in lower case
+//! (`slack_signing_secret`); the environment wins, and a key the file does not know is an error.
 //!
 //! Every value is validated at start-up; a bad one stops the binary with one line naming the
 //! variable (exit code 2). Secrets are [`SecretString`]s, so `Debug` never prints them.
@@ -82,6 +83,7 @@ fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
 
 /// The raw values as read, before validation.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Raw {
     #[serde(default, deserialize_with = "text")]
     piraja_bind: Option<String>,
@@ -243,6 +245,27 @@ fn pair(
     }
 }
 
+/// A provider whose keys are folded to lower case: `piraja.toml` may spell a key as the
+/// environment does (`PIRAJA_BIND`) or in lower case, and both name the same setting.
+struct FoldedKeys<P>(P);
+
+impl<P: figment::Provider> figment::Provider for FoldedKeys<P> {
+    fn metadata(&self) -> figment::Metadata {
+        self.0.metadata()
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Ok((self.0.data()?.into_iter())
+            .map(|(profile, dict)| {
+                let folded = dict.into_iter().map(|(k, v)| (k.to_lowercase(), v));
+                (profile, folded.collect())
+            })
+            .collect())
+    }
+}
+
 impl Settings {
     /// Reads `piraja.toml` (if present in the working directory) and the environment.
     pub fn load() -> Result<Settings, SettingError> {
@@ -260,7 +283,7 @@ impl Settings {
             .filter_map(|(var, key)| Some((key.clone(), std::env::var(var).ok()?)))
             .collect();
         let raw: Raw = Figment::new()
-            .merge(Toml::file(toml))
+            .merge(FoldedKeys(Toml::file(toml)))
             .merge(figment::providers::Serialized::globals(env))
             .extract()
             .map_err(|e| {
@@ -695,5 +718,23 @@ mod tests {
             s.slack.unwrap().client_id.as_deref(),
             Some("1234567890123.4567890123456")
         );
+    }
+
+    #[test]
+    fn the_file_takes_the_environments_spelling_and_refuses_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("piraja.toml");
+        std::fs::write(
+            &toml,
+            "PIRAJA_PUBLIC_URL = \"https://desk.example.com\"\nPIRAJA_MAIL_POLL = \"90s\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(&toml).unwrap();
+        assert_eq!(s.public_url, "https://desk.example.com");
+        assert_eq!(s.mail_poll, Duration::from_secs(90));
+        std::fs::write(&toml, "PIRAJA_PUBLIK_URL = \"https://x\"\n").unwrap();
+        let err = Settings::load_from(&toml).unwrap_err();
+        assert_eq!(err.var, "piraja.toml");
+        assert!(err.to_string().contains("piraja_publik_url"), "{err}");
     }
 }
