@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use crate::core::command::{Command, Who};
 use crate::core::contact::{ContactTarget, Email};
 use crate::core::grammar;
-use crate::core::people::{Platform, SurfaceRef, UserRef};
+use crate::core::people::{Need, Platform, SurfaceRef, UserRef};
 use crate::core::ticket::{Description, Priority, TicketNo};
 use crate::core::view::CardAction;
 use crate::desk::{Invocation, Reply};
@@ -178,13 +178,17 @@ async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         .user_name
         .clone()
         .filter(|_| !app.people.knows(&form.team_id, &form.user_id));
-    let inv = invocation(
+    let mut inv = invocation(
         &form.team_id,
         &form.user_id,
         hint,
         form.channel_id.as_deref(),
         form.trigger_id.as_deref(),
     );
+    // Workspace admins and owners are desk admins (asked only when the command needs one).
+    if cmd.need() == Need::Admin {
+        inv.surface_admin = people::workspace_admin(&app, &form.team_id, &form.user_id).await;
+    }
     let target = match &cmd {
         Command::Assign {
             who: Who::User(u), ..

@@ -5,6 +5,10 @@
 //! up once (`users.info`, scopes `users:read` and `users:read.email`) and their name and email
 //! stored on the desk, so cards and lists show names. The cache holds at most
 //! [`CAPACITY`] people; a lookup that fails is not retried until the entry expires.
+//!
+//! Workspace admins and owners (`is_admin`, `is_owner`) are desk admins, as Discord members
+//! with Manage Server are: a command only admins may run asks [`workspace_admin`], which reads
+//! the same `users.info` (at most [`ADMIN_LOOKUP`], remembered for the hour).
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -21,12 +25,17 @@ use crate::store::Store;
 pub const CAPACITY: usize = 10_000;
 /// How long a looked-up profile is trusted.
 const FRESH: Duration = Duration::from_secs(3600);
+/// How long a command waits for `users.info` to say whether its user administers the
+/// workspace; past it the answer is no (a command may take 3 seconds in all).
+pub const ADMIN_LOOKUP: Duration = Duration::from_millis(1500);
 
 /// A profile as `users.info` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
     pub name: Option<String>,
     pub email: Option<String>,
+    /// A workspace admin or owner.
+    pub admin: bool,
 }
 
 impl Profile {
@@ -43,9 +52,11 @@ impl Profile {
             .or_else(|| text(&user["profile"]["real_name"]))
             .or_else(|| text(&user["real_name"]))
             .or_else(|| text(&user["name"]));
+        let flag = |k: &str| user[k].as_bool() == Some(true);
         Profile {
             name,
             email: text(&user["profile"]["email"]),
+            admin: flag("is_admin") || flag("is_owner") || flag("is_primary_owner"),
         }
     }
 }
@@ -53,6 +64,8 @@ impl Profile {
 /// Who was looked up recently, keyed by workspace and user.
 pub struct People {
     seen: Mutex<LruCache<(String, String), Instant>>,
+    /// Whether each person administers their workspace, and since when that is known.
+    admins: Mutex<LruCache<(String, String), (bool, Instant)>>,
 }
 
 impl Default for People {
@@ -72,6 +85,7 @@ impl People {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         People {
             seen: Mutex::new(LruCache::new(capacity)),
+            admins: Mutex::new(LruCache::new(capacity)),
         }
     }
 
@@ -98,6 +112,19 @@ impl People {
             .is_some_and(|at| at.elapsed() < FRESH)
     }
 
+    /// Whether `user` of `team` administers the workspace, if looked up within the hour.
+    fn admin(&self, team: &str, user: &str) -> Option<bool> {
+        let mut admins = self.admins.lock().ok()?;
+        let (admin, at) = admins.get(&(team.to_owned(), user.to_owned()))?;
+        (at.elapsed() < FRESH).then_some(*admin)
+    }
+
+    fn note_admin(&self, team: &str, user: &str, admin: bool) {
+        if let Ok(mut admins) = self.admins.lock() {
+            admins.put((team.to_owned(), user.to_owned()), (admin, Instant::now()));
+        }
+    }
+
     /// How many people are remembered.
     pub fn len(&self) -> usize {
         self.seen.lock().map(|s| s.len()).unwrap_or(0)
@@ -106,6 +133,43 @@ impl People {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Reads `user`'s profile from `users.info` with the team's bot token (`None`: the team has no
+/// token, or the call failed).
+async fn profile(app: &SlackApp, team: &str, user: &str) -> Option<Profile> {
+    let token = match app.tokens.for_team(team).await {
+        Ok(token) => token?,
+        Err(e) => {
+            tracing::warn!(error = %e, "A bot token could not be read for a profile lookup.");
+            return None;
+        }
+    };
+    match (app.api)
+        .call_form(Some(&token), "users.info", &[("user", user)])
+        .await
+    {
+        Ok(answer) => {
+            let profile = Profile::of(&answer);
+            app.people.note_admin(team, user, profile.admin);
+            Some(profile)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "users.info failed; the name stays as it was.");
+            None
+        }
+    }
+}
+
+/// Whether Slack says `user` administers or owns workspace `team` (then a desk admin there).
+/// Known within the hour, or looked up for at most [`ADMIN_LOOKUP`]; a failed or slow lookup
+/// says no, and the command is refused as it would have been.
+pub async fn workspace_admin(app: &SlackApp, team: &str, user: &str) -> bool {
+    if let Some(admin) = app.people.admin(team, user) {
+        return admin;
+    }
+    let looked_up = tokio::time::timeout(ADMIN_LOOKUP, profile(app, team, user)).await;
+    looked_up.ok().flatten().is_some_and(|p| p.admin)
 }
 
 /// Looks up `users` of `team` in the background (those not seen lately) and stores their names
@@ -121,42 +185,25 @@ pub fn learn(app: &Arc<SlackApp>, store: &Arc<dyn Store>, team: &str, users: &[&
     }
     let (app, store, team) = (app.clone(), store.clone(), team.to_owned());
     tokio::spawn(async move {
-        let token = match app.tokens.for_team(&team).await {
-            Ok(Some(token)) => token,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "A bot token could not be read for a profile lookup.");
-                return;
-            }
-        };
         let surface = SurfaceRef::new(Platform::Slack, &team);
         let Ok(Some(desk)) = store.desk_of_surface(&surface).await else {
             return;
         };
         for user in wanted {
-            match app
-                .api
-                .call_form(Some(&token), "users.info", &[("user", user.as_str())])
+            let Some(profile) = profile(&app, &team, &user).await else {
+                continue;
+            };
+            let who = UserRef::slack(&user);
+            if let Err(e) = store
+                .set_member_profile(
+                    desk,
+                    &who,
+                    profile.name.as_deref(),
+                    profile.email.as_deref(),
+                )
                 .await
             {
-                Ok(answer) => {
-                    let profile = Profile::of(&answer);
-                    let who = UserRef::slack(&user);
-                    if let Err(e) = store
-                        .set_member_profile(
-                            desk,
-                            &who,
-                            profile.name.as_deref(),
-                            profile.email.as_deref(),
-                        )
-                        .await
-                    {
-                        tracing::warn!(error = %e, "A profile could not be stored.");
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "users.info failed; the name stays as it was.")
-                }
+                tracing::warn!(error = %e, "A profile could not be stored.");
             }
         }
     });
@@ -175,16 +222,20 @@ mod tests {
             Profile::of(&answer),
             Profile {
                 name: Some("Egon Spengler".into()),
-                email: Some("spengler@ghostbusters.example.com".into())
+                email: Some("spengler@ghostbusters.example.com".into()),
+                admin: false,
             }
         );
+        let owner = json!({"user": {"name": "o", "is_admin": false, "is_owner": true}});
+        assert!(Profile::of(&owner).admin);
         let answer = json!({"user": {"name": "egon", "profile": {"display_name": "Egon"}}});
         assert_eq!(Profile::of(&answer).name.as_deref(), Some("Egon"));
         assert_eq!(
             Profile::of(&json!({})),
             Profile {
                 name: None,
-                email: None
+                email: None,
+                admin: false,
             }
         );
     }

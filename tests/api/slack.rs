@@ -912,6 +912,50 @@ async fn names_and_emails_come_from_users_info() {
 }
 
 #[tokio::test]
+async fn workspace_admins_are_desk_admins_and_other_members_are_refused_settings() {
+    let s = SlackTest::new().await;
+    // users.info: W333 is a plain member; everyone else answers as the docs' admin example.
+    let mut member: Value = serde_json::from_str(&fixture("slack-web-users.info-ok.json")).unwrap();
+    member["user"]["is_admin"] = json!(false);
+    Mock::given(method("POST"))
+        .and(path("/users.info"))
+        .and(wiremock::matchers::body_string_contains("user=W333"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(member))
+        .with_priority(1)
+        .mount(&s.mock)
+        .await;
+    s.mock_ok(
+        "users.info",
+        serde_json::from_str(&fixture("slack-web-users.info-ok.json")).unwrap(),
+    )
+    .await;
+    // W111 is the desk's first user (its admin); the others are members.
+    s.command("W111", "new Printer on fire").await;
+    let text = |body: &str| serde_json::from_str::<Value>(body).unwrap()["text"].to_string();
+    let (_, refused) = s.command("W333", "sla high 2h 2d").await;
+    assert!(text(&refused).contains("Only desk admins"), "{refused}");
+    let (_, set) = s.command("W222", "sla high 2h 2d").await;
+    assert!(!text(&set).contains("Only desk admins"), "{set}");
+    let (_, shown) = s.command("W333", "sla").await;
+    assert!(text(&shown).contains("2h"), "{shown}");
+    // Known for the hour: no second lookup of W222 (its background profile lookup may run
+    // once more beside the first).
+    let of_w222 = || async {
+        let requests = s.mock.received_requests().await.unwrap_or_default();
+        (requests.iter())
+            .filter(|r| r.url.path() == "/users.info")
+            .filter(|r| String::from_utf8_lossy(&r.body).contains("W222"))
+            .count()
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = of_w222().await;
+    let (_, channel) = s.command("W222", "channel").await;
+    assert!(!text(&channel).contains("Only desk admins"), "{channel}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(of_w222().await, before);
+}
+
+#[tokio::test]
 async fn digest_now_posts_in_the_channel_and_its_assign_button_answers_privately() {
     let s = SlackTest::new().await;
     s.mock_ok("respond", json!({"ok": true})).await;
