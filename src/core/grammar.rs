@@ -193,6 +193,8 @@ struct Input<'a> {
     text: &'a str,
     tokens: Vec<Token>,
     sub: &'static str,
+    /// The ticket the command named, once read: its errors name it too.
+    ticket: std::cell::Cell<Option<TicketNo>>,
 }
 
 impl Input<'_> {
@@ -228,14 +230,20 @@ impl Input<'_> {
     }
 
     fn err(&self, what: impl Into<String>) -> ParseError {
-        ParseError::usage(self.sub, what)
+        match self.ticket.get() {
+            Some(no) => ParseError::usage(self.sub, format!("{no}: {}", what.into())),
+            None => ParseError::usage(self.sub, what),
+        }
     }
 
     fn no(&self, i: usize) -> Result<TicketNo, ParseError> {
         match self.word(i) {
             None => Err(self.err("which ticket? Give its number")),
             Some(w) => {
-                TicketNo::parse(w).ok_or_else(|| self.err(format!("{w:?} is not a ticket number")))
+                let no = TicketNo::parse(w)
+                    .ok_or_else(|| self.err(format!("{w:?} is not a ticket number")))?;
+                self.ticket.set(Some(no));
+                Ok(no)
             }
         }
     }
@@ -315,7 +323,12 @@ fn parse_tokens(text: &str, tokens: Vec<Token>) -> Result<Command, ParseError> {
         .map(|(name, _)| *name)
         .find(|name| *name == head)
         .ok_or_else(|| ParseError::Unknown(truncate(first.text(), 40)))?;
-    let input = Input { text, tokens, sub };
+    let input = Input {
+        text,
+        tokens,
+        sub,
+        ticket: std::cell::Cell::new(None),
+    };
     parse_sub(&input)
 }
 
@@ -347,8 +360,9 @@ fn parse_sub(inp: &Input<'_>) -> Result<Command, ParseError> {
             }
         }
         "show" => {
+            let no = inp.no(1)?;
             inp.no_more(2)?;
-            Command::Show { no: inp.no(1)? }
+            Command::Show { no }
         }
         "list" => {
             let filter = match inp.tokens.get(1) {
@@ -1121,22 +1135,22 @@ mod tests {
                 "show x",
                 "\"x\" is not a ticket number. Usage: /ticket show <n>",
             ),
-            ("show 1 2", "unexpected \"2\". Usage: /ticket show <n>"),
+            ("show 1 2", "#1: unexpected \"2\". Usage: /ticket show <n>"),
             (
                 "assign 1",
-                "assign to whom? Mention a user or say me. Usage: /ticket assign <n> <@user|me|none>",
+                "#1: assign to whom? Mention a user or say me. Usage: /ticket assign <n> <@user|me|none>",
             ),
             (
                 "assign 1 @bob",
-                "@bob is not a mention Slack linked; pick the user from the @ menu. Usage: /ticket assign <n> <@user|me|none>",
+                "#1: @bob is not a mention Slack linked; pick the user from the @ menu. Usage: /ticket assign <n> <@user|me|none>",
             ),
             (
                 "priority 1 extreme",
-                "\"extreme\" is not a priority. Usage: /ticket priority <n> <low|medium|high|urgent>",
+                "#1: \"extreme\" is not a priority. Usage: /ticket priority <n> <low|medium|high|urgent>",
             ),
             (
                 "note 1",
-                "the note is empty. Usage: /ticket note <n> <text>",
+                "#1: the note is empty. Usage: /ticket note <n> <text>",
             ),
             (
                 "list sideways",

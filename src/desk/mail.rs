@@ -104,7 +104,7 @@ impl Desks {
     ) -> Result<Reply, StoreError> {
         let Some(reference) = crate::core::mail::parse_thread_ref(thread) else {
             return Ok(Reply::Error(format!(
-                "{thread:?} is not a thread I can find. Give {LINK_FORMS}."
+                "{no}: {thread:?} is not a thread I can find. Give {LINK_FORMS}."
             )));
         };
         let record = self
@@ -113,9 +113,9 @@ impl Desks {
             .await?
             .ok_or(StoreError::NoTicket(no))?;
         let Some(port) = self.mail.clone() else {
-            return Ok(Reply::Error(
-                "No mail provider is set up on this server.".into(),
-            ));
+            return Ok(Reply::Error(format!(
+                "{no}: no mail provider is set up on this server, so no thread can be linked."
+            )));
         };
         let mailboxes: Vec<Mailbox> = self
             .store
@@ -125,9 +125,9 @@ impl Desks {
             .filter(|m| m.connected && fits(m.provider, &reference))
             .collect();
         if mailboxes.is_empty() {
-            return Ok(Reply::Error(
-                "This desk has no connected mailbox for that kind of thread. Connect one with /ticket mailbox connect google (or microsoft)".into(),
-            ));
+            return Ok(Reply::Error(format!(
+                "{no}: this desk has no connected mailbox for that kind of thread. Connect one with /ticket mailbox connect google (or microsoft)"
+            )));
         }
         let mut last_error = String::new();
         for mailbox in &mailboxes {
@@ -168,7 +168,7 @@ impl Desks {
             }
         }
         Ok(Reply::Error(format!(
-            "That thread could not be fetched ({last_error}). Give {LINK_FORMS}."
+            "{no}: that thread could not be fetched ({last_error}). Give {LINK_FORMS}."
         )))
     }
 

@@ -704,9 +704,11 @@ async fn link_attaches_a_gmail_thread_by_url_and_an_outlook_conversation_and_ref
     let bad = m.t.slack("T1", "U1", "C1", "link 1 not-a-thread").await;
     assert!(matches!(bad, Reply::Error(_)));
     assert!(text(&bad).contains("Message-ID"), "{}", text(&bad));
+    assert!(text(&bad).starts_with("#1: "), "{}", text(&bad));
     // No Outlook mailbox on this desk: the conversation form says to connect one.
     let outlook = text(&m.t.slack("T1", "U1", "C1", "link 1 AAQkADOUpag6yWs=").await);
     assert!(outlook.contains("mailbox connect"), "{outlook}");
+    assert!(outlook.starts_with("#1: "), "{outlook}");
     let _ = Provider::Google;
 }
 
