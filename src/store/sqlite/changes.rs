@@ -891,18 +891,22 @@ mod tests {
                 resolution_level: Level::Met,
                 check_at: None,
             };
-            let alert = SlaAlert {
-                target: "first_response",
-                level: "breached",
-                out: vec![Outgoing::DirectMessage {
-                    surface: SurfaceRef::new(Platform::Slack, "T1"),
-                    user: "slack:U2".parse().unwrap(),
-                    text: format!("{} breached", t.no),
-                    ticket: Some(t.id),
-                }],
-            };
-            (state, vec![alert])
+            (state, vec![breach_alert(t)])
         })
+    }
+
+    /// A first-response breach alert: a direct message saying so.
+    fn breach_alert(t: &Ticket) -> SlaAlert {
+        SlaAlert {
+            target: "first_response",
+            level: "breached",
+            out: vec![Outgoing::DirectMessage {
+                surface: SurfaceRef::new(Platform::Slack, "T1"),
+                user: "slack:U2".parse().unwrap(),
+                text: format!("{} breached", t.no),
+                ticket: Some(t.id),
+            }],
+        }
     }
 
     #[tokio::test]
@@ -954,16 +958,7 @@ mod tests {
                 resolution_level: Level::Ok,
                 check_at: None,
             };
-            let alerts = (level == Level::Breached).then(|| SlaAlert {
-                target: "first_response",
-                level: "breached",
-                out: vec![Outgoing::DirectMessage {
-                    surface: SurfaceRef::new(Platform::Slack, "T1"),
-                    user: "slack:U2".parse().unwrap(),
-                    text: format!("{} breached", t.no),
-                    ticket: Some(t.id),
-                }],
-            });
+            let alerts = (level == Level::Breached).then(|| breach_alert(t));
             (state, alerts.into_iter().collect())
         })
     }
