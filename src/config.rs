@@ -171,6 +171,14 @@ pub struct DiscordSettings {
     pub api_url: String,
 }
 
+/// What calls to Discord's REST API need (command registration, followups, channel posts).
+#[derive(Debug, Clone)]
+pub struct DiscordApi {
+    pub application_id: Option<String>,
+    pub bot_token: Option<SecretString>,
+    pub api_url: String,
+}
+
 /// One OAuth mail provider's settings.
 #[derive(Debug, Clone)]
 pub struct MailProviderSettings {
@@ -192,6 +200,9 @@ pub struct Settings {
     pub slack: Option<SlackSettings>,
     /// `DISCORD_API_URL` (kept even while Discord is off, for `check`).
     pub discord: Option<DiscordSettings>,
+    /// The Discord REST settings, set or not with the public key: `piraja discord register`
+    /// needs only these.
+    pub discord_api: DiscordApi,
     pub google: Option<MailProviderSettings>,
     pub microsoft: Option<MailProviderSettings>,
     pub mail_poll: Duration,
@@ -339,6 +350,16 @@ impl Settings {
             raw.discord_api_url,
             "https://discord.com/api/v10",
         )?;
+        if let Some(id) = &raw.discord_application_id
+            && !id.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(bad("DISCORD_APPLICATION_ID", "expected a numeric id"));
+        }
+        let discord_api = DiscordApi {
+            application_id: raw.discord_application_id,
+            bot_token: raw.discord_bot_token.map(SecretString::from),
+            api_url: discord_api_url,
+        };
         let discord = match raw.discord_public_key {
             None => None,
             Some(key) => {
@@ -350,16 +371,11 @@ impl Settings {
                         "expected the application's public key (64 hex characters)",
                     ));
                 }
-                if let Some(id) = &raw.discord_application_id
-                    && !id.bytes().all(|b| b.is_ascii_digit())
-                {
-                    return Err(bad("DISCORD_APPLICATION_ID", "expected a numeric id"));
-                }
                 Some(DiscordSettings {
                     public_key: key.to_lowercase(),
-                    application_id: raw.discord_application_id,
-                    bot_token: raw.discord_bot_token.map(SecretString::from),
-                    api_url: discord_api_url,
+                    application_id: discord_api.application_id.clone(),
+                    bot_token: discord_api.bot_token.clone(),
+                    api_url: discord_api.api_url.clone(),
                 })
             }
         };
@@ -471,6 +487,7 @@ impl Settings {
             secret_key: raw.piraja_secret_key.map(SecretString::from),
             slack,
             discord,
+            discord_api,
             google,
             microsoft,
             mail_poll,

@@ -166,9 +166,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 eprintln!("piraja: invalid {var}: is required to register commands");
                 Ok(ExitCode::from(2))
             };
-            let Some(discord) = &settings.discord else {
-                return missing("DISCORD_PUBLIC_KEY");
-            };
+            // Registering needs the application and its bot token, not the endpoint's key.
+            let discord = &settings.discord_api;
             let Some(application) = &discord.application_id else {
                 return missing("DISCORD_APPLICATION_ID");
             };

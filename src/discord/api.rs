@@ -217,7 +217,19 @@ impl Rest {
             Some(g) => format!("/applications/{application_id}/guilds/{g}/commands"),
             None => format!("/applications/{application_id}/commands"),
         };
-        self.call(Method::PUT, &path, Some(commands), true).await
+        // A 429 is waited out (its `retry_after`, at most a minute) and the call made again, up
+        // to three times: registration is run by hand and should not fail on a busy bucket.
+        let mut waited = 0;
+        loop {
+            match self.call(Method::PUT, &path, Some(commands), true).await {
+                Err(RestError::RateLimited(after)) if waited < 3 => {
+                    waited += 1;
+                    let wait = after.unwrap_or(Duration::from_secs(1));
+                    tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
+                }
+                other => return other,
+            }
+        }
     }
 }
 

@@ -128,6 +128,10 @@ async fn interactions(State(state): State<AppState>, headers: HeaderMap, body: B
         return Json(json!({ "type": 1 })).into_response();
     }
     let Some(inv) = invocation(&app, &i) else {
+        // Autocomplete takes only choices (type 8): outside a server there are none.
+        if i.kind == payload::AUTOCOMPLETE {
+            return Json(json!({ "type": 8, "data": { "choices": [] } })).into_response();
+        }
         return private("Use /ticket in a server where Piraja is installed.");
     };
     match i.kind {
@@ -154,7 +158,10 @@ fn invocation(app: &DiscordApp, i: &Interaction) -> Option<Invocation> {
         user: UserRef::discord(&user.id),
         user_name: i.actor_name(),
         channel: i.channel().map(str::to_owned),
-        key: Some(format!("discord:{}", i.id)),
+        // Each interaction's own id keys what it creates; a body without one keys nothing.
+        key: Some(&i.id)
+            .filter(|id| !id.is_empty())
+            .map(|id| format!("discord:{id}")),
         surface_admin: i.actor_manages_guild(),
         post_in_channel: app.can_post,
         answered: None,
@@ -206,8 +213,12 @@ async fn answer(
             private("Something went wrong on our side; nothing was changed. Please try again.")
         }
         Err(_) => {
-            let (app, application, token) =
-                (app.clone(), i.application_id.clone(), i.token.clone());
+            // The interaction names its application; the setting stands in for one that does not.
+            let application = Some(i.application_id.clone())
+                .filter(|a| !a.is_empty())
+                .or_else(|| app.application_id.clone())
+                .unwrap_or_default();
+            let (app, token) = (app.clone(), i.token.clone());
             tokio::spawn(async move {
                 let Ok(reply) = work.await else { return };
                 let body = shown(&app, &reply).body;

@@ -51,17 +51,39 @@ fn person(p: &Person) -> String {
     format!("<@{}>", p.user.id)
 }
 
-/// Discord markdown: escapes the characters that would format or mention.
+/// Discord markdown: escapes the characters that would format, and defuses `@everyone` and
+/// `@here`. Mentions (`<@id>`, `<@!id>`, `<@&id>`, `<#id>`) stay as they are, so they show as
+/// names; every message we send also carries `allowed_mentions: {parse: []}`, so none pings.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if let Some(len) = mention_len(rest) {
+            out.push_str(&rest[..len]);
+            rest = &rest[len..];
+            continue;
+        }
         if matches!(c, '*' | '_' | '~' | '`' | '|' | '>' | '\\') {
             out.push('\\');
         }
         out.push(c);
+        rest = &rest[c.len_utf8()..];
     }
     out.replace("@everyone", "@\u{200B}everyone")
         .replace("@here", "@\u{200B}here")
+}
+
+/// The length of the mention `text` starts with, if it does: `<@123>`, `<@!123>`, `<@&123>` or
+/// `<#123>` (ids are digits).
+fn mention_len(text: &str) -> Option<usize> {
+    let inner = text
+        .strip_prefix("<@!")
+        .or_else(|| text.strip_prefix("<@&"))
+        .or_else(|| text.strip_prefix("<@"))
+        .or_else(|| text.strip_prefix("<#"))?;
+    let digits = inner.bytes().take_while(u8::is_ascii_digit).count();
+    (digits > 0 && inner.as_bytes().get(digits) == Some(&b'>'))
+        .then(|| text.len() - inner.len() + digits + 1)
 }
 
 /// A card message as typed values, serialized straight into the body of a post or an edit:
@@ -627,6 +649,11 @@ mod tests {
     #[test]
     fn mentions_and_markdown_are_defused() {
         assert_eq!(escape("*a* @everyone"), "\\*a\\* @\u{200B}everyone");
+        // Mentions stay mentions; anything else with angle brackets is escaped.
+        assert_eq!(
+            escape("<@53908232506183680> took #5 > <@!1> <#2> <@&3> <@x> a>b"),
+            "<@53908232506183680> took #5 \\> <@!1> <#2> <@&3> <@x\\> a\\>b"
+        );
     }
 
     #[test]

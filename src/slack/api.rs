@@ -261,13 +261,20 @@ impl SlackSender {
                     return Ok(None);
                 }
                 let posted = self.api.call(token, "chat.postMessage", &body).await?;
-                let ts = posted["ts"].as_str().unwrap_or_default().to_owned();
-                let channel = posted["channel"].as_str().unwrap_or(channel).to_owned();
+                // The card lives where it was posted (a channel id from Slack's own payload,
+                // which Slack's answer repeats); without a `ts` there is nothing to edit later.
+                let Some(ts) = posted["ts"].as_str().filter(|ts| !ts.is_empty()) else {
+                    tracing::warn!(
+                        channel,
+                        "chat.postMessage answered without a ts; the card cannot be edited later."
+                    );
+                    return Ok(None);
+                };
                 Ok(Some(CardMessage {
                     ticket: *ticket,
                     surface: surface.clone(),
-                    channel,
-                    message_id: ts,
+                    channel: channel.clone(),
+                    message_id: ts.to_owned(),
                 }))
             }
             Outgoing::UpdateCards {

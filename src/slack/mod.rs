@@ -185,10 +185,6 @@ async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         form.channel_id.as_deref(),
         form.trigger_id.as_deref(),
     );
-    // Workspace admins and owners are desk admins (asked only when the command needs one).
-    if cmd.need() == Need::Admin {
-        inv.surface_admin = people::workspace_admin(&app, &form.team_id, &form.user_id).await;
-    }
     let target = match &cmd {
         Command::Assign {
             who: Who::User(u), ..
@@ -197,8 +193,16 @@ async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     };
     // Slack drops an answer after 3 seconds: work that takes longer than the budget (fetching
     // a mail thread) is acknowledged at once and answered through response_url.
-    let desks = state.desks.clone();
-    let mut work = tokio::spawn(async move { desks.execute(&inv, cmd).await });
+    let (desks, looker) = (state.desks.clone(), app.clone());
+    let mut work = tokio::spawn(async move {
+        // Workspace admins and owners are desk admins (asked, within the budget, only when the
+        // command needs one).
+        if cmd.need() == Need::Admin {
+            let (team, user) = (inv.surface.external_id.clone(), inv.user.id.clone());
+            inv.surface_admin = people::workspace_admin(&looker, &team, &user).await;
+        }
+        desks.execute(&inv, cmd).await
+    });
     let reply = match tokio::time::timeout(BUDGET, &mut work).await {
         Ok(Ok(reply)) => reply,
         Ok(Err(e)) => {

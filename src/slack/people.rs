@@ -26,7 +26,7 @@ pub const CAPACITY: usize = 10_000;
 /// How long a looked-up profile is trusted.
 const FRESH: Duration = Duration::from_secs(3600);
 /// How long a command waits for `users.info` to say whether its user administers the
-/// workspace; past it the answer is no (a command may take 3 seconds in all).
+/// workspace; past it the answer is no (the lookup runs within the command's budget).
 pub const ADMIN_LOOKUP: Duration = Duration::from_millis(1500);
 
 /// A profile as `users.info` reports it.

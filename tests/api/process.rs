@@ -364,3 +364,55 @@ async fn secrets_never_reach_logs_metrics_or_error_pages_and_backup_copies_a_liv
         assert!(!seen.contains(secret), "{secret} leaked");
     }
 }
+
+#[tokio::test]
+async fn discord_register_needs_no_public_key_and_waits_out_a_429() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let mock = MockServer::start().await;
+    let commands = "/applications/1111/commands";
+    Mock::given(method("PUT"))
+        .and(path(commands))
+        .respond_with(ResponseTemplate::new(429).set_body_json(
+            serde_json::json!({"message": "You are being rate limited.", "retry_after": 0.05, "global": false}),
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path(commands))
+        .and(header(
+            "authorization",
+            format!("Bot {DISCORD_BOT}").as_str(),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!([{"name": "ticket"}])),
+        )
+        .mount(&mock)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_piraja"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("p.db").display()),
+        )
+        .env("DISCORD_APPLICATION_ID", "1111")
+        .env("DISCORD_BOT_TOKEN", DISCORD_BOT)
+        .env("DISCORD_API_URL", mock.uri())
+        .current_dir(dir.path())
+        .args(["discord", "register"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "Registered /ticket globally.");
+    let puts = mock.received_requests().await.unwrap_or_default().len();
+    assert_eq!(puts, 2, "one 429, then the registration");
+}

@@ -24,7 +24,10 @@ const CARD: &str = concat!(
 );
 
 /// A round's delivery outcomes, as one command to the writer's thread (see `writes.rs` on
-/// batches): the rows' new state, then the card messages they posted. One statement per
+/// batches): the rows' new state, then the card messages they posted. A message id is one
+/// card's: a post that came back with the id of a message stored for another ticket (a platform
+/// never does this; a stand-in might) takes it over, and two such posts in one round keep the
+/// first, so the round's outcomes are always recorded. One statement per
 /// outcome held the round's lock for two round trips per delivery, and deliveries run beside
 /// every create (BENCHMARKS.md). `?1` is the JSON array of [`SettledRow`]s.
 const SETTLE: &str = "UPDATE outbox
@@ -35,6 +38,11 @@ const SETTLE: &str = "UPDATE outbox
             done_at = s.value ->> 'done'
        FROM jsonb_each(?1) AS s
       WHERE outbox.id = s.value ->> 'id';
+     DELETE FROM card_messages
+      WHERE (platform, channel, message_id) IN
+            (SELECT s.value ->> 'card_platform', s.value ->> 'card_channel', s.value ->> 'card_message'
+               FROM jsonb_each(?1) AS s
+              WHERE s.value ->> 'card_ticket' IS NOT NULL);
      INSERT INTO card_messages (desk_id, ticket_id, platform, surface_id, channel, message_id, created_at)
      SELECT s.value ->> 'desk', s.value ->> 'card_ticket', s.value ->> 'card_platform',
             s.value ->> 'card_surface', s.value ->> 'card_channel', s.value ->> 'card_message',
@@ -42,7 +50,8 @@ const SETTLE: &str = "UPDATE outbox
        FROM jsonb_each(?1) AS s
       WHERE s.value ->> 'card_ticket' IS NOT NULL
       ORDER BY s.key
-     ON CONFLICT (ticket_id, platform, channel) DO UPDATE SET message_id = excluded.message_id";
+     ON CONFLICT (ticket_id, platform, channel) DO UPDATE SET message_id = excluded.message_id
+     ON CONFLICT DO NOTHING";
 
 /// One outcome as [`SETTLE`] reads it: `attempts` absent counts one more attempt, `next`
 /// absent keeps the row's time, and the `card_` fields are the message a delivery posted.
@@ -515,6 +524,66 @@ mod tests {
         );
         let stats = store.outbox_stats(later).await.unwrap();
         assert_eq!((stats.pending, stats.dead), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_message_id_posted_again_for_another_ticket_does_not_stop_the_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("o.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let mut w = store.write().await.unwrap();
+        sqlx::query(
+            "INSERT INTO desks (id, name, created_at) VALUES (1, 'a', 0);
+             INSERT INTO tickets (id, desk_id, no, description, priority, status, reporter, source,
+                                  created_at, updated_at)
+             VALUES (7, 1, 1, 'x', 'low', 'open', 'cli:x', 'cli', 0, 0),
+                    (8, 1, 2, 'y', 'low', 'open', 'cli:x', 'cli', 0, 0),
+                    (9, 1, 3, 'z', 'low', 'open', 'cli:x', 'cli', 0, 0);",
+        )
+        .execute(&mut *w)
+        .await
+        .unwrap();
+        w.commit().await.unwrap();
+        let surface = SurfaceRef::new(Platform::Slack, "T1");
+        let t0 = Utc::now();
+        for key in ["a", "b", "c", "d"] {
+            // Each to a destination of its own, so all four are due at once.
+            let msg = Outgoing::ChannelMessage {
+                surface: surface.clone(),
+                channel: format!("C{key}"),
+                text: key.into(),
+            };
+            store.enqueue(DeskId(1), key, &[msg], t0).await.unwrap();
+        }
+        let due = store.outbox_due(t0, 10).await.unwrap();
+        assert_eq!(due.len(), 4);
+        // A stand-in that answers every post with the same ts: rounds one and two.
+        let posted = |item: &OutboxItem, ticket: i64| Settled {
+            id: item.id,
+            desk: DeskId(1),
+            outcome: Outcome::Sent(Some(CardMessage {
+                ticket: TicketId(ticket),
+                surface: surface.clone(),
+                channel: "C1".into(),
+                message_id: "1.1".into(),
+            })),
+        };
+        store
+            .outbox_settle(&[posted(&due[0], 7)], t0)
+            .await
+            .unwrap();
+        store
+            .outbox_settle(&[posted(&due[1], 8), posted(&due[2], 9)], t0)
+            .await
+            .unwrap();
+        let owners: Vec<(i64,)> =
+            sqlx::query_as("SELECT ticket_id FROM card_messages WHERE message_id = '1.1'")
+                .fetch_all(&mut *store.read().await.unwrap())
+                .await
+                .unwrap();
+        assert_eq!(owners, [(8,)]);
+        let stats = store.outbox_stats(t0).await.unwrap();
+        assert_eq!(stats.pending, 1, "the three settled rows are recorded");
     }
 
     #[tokio::test]
