@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use super::render::{self, card_blocks};
+use super::render::{self, card_blocks, escape};
 use crate::core::outgoing::Outgoing;
 use crate::outbox::{Delivery, Sender, card_of};
 use crate::secret::Sealer;
@@ -248,7 +248,7 @@ impl SlackSender {
                     return Ok(None);
                 };
                 let existing = cards.into_iter().find(|m| &m.channel == channel);
-                let (text, blocks) = (card.summary(), card_blocks(&card));
+                let (text, blocks) = (escape(&card.summary()), card_blocks(&card));
                 let mut body = CardBody {
                     channel,
                     ts: None,
@@ -289,7 +289,7 @@ impl SlackSender {
                 else {
                     return Ok(None);
                 };
-                let (text, blocks) = (card.summary(), card_blocks(&card));
+                let (text, blocks) = (escape(&card.summary()), card_blocks(&card));
                 for m in cards {
                     let body = CardBody {
                         channel: &m.channel,

@@ -348,7 +348,7 @@ async fn block_actions(
             .execute(&inv, Command::Assign { no, who: Who::Me })
             .await;
         let text = match &reply {
-            Reply::Card { card, .. } => format!("You now have {}", card.summary()),
+            Reply::Card { card, .. } => render::escape(&format!("You now have {}", card.summary())),
             other => render::message(other).text,
         };
         let body = json!({ "response_type": "ephemeral", "replace_original": false, "text": text });
@@ -437,7 +437,7 @@ async fn block_actions(
         // response_url can replace it.
         Reply::Card { card, .. } => json!({
             "replace_original": true,
-            "text": card.summary(),
+            "text": render::escape(&card.summary()),
             "blocks": render::card_blocks(card),
         }),
         other => json!(render::message(other).response(Some(false))),
@@ -648,7 +648,24 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
                 let inv = invocation(team, user, None, Some(channel), None);
                 let reply = state.desks.execute(&inv, cmd).await;
                 if let Reply::Error(e) = reply {
+                    // A refusal is said privately, as a command's is: a direct message.
                     tracing::debug!(reason = %e, "A reaction on a card was not applied.");
+                    let msg = crate::core::outgoing::Outgoing::DirectMessage {
+                        surface: surface.clone(),
+                        user: UserRef::slack(user),
+                        text: format!("Your :{reaction}: on {} did nothing: {e}", record.ticket.no),
+                        ticket: Some(ticket),
+                    };
+                    let key = format!(
+                        "reaction:{}:{user}:{reaction}:{channel}:{ts}",
+                        envelope.event_id.as_deref().unwrap_or_default()
+                    );
+                    match state.desks.store.enqueue(desk, &key, &[msg], now).await {
+                        Ok(()) => state.desks.outbox_wake.notify_one(),
+                        Err(e) => {
+                            tracing::error!(error = %e, "A reaction's refusal could not be queued.")
+                        }
+                    }
                 }
             }
         }
@@ -672,6 +689,10 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
                 }
                 state.desks.outbox_wake.notify_one();
             }
+        }
+        // Only user tokens revoked: the bot's token, which is all we post with, still works.
+        "tokens_revoked" if event.tokens.as_ref().is_some_and(|t| t.bot.is_empty()) => {
+            tracing::info!(surface = %surface, "Slack revoked user tokens only; the bot goes on.");
         }
         "app_uninstalled" | "tokens_revoked" => {
             if let Err(e) = state

@@ -171,6 +171,16 @@ pub struct Event {
     pub channel: Option<String>,
     pub ts: Option<String>,
     pub thread_ts: Option<String>,
+    /// `tokens_revoked`: whose tokens went, by kind.
+    pub tokens: Option<RevokedTokens>,
+}
+
+/// The tokens a `tokens_revoked` event names: user tokens (`oauth`) and bot tokens (`bot`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RevokedTokens {
+    pub oauth: Vec<String>,
+    pub bot: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -145,8 +145,10 @@ impl Message {
     }
 }
 
-/// Escapes `&`, `<` and `>` for mrkdwn, keeping Slack's own markup (`<@U1>`, `<#C1>`,
-/// `<!here>`, `<https://…|label>`, `<mailto:…>`) as it is.
+/// Escapes `&`, `<` and `>` for mrkdwn, keeping Slack's own markup for people, channels and
+/// links (`<@U1>`, `<#C1>`, `<https://…|label>`, `<mailto:…>`) as it is. Special mentions
+/// (`<!here>`, `<!channel>`, `<!subteam^S1|@team>`) become plain `@here`, `@team`: text a
+/// person typed must not ping a whole channel each time a card carrying it is posted.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -157,7 +159,18 @@ pub fn escape(text: &str) -> String {
             && let Some(end) = rest[i..].find('>')
         {
             let inner = &rest[i + 1..i + end];
-            let markup = inner.starts_with(['@', '#', '!'])
+            if let Some(special) = inner.strip_prefix('!')
+                && !inner.contains('<')
+            {
+                let label = match special.split_once('|') {
+                    Some((_, label)) => label.to_owned(),
+                    None => format!("@{}", special.split('^').next().unwrap_or_default()),
+                };
+                out.push_str(&escape(&label));
+                rest = &rest[i + end + 1..];
+                continue;
+            }
+            let markup = inner.starts_with(['@', '#'])
                 || inner.starts_with("http://")
                 || inner.starts_with("https://")
                 || inner.starts_with("mailto:");
@@ -312,9 +325,13 @@ pub fn message(reply: &Reply) -> Message {
     match reply {
         Reply::Created { card, replayed } => Message {
             text: if *replayed {
-                format!("{} was already created: {}", card.no, card.summary())
+                escape(&format!(
+                    "{} was already created: {}",
+                    card.no,
+                    card.summary()
+                ))
             } else {
-                format!("Created {}", card.summary())
+                escape(&format!("Created {}", card.summary()))
             },
             blocks: Vec::new(),
             private: true,
@@ -323,7 +340,7 @@ pub fn message(reply: &Reply) -> Message {
             let mut blocks = vec![Block::context(mrkdwn(&escape(note), MAX_SECTION))];
             blocks.extend(card_blocks(card));
             Message {
-                text: format!("{} {}", card.summary(), cut(note, 200)),
+                text: escape(&format!("{} {}", card.summary(), cut(note, 200))),
                 blocks,
                 private: true,
             }
@@ -342,7 +359,7 @@ pub fn message(reply: &Reply) -> Message {
                 )));
             }
             Message {
-                text: detail.card.summary(),
+                text: escape(&detail.card.summary()),
                 blocks,
                 private: true,
             }
@@ -387,7 +404,7 @@ pub fn message(reply: &Reply) -> Message {
             private: true,
         },
         Reply::Digest(d) => Message {
-            text: d.summary(),
+            text: escape(&d.summary()),
             blocks: digest_blocks(d),
             private: false,
         },
@@ -602,6 +619,10 @@ mod tests {
             "<https://x.io|x> &lt;script&gt;"
         );
         assert_eq!(escape("1 < 2 <@U1>"), "1 &lt; 2 <@U1>");
+        assert_eq!(
+            escape("<!here> printer down, <!channel|channel> <!subteam^S1|@ops>"),
+            "@here printer down, channel @ops"
+        );
     }
 
     fn sample_card() -> Card {

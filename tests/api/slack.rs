@@ -391,9 +391,10 @@ async fn a_slash_command_creates_a_ticket_whose_card_is_posted_then_edited_in_pl
     assert_eq!(status, StatusCode::OK);
     let reply: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(reply["response_type"], "ephemeral");
+    // `text` is escaped as Slack asks (it shows as "<everyone>"), like the blocks.
     assert_eq!(
         reply["text"],
-        "Created #1 · high · open · VPN is down for <everyone>"
+        "Created #1 · high · open · VPN is down for &lt;everyone&gt;"
     );
 
     s.deliver_all().await;
@@ -402,7 +403,7 @@ async fn a_slash_command_creates_a_ticket_whose_card_is_posted_then_edited_in_pl
     assert_eq!(posts[0]["channel"], "C111");
     assert_eq!(
         posts[0]["text"],
-        "#1 · high · open · VPN is down for <everyone>"
+        "#1 · high · open · VPN is down for &lt;everyone&gt;"
     );
     assert_eq!(
         posts[0]["blocks"][0]["text"]["text"],
@@ -429,7 +430,7 @@ async fn a_slash_command_creates_a_ticket_whose_card_is_posted_then_edited_in_pl
     assert_eq!(updates[0]["ts"], "1700000000.000100");
     assert_eq!(
         updates[0]["text"],
-        "#1 · high · in progress · VPN is down for <everyone>"
+        "#1 · high · in progress · VPN is down for &lt;everyone&gt;"
     );
     let thread = s.calls("/chat.postMessage").await;
     assert_eq!(thread.last().unwrap()["thread_ts"], "1700000000.000100");
@@ -453,7 +454,7 @@ async fn a_slash_command_creates_a_ticket_whose_card_is_posted_then_edited_in_pl
     assert_eq!(responded[0]["replace_original"], true);
     assert_eq!(
         responded[0]["text"],
-        "#1 · high · completed · VPN is down for <everyone>"
+        "#1 · high · completed · VPN is down for &lt;everyone&gt;"
     );
     s.deliver_all().await;
     let updates = s.calls("/chat.update").await;
@@ -462,7 +463,7 @@ async fn a_slash_command_creates_a_ticket_whose_card_is_posted_then_edited_in_pl
     assert!(updates.iter().all(|u| u["ts"] == "1700000000.000100"));
     assert_eq!(
         updates.last().unwrap()["text"],
-        "#1 · high · completed · VPN is down for <everyone>"
+        "#1 · high · completed · VPN is down for &lt;everyone&gt;"
     );
 
     // The priority select and the overflow's Close work the same way.
@@ -484,7 +485,7 @@ async fn a_slash_command_creates_a_ticket_whose_card_is_posted_then_edited_in_pl
     assert_eq!(updates.len(), edits + 1, "{updates:#?}");
     assert_eq!(
         updates.last().unwrap()["text"],
-        "#1 · urgent · closed · VPN is down for <everyone>"
+        "#1 · urgent · closed · VPN is down for &lt;everyone&gt;"
     );
     let thread = s.calls("/chat.postMessage").await;
     assert_eq!(thread.len(), notes + 1, "{thread:#?}");
@@ -610,6 +611,36 @@ async fn reactions_on_a_card_work_the_ticket_and_a_retried_event_counts_once() {
         (t.ticket.status.as_str(), t.ticket.priority.as_str()),
         ("completed", "urgent")
     );
+    // A reaction its reactor may not make (a member, once the desk has an agent) is refused
+    // privately, by direct message.
+    s.command("W111", "role <@W333> agent").await;
+    reaction["event_id"] = json!("Ev444");
+    reaction["event"]["user"] = json!("W222");
+    reaction["event"]["reaction"] = json!("eyes");
+    s.event(&reaction).await;
+    s.deliver_all().await;
+    let told: Vec<Value> = (s.calls("/chat.postMessage").await.into_iter())
+        .filter(|c| c["channel"] == "W222")
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    let text = told[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Your :eyes: on #1 did nothing: Only agents"),
+        "{text}"
+    );
+    assert_eq!(s.first_ticket().await.ticket.assignee.unwrap().id, "W111");
+}
+
+#[tokio::test]
+async fn revoked_user_tokens_leave_the_bot_posting() {
+    let s = SlackTest::new().await;
+    s.mock_ok("chat.postMessage", posted("C111", "1.1")).await;
+    let revoked = json!({"type": "event_callback", "team_id": "T111", "event_id": "EvR",
+        "event": {"type": "tokens_revoked", "tokens": {"oauth": ["W111"], "bot": []}}});
+    s.event(&revoked).await;
+    s.command("W111", "new after a user token went").await;
+    s.deliver_all().await;
+    assert_eq!(s.calls("/chat.postMessage").await.len(), 1);
 }
 
 #[tokio::test]
