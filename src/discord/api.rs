@@ -206,6 +206,31 @@ impl Rest {
             .map(|_| ())
     }
 
+    /// Sends a followup message for an interaction (its `flags` decide who sees it).
+    pub async fn followup(
+        &self,
+        application_id: &str,
+        token: &str,
+        body: &Value,
+    ) -> Result<(), RestError> {
+        let path = format!("/webhooks/{application_id}/{token}");
+        self.call(Method::POST, &path, Some(body), false)
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes an interaction's original response (a deferred "thinking…" placeholder).
+    pub async fn delete_original(
+        &self,
+        application_id: &str,
+        token: &str,
+    ) -> Result<(), RestError> {
+        let path = format!("/webhooks/{application_id}/{token}/messages/@original");
+        self.call::<Value>(Method::DELETE, &path, None, false)
+            .await
+            .map(|_| ())
+    }
+
     /// Bulk-overwrites the application's commands, globally or in one guild.
     pub async fn register(
         &self,

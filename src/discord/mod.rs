@@ -219,10 +219,25 @@ async fn answer(
                 .or_else(|| app.application_id.clone())
                 .unwrap_or_default();
             let (app, token) = (app.clone(), i.token.clone());
+            // The placeholder is public when a card is being updated (6) or a public message was
+            // deferred (5 without flags): a private answer (an error) must not replace it.
+            let public_placeholder = kind == 7 || !likely_private;
             tokio::spawn(async move {
                 let Ok(reply) = work.await else { return };
-                let body = shown(&app, &reply).body;
-                if let Err(e) = app.rest.edit_original(&application, &token, &body).await {
+                let mut shown = shown(&app, &reply);
+                let rest = &app.rest;
+                let sent = if shown.private && public_placeholder {
+                    if kind != 7
+                        && let Err(e) = rest.delete_original(&application, &token).await
+                    {
+                        tracing::warn!(error = %e, "A deferred placeholder could not be removed.");
+                    }
+                    shown.body["flags"] = json!(render::EPHEMERAL);
+                    rest.followup(&application, &token, &shown.body).await
+                } else {
+                    rest.edit_original(&application, &token, &shown.body).await
+                };
+                if let Err(e) = sent {
                     tracing::warn!(error = %e, "A deferred Discord answer could not be sent.");
                 }
             });

@@ -681,8 +681,28 @@ async fn slow_work_is_answered_deferred_and_finished_by_a_followup() {
             .unwrap()
             .contains("Open tickets")
     );
+    Mock::given(method("POST"))
+        .and(path("/webhooks/1111/A_UNIQUE_TOKEN"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "2" })))
+        .mount(&d.mock)
+        .await;
+    // There is no ticket #1: the deferred click's error goes privately, as a followup, and
+    // the card it was clicked on is left as it was.
     let click = d.click(ADMIN, "start:1", None).await;
     assert_eq!(click["type"], 6, "a deferred update for a button");
+    let mut private = Vec::new();
+    for _ in 0..100 {
+        private = d.requests("POST", "/webhooks/1111/A_UNIQUE_TOKEN").await;
+        if !private.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(private.len(), 1);
+    assert_eq!(private[0].1["flags"], 64, "{:?}", private[0].1);
+    let said = private[0].1["content"].as_str().unwrap_or_default();
+    assert!(said.contains("#1"), "{said}");
+    assert_eq!(d.requests("PATCH", "/webhooks/").await.len(), 1);
 }
 
 #[tokio::test]
