@@ -48,6 +48,13 @@ impl crate::outbox::DeliveryError for RestError {
 }
 
 impl RestError {
+    /// Whether the message a call named is not there for us any more (404: deleted, with its
+    /// channel or alone; 403: not ours to edit): a card edit that fails so is skipped, and a
+    /// card posted again.
+    pub fn gone(&self) -> bool {
+        matches!(self, RestError::Status(404 | 403, _))
+    }
+
     pub fn transient(&self) -> bool {
         match self {
             RestError::RateLimited(_) | RestError::Network(_) => true,
@@ -314,10 +321,16 @@ impl DiscordSender {
                 let existing = cards.into_iter().find(|m| &m.channel == channel);
                 if let Some(m) = existing {
                     let path = format!("/channels/{}/messages/{}", m.channel, m.message_id);
-                    self.rest
+                    match self
+                        .rest
                         .call(Method::PATCH, &path, Some(&body), true)
-                        .await?;
-                    return Ok(None);
+                        .await
+                    {
+                        Ok(_) => return Ok(None),
+                        // Someone deleted the card: it is posted again, and recorded anew.
+                        Err(e) if e.gone() => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 let posted = self.post(channel, &body).await?;
                 Ok(posted["id"].as_str().map(|id| CardMessage {
@@ -344,9 +357,19 @@ impl DiscordSender {
                     // The clicked card was replaced by the click's own answer.
                     if answered.as_ref() != Some(&m.message_id) {
                         let path = format!("/channels/{}/messages/{}", m.channel, m.message_id);
-                        self.rest
+                        match self
+                            .rest
                             .call(Method::PATCH, &path, Some(&body), true)
-                            .await?;
+                            .await
+                        {
+                            Ok(_) => {}
+                            // A deleted copy of the card is skipped; the others still change.
+                            Err(e) if e.gone() => {
+                                tracing::warn!(channel = %m.channel, error = %e, "A card message is gone; it was skipped.");
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
                     if let Some(note) = note.as_deref().filter(|n| !n.is_empty()) {
                         let reply = json!({

@@ -44,6 +44,15 @@ impl crate::outbox::DeliveryError for ApiError {
 }
 
 impl ApiError {
+    /// Whether the message a call named is not there for us any more (deleted, or one we may
+    /// not edit): a card edit that fails so is skipped, and a card posted again.
+    pub fn gone(&self) -> bool {
+        matches!(self, ApiError::Slack(code) if matches!(
+            code.as_str(),
+            "message_not_found" | "cant_update_message" | "edit_window_closed"
+        ))
+    }
+
     /// Whether trying again later may work.
     pub fn transient(&self) -> bool {
         match self {
@@ -257,8 +266,12 @@ impl SlackSender {
                 };
                 if let Some(m) = &existing {
                     body.ts = Some(&m.message_id);
-                    self.api.call(token, "chat.update", &body).await?;
-                    return Ok(None);
+                    match self.api.call(token, "chat.update", &body).await {
+                        Ok(_) => return Ok(None),
+                        // Someone deleted the card: it is posted again, and recorded anew.
+                        Err(e) if e.gone() => body.ts = None,
+                        Err(e) => return Err(e),
+                    }
                 }
                 let posted = self.api.call(token, "chat.postMessage", &body).await?;
                 // The card lives where it was posted (a channel id from Slack's own payload,
@@ -298,7 +311,15 @@ impl SlackSender {
                         blocks: &blocks,
                     };
                     if answered.as_ref() != Some(&m.message_id) {
-                        self.api.call(token, "chat.update", &body).await?;
+                        match self.api.call(token, "chat.update", &body).await {
+                            Ok(_) => {}
+                            // A deleted copy of the card is skipped; the others still change.
+                            Err(e) if e.gone() => {
+                                tracing::warn!(channel = %m.channel, error = %e, "A card message is gone; it was skipped.");
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
                     if let Some(note) = note.as_deref().filter(|n| !n.is_empty()) {
                         let reply = json!({ "channel": m.channel, "thread_ts": m.message_id, "text": render::escape(note) });

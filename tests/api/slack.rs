@@ -632,6 +632,31 @@ async fn reactions_on_a_card_work_the_ticket_and_a_retried_event_counts_once() {
 }
 
 #[tokio::test]
+async fn a_deleted_card_is_skipped_and_the_change_is_not_dead_lettered() {
+    let s = SlackTest::new().await;
+    s.mock_ok("chat.postMessage", posted("C111", "1.1")).await;
+    s.mock_ok(
+        "chat.update",
+        json!({"ok": false, "error": "message_not_found"}),
+    )
+    .await;
+    s.command("W111", "new a card someone will delete").await;
+    s.deliver_all().await;
+    s.command("W111", "start 1").await;
+    s.deliver_all().await;
+    assert_eq!(s.calls("/chat.update").await.len(), 1);
+    let stats = piraja::store::OutboxStore::outbox_stats(s.t.store.as_ref(), s.clock().now())
+        .await
+        .unwrap();
+    assert_eq!((stats.pending, stats.dead), (0, 0));
+    // No note was posted under the deleted message.
+    let notes = (s.calls("/chat.postMessage").await.into_iter())
+        .filter(|c| c.get("thread_ts").is_some())
+        .count();
+    assert_eq!(notes, 0);
+}
+
+#[tokio::test]
 async fn revoked_user_tokens_leave_the_bot_posting() {
     let s = SlackTest::new().await;
     s.mock_ok("chat.postMessage", posted("C111", "1.1")).await;
