@@ -426,11 +426,24 @@ async fn block_actions(
     let reply = state.desks.execute(&inv, cmd).await;
     people::learn(app, &state.desks.store, team, &[p.user.id.as_str()]);
     tracing::debug!(ticket.no = no.0, "A card button was handled.");
+    let mut posted = p.container.as_ref().is_some_and(|c| c.is_posted_message());
+    if let (Reply::Card { .. }, Some((channel, ts))) =
+        (&reply, p.container.as_ref().and_then(|c| c.unsure()))
+    {
+        // Whether the clicked message is a card we posted, from what we stored.
+        let surface = SurfaceRef::new(Platform::Slack, team);
+        if let Ok(Some(desk)) = state.desks.store.desk_of_surface(&surface).await {
+            let card = (state.desks.store)
+                .ticket_of_card(desk, &surface, channel, ts)
+                .await;
+            posted = matches!(card, Ok(Some(_)));
+        }
+    }
     let body = match &reply {
         // A click on a posted card: the change queued a `chat.update` of every card of the
         // ticket, this one included, so answering through response_url too would edit the same
         // message twice (and race the outbox's edit).
-        Reply::Card { .. } if p.container.as_ref().is_some_and(|c| c.is_posted_message()) => {
+        Reply::Card { .. } if posted => {
             return StatusCode::OK.into_response();
         }
         // An ephemeral reply (`/ticket show`'s detail) is not a posted card: only its

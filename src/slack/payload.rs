@@ -86,6 +86,20 @@ impl Container {
             && self.message_ts.is_some()
             && self.is_ephemeral == Some(false)
     }
+
+    /// A message container that does not say whether it is ephemeral (Slack always says; a
+    /// payload that leaves it out is asked about by its message instead).
+    pub fn unsure(&self) -> Option<(&str, &str)> {
+        match (
+            &self.kind,
+            &self.channel_id,
+            &self.message_ts,
+            self.is_ephemeral,
+        ) {
+            (Some(kind), Some(channel), Some(ts), None) if kind == "message" => Some((channel, ts)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
