@@ -49,10 +49,15 @@ pub const JOBS: &[Job] = &[
     },
 ];
 
-/// Runs `tick` now and again at each run of `job`'s schedule or at the hint `tick` returns,
-/// until `stop` turns true.
-pub async fn run_job<F, Fut>(job: Job, clock: Clock, mut stop: watch::Receiver<bool>, mut tick: F)
-where
+/// Runs `tick` now and again at each run of `job`'s schedule, at the hint `tick` returns, or
+/// when `wake` is poked, until `stop` turns true.
+pub async fn run_job<F, Fut>(
+    job: Job,
+    clock: Clock,
+    mut stop: watch::Receiver<bool>,
+    wake: Option<std::sync::Arc<tokio::sync::Notify>>,
+    mut tick: F,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<DateTime<Utc>>>,
 {
@@ -85,8 +90,15 @@ where
             .to_std()
             .unwrap_or(Duration::ZERO)
             .max(Duration::from_millis(5));
+        let poked = async {
+            match &wake {
+                Some(w) => w.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = poked => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }
@@ -107,27 +119,30 @@ pub fn spawn_all(
                 let clock = desks.clock.clone();
                 match (job.name, mail) {
                     ("sla-watch", _) => {
-                        run_job(job, clock, stop, || async {
+                        run_job(job, clock, stop, None, || async {
                             desks.sla_tick().await;
                             desks.store.sla_next_check().await.ok().flatten()
                         })
                         .await
                     }
                     ("mail-poll", Some((app, every))) => {
-                        run_job(job, clock.clone(), stop, || async {
+                        run_job(job, clock.clone(), stop, None, || async {
                             app.poll_all(&desks).await;
                             Some(crate::mail::next_poll(clock.now(), every))
                         })
                         .await
                     }
                     ("housekeeping", _) => {
-                        run_job(job, clock, stop, || async {
+                        run_job(job, clock, stop, None, || async {
                             desks.housekeep().await;
                             None
                         })
                         .await
                     }
-                    _ => run_job(job, clock, stop, || desks.digest_tick()).await,
+                    _ => {
+                        let wake = Some(desks.digest_wake.clone());
+                        run_job(job, clock, stop, wake, || desks.digest_tick()).await
+                    }
                 }
             })
         })
@@ -180,7 +195,7 @@ mod tests {
         };
         let (c, r) = (clock.clone(), runs.clone());
         let hint = hint.map(|s| start + chrono::TimeDelta::seconds(s));
-        let handle = tokio::spawn(run_job(job, clock, stop, move || {
+        let handle = tokio::spawn(run_job(job, clock, stop, None, move || {
             r.lock().unwrap().push(c.now());
             async move { hint }
         }));
@@ -215,5 +230,33 @@ mod tests {
         let runs = runs_of(start, "0 0 * * * *", true, Some(90), 100).await;
         let hint = start + chrono::TimeDelta::seconds(90);
         assert!(runs.contains(&hint), "{runs:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poke_runs_the_job_at_once() {
+        let start = "2026-12-04T10:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let clock = tokio_clock(start);
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let (stop_tx, stop) = watch::channel(false);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let job = Job {
+            name: "test",
+            every: "0 0 * * * *",
+            what: "test",
+            at_start: true,
+        };
+        let (c, r) = (clock.clone(), runs.clone());
+        let handle = tokio::spawn(run_job(job, clock, stop, Some(wake.clone()), move || {
+            r.lock().unwrap().push(c.now());
+            async { None }
+        }));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop_tx.send(true).unwrap();
+        handle.await.unwrap();
+        // At start, then at the poke (ten seconds in), not at the hour.
+        let runs = runs.lock().unwrap().clone();
+        assert_eq!(runs, [start, start + chrono::TimeDelta::seconds(10)]);
     }
 }

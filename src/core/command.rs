@@ -155,6 +155,8 @@ pub enum Command {
     DigestMe {
         cron: String,
     },
+    /// Stops the caller's own digest.
+    DigestMeOff,
     DeskLink,
     DeskJoin {
         code: String,
@@ -193,7 +195,8 @@ impl Command {
             | Contact { .. }
             | Link { .. }
             | MailboxConnect { .. }
-            | DigestMe { .. } => Need::Agent,
+            | DigestMe { .. }
+            | DigestMeOff => Need::Agent,
             Channel
             | SlaSet { .. }
             | SlaHours(_)
@@ -228,7 +231,9 @@ impl Command {
             MailboxConnect { .. } => "mailbox",
             Channel => "channel",
             SlaShow | SlaSet { .. } | SlaHours(_) | SlaHoursOff | SlaHoliday { .. } => "sla",
-            DigestNow | DigestSchedule { .. } | DigestOff | DigestMe { .. } => "digest",
+            DigestNow | DigestSchedule { .. } | DigestOff | DigestMe { .. } | DigestMeOff => {
+                "digest"
+            }
             DeskLink | DeskJoin { .. } => "desk",
             Role { .. } => "role",
             Help { .. } => "help",

@@ -42,7 +42,7 @@ pub const USAGE: &[(&str, &str)] = &[
     ),
     (
         "digest",
-        "digest [now | schedule \"<cron>\" [timezone] | off | me \"<cron>\"]",
+        "digest [now | schedule \"<cron>\" [timezone] | off | me \"<cron>\" | me off]",
     ),
     ("desk", "desk link · desk join <code> [merge]"),
     ("role", "role <@user> <admin|agent|member>"),
@@ -614,6 +614,10 @@ fn parse_digest(inp: &Input<'_>) -> Result<Command, ParseError> {
             inp.no_more(2)?;
             Ok(Command::DigestOff)
         }
+        "me" if inp.word(2).is_some_and(|w| w.eq_ignore_ascii_case("off")) => {
+            inp.no_more(3)?;
+            Ok(Command::DigestMeOff)
+        }
         "schedule" | "me" => {
             let (cron, next) = cron_arg(inp, 2)?;
             if first == "me" {
@@ -1096,6 +1100,8 @@ mod tests {
                     cron: "30 8 * * *".into(),
                 },
             ),
+            ("digest me off", Command::DigestMeOff),
+            ("digest me \"off\"", Command::DigestMeOff),
             ("desk link", Command::DeskLink),
             (
                 "desk join ABCD-1234",
@@ -1166,7 +1172,7 @@ mod tests {
             ),
             (
                 "digest schedule \"0 9 * *\"",
-                "a cron schedule has 5 or 6 fields, not 4, like \"0 9 * * 1-5\". Usage: /ticket digest [now | schedule \"<cron>\" [timezone] | off | me \"<cron>\"]",
+                "a cron schedule has 5 or 6 fields, not 4, like \"0 9 * * 1-5\". Usage: /ticket digest [now | schedule \"<cron>\" [timezone] | off | me \"<cron>\" | me off]",
             ),
         ];
         for (text, want) in cases {

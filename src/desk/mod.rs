@@ -118,6 +118,9 @@ pub struct Desks {
     pub clock: Clock,
     /// Poked after every write that queues outgoing messages.
     pub outbox_wake: Arc<Notify>,
+    /// Poked when a digest schedule is added or removed: the scheduler then plans from it at
+    /// once (a schedule of every few seconds runs on time from its first instant).
+    pub digest_wake: Arc<Notify>,
     /// Abuse limits per person and per desk.
     pub limits: Arc<limits::Limiter>,
     /// The mail adapter, when a mail provider is configured.
@@ -144,6 +147,7 @@ impl Desks {
             store,
             clock,
             outbox_wake: Arc::new(Notify::new()),
+            digest_wake: Arc::new(Notify::new()),
             limits: Arc::new(limits::Limiter::new(crate::config::Limits::default())),
             mail: None,
             sla_cache: Arc::default(),
@@ -349,6 +353,7 @@ impl Desks {
             }
             DigestOff => self.digest_off(actor).await,
             DigestMe { cron } => self.digest_schedule(actor, &cron, None, true).await,
+            DigestMeOff => self.digest_me_off(actor).await,
             Link { no, thread } => self.link_thread(actor, no, &thread).await,
             MailboxConnect { provider } => self.mailbox_connect(actor, provider).await,
         }

@@ -452,6 +452,7 @@ impl Desks {
             last_run: now,
         };
         self.store.add_digest_schedule(&schedule, now).await?;
+        self.digest_wake.notify_one();
         let local = next.with_timezone(&tz).format("%a %Y-%m-%d %H:%M");
         Ok(if personal {
             Reply::private(format!(
@@ -467,6 +468,19 @@ impl Desks {
         })
     }
 
+    pub(super) async fn digest_me_off(&self, actor: &Actor) -> Result<Reply, StoreError> {
+        let n = (self.store)
+            .remove_personal_digest(actor.desk, &actor.user)
+            .await?;
+        self.digest_wake.notify_one();
+        Ok(Reply::private(if n == 0 {
+            "You had no digest of your own. Start one with /ticket digest me \"30 8 * * 1-5\""
+                .into()
+        } else {
+            "Your own digest is stopped.".to_owned()
+        }))
+    }
+
     pub(super) async fn digest_off(&self, actor: &Actor) -> Result<Reply, StoreError> {
         let Some(channel) = &actor.channel else {
             return Ok(Reply::Error(
@@ -477,6 +491,7 @@ impl Desks {
             .store
             .remove_digest_schedules(actor.desk, &actor.surface, channel)
             .await?;
+        self.digest_wake.notify_one();
         Ok(Reply::Text {
             text: if n == 0 {
                 "This channel had no scheduled digests.".into()

@@ -706,6 +706,8 @@ pub trait SlaStore: Send + Sync {
         schedule: &DigestSchedule,
         now: DateTime<Utc>,
     ) -> Result<i64>;
+    /// Removes a person's own digest on a desk; how many there were.
+    async fn remove_personal_digest(&self, desk: DeskId, user: &UserRef) -> Result<u64>;
     /// Removes a channel's schedules (not personal ones); how many there were.
     async fn remove_digest_schedules(
         &self,

@@ -187,6 +187,48 @@ async fn a_breach_undone_by_a_lower_priority_and_reached_again_is_alerted_again(
 }
 
 #[tokio::test]
+async fn a_channel_and_a_person_each_keep_one_schedule_and_either_can_stop_it() {
+    use piraja::store::SlaStore;
+    let t = TestDesks::new().await;
+    t.slack("T1", "U1", "C-support", "channel").await;
+    let schedules = || async { t.store.digest_schedules().await.unwrap() };
+    t.slack(
+        "T1",
+        "U1",
+        "C-support",
+        "digest schedule \"0 9 * * 1-5\" UTC",
+    )
+    .await;
+    t.slack(
+        "T1",
+        "U1",
+        "C-support",
+        "digest schedule \"0 16 * * 1-5\" UTC",
+    )
+    .await;
+    t.slack("T1", "U1", "C-other", "digest schedule \"0 9 * * *\" UTC")
+        .await;
+    t.slack("T1", "U1", "C-support", "digest me \"30 8 * * *\"")
+        .await;
+    t.slack("T1", "U1", "C-other", "digest me \"45 8 * * *\"")
+        .await;
+    let mut crons: Vec<String> = schedules().await.into_iter().map(|s| s.cron).collect();
+    crons.sort();
+    assert_eq!(crons, ["0 16 * * 1-5", "0 9 * * *", "45 8 * * *"]);
+    let stopped = t.slack("T1", "U1", "C-support", "digest me off").await;
+    assert!(text(&stopped).contains("stopped"), "{}", text(&stopped));
+    let again = t.slack("T1", "U1", "C-support", "digest me off").await;
+    assert!(
+        text(&again).contains("no digest of your own"),
+        "{}",
+        text(&again)
+    );
+    t.slack("T1", "U1", "C-support", "digest off").await;
+    let left: Vec<String> = schedules().await.into_iter().map(|s| s.channel).collect();
+    assert_eq!(left, ["C-other"]);
+}
+
+#[tokio::test]
 async fn an_assignee_is_warned_by_dm_and_waiting_pauses_the_clock() {
     let t = TestDesks::new().await;
     t.slack("T1", "U1", "C-support", "channel").await;

@@ -551,6 +551,20 @@ impl SlaStore for SqliteStore {
         let user = s.user.as_ref().map(UserRef::to_string);
         let (last, now) = (ms(s.last_run), ms(now));
         let mut tx = self.write().await?;
+        // One schedule a channel, and one digest of their own a person: a new one replaces it.
+        sqlx::query!(
+            "DELETE FROM digest_schedules
+              WHERE desk_id = ?1 AND platform = ?2 AND surface_id = ?3
+                AND CASE WHEN ?5 IS NULL THEN user_ref IS NULL AND channel = ?4
+                         ELSE user_ref = ?5 END",
+            s.desk.0,
+            platform,
+            s.surface.external_id,
+            s.channel,
+            user
+        )
+        .execute(&mut *tx)
+        .await?;
         let id = sqlx::query_scalar!(
             r#"INSERT INTO digest_schedules (desk_id, platform, surface_id, channel, user_ref, cron, timezone, last_run, created_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id AS "id!: i64""#,
@@ -568,6 +582,21 @@ impl SlaStore for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(id)
+    }
+
+    async fn remove_personal_digest(&self, desk: DeskId, user: &UserRef) -> Result<u64> {
+        let user = user.to_string();
+        let mut tx = self.write().await?;
+        let n = sqlx::query!(
+            "DELETE FROM digest_schedules WHERE desk_id = ? AND user_ref = ?",
+            desk.0,
+            user
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n)
     }
 
     async fn remove_digest_schedules(
