@@ -449,11 +449,11 @@ impl Settings {
         let mail_poll = match raw.piraja_mail_poll {
             None => Duration::from_secs(60),
             Some(v) => crate::core::grammar::parse_duration(&v)
-                .filter(|d| *d >= Duration::from_secs(5) && *d <= Duration::from_secs(86_400))
+                .filter(|d| *d >= Duration::from_secs(1) && *d <= Duration::from_secs(86_400))
                 .ok_or_else(|| {
                     bad(
                         "PIRAJA_MAIL_POLL",
-                        "expected a duration from 5s to 1d, like 60s",
+                        "expected a duration from 1s to 1d, like 60s",
                     )
                 })?,
         };
@@ -749,6 +749,9 @@ mod tests {
         let s = Settings::load_from(&toml).unwrap();
         assert_eq!(s.public_url, "https://desk.example.com");
         assert_eq!(s.mail_poll, Duration::from_secs(90));
+        std::fs::write(&toml, "PIRAJA_MAIL_POLL = \"1s\"\n").unwrap();
+        let s = Settings::load_from(&toml).unwrap();
+        assert_eq!(s.mail_poll, Duration::from_secs(1));
         std::fs::write(&toml, "PIRAJA_PUBLIK_URL = \"https://x\"\n").unwrap();
         let err = Settings::load_from(&toml).unwrap_err();
         assert_eq!(err.var, "piraja.toml");

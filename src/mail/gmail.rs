@@ -71,7 +71,10 @@ pub async fn poll(
             let (_, latest) = profile(http, base, token).await?;
             let mut page: Option<String> = None;
             while ids.len() < RESYNC_MAX {
-                let mut q = vec![("q", "newer_than:2d -in:chats"), ("maxResults", "100")];
+                let mut q = vec![
+                    ("q", "newer_than:2d -in:chats -in:drafts -in:spam"),
+                    ("maxResults", "100"),
+                ];
                 if let Some(p) = page.as_deref() {
                     q.push(("pageToken", p));
                 }
@@ -122,7 +125,14 @@ async fn history(
                 highest = Some(highest.map_or(id, |x| x.max(id)));
             }
             for added in h["messagesAdded"].as_array().into_iter().flatten() {
+                // A saved draft is not mail anyone sent, and spam is not a customer's.
+                let labels = added["message"]["labelIds"].as_array();
+                let skipped = labels
+                    .into_iter()
+                    .flatten()
+                    .any(|l| l == "DRAFT" || l == "SPAM");
                 if let Some(id) = added["message"]["id"].as_str()
+                    && !skipped
                     && !ids.iter().any(|x| x == id)
                 {
                     ids.push(id.to_owned());

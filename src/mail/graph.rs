@@ -121,10 +121,21 @@ pub async fn poll(
     let now = chrono::Utc::now();
     let stored = Cursor::read(cursor, now);
     let cursor_of = |f: fn(&Cursor) -> &str| stored.as_ref().map(f);
-    let ((inbox, inbox_next), (sent, sent_next)) = tokio::try_join!(
+    let (inbox, sent) = tokio::join!(
         poll_folder(http, base, token, "inbox", cursor_of(|c| &c.inbox)),
         poll_folder(http, base, token, "sentitems", cursor_of(|c| &c.sent)),
-    )?;
+    );
+    let (inbox, inbox_next) = inbox?;
+    // Sent Items only adds agents' replies: its failure does not hold the inbox back (its
+    // cursor stays where it was and the next poll tries again), except a revoked token.
+    let (sent, sent_next) = match sent {
+        Ok(polled) => polled,
+        Err(e @ MailError::Revoked(_)) => return Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "Sent Items could not be read; the inbox was.");
+            (Vec::new(), None)
+        }
+    };
     let mut all = inbox;
     all.extend(sent);
     // Stable: each folder's own order stays where dates tie or are missing.

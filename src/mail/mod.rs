@@ -41,8 +41,13 @@ pub const STATE_COOKIE: &str = "piraja_mail_state";
 
 /// Gmail: read-only access, and a refresh token (offline, with consent).
 pub const GOOGLE_SCOPE: &str = "https://www.googleapis.com/auth/gmail.readonly";
-/// Outlook: a refresh token and read access to mail.
-pub const MICROSOFT_SCOPES: &[&str] = &["offline_access", "https://graph.microsoft.com/Mail.Read"];
+/// Outlook: a refresh token, the signed-in user's profile (`/me`, for the mailbox's address) and
+/// read access to mail.
+pub const MICROSOFT_SCOPES: &[&str] = &[
+    "offline_access",
+    "https://graph.microsoft.com/User.Read",
+    "https://graph.microsoft.com/Mail.Read",
+];
 
 type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
@@ -129,7 +134,7 @@ impl MailApp {
         let google = settings.google.as_ref().and_then(|s| {
             Some(ProviderApp {
                 provider: Provider::Google,
-                client: client(s, redirect("google"), false)?,
+                client: client(s, redirect("google"), true)?,
                 api_url: s.api_url.clone(),
             })
         });
@@ -201,9 +206,13 @@ impl MailApp {
         let Some(refresh) = tokens.refresh_token.clone() else {
             return Err(MailError::Revoked("no refresh token".into()));
         };
-        let answer = provider
-            .client
-            .exchange_refresh_token(&RefreshToken::new(refresh.clone()))
+        let refresh_token = RefreshToken::new(refresh.clone());
+        let mut request = provider.client.exchange_refresh_token(&refresh_token);
+        // Microsoft asks a refresh to name the scopes again; Google keeps the granted ones.
+        if mailbox.provider == Provider::Microsoft {
+            request = request.add_scopes(MICROSOFT_SCOPES.iter().map(|s| Scope::new((*s).into())));
+        }
+        let answer = request
             .request_async(&self.http)
             .await
             .map_err(token_error)?;

@@ -147,7 +147,7 @@ impl MailTest {
         } else {
             assert_eq!(
                 q["scope"],
-                "offline_access https://graph.microsoft.com/Mail.Read"
+                "offline_access https://graph.microsoft.com/User.Read https://graph.microsoft.com/Mail.Read"
             );
         }
         q["state"].clone()
@@ -262,6 +262,11 @@ async fn connecting_gmail_stores_sealed_tokens_and_refuses_tampered_replayed_or_
         form.contains("code_verifier=") && form.contains("code=the-code"),
         "{form}"
     );
+    // The client's id and secret in the form, as Google's documentation sends them.
+    assert!(
+        form.contains("client_id=google-client") && form.contains("client_secret=google-secret"),
+        "{form}"
+    );
     // The channel is told.
     let outbox = piraja::store::OutboxStore::outbox_due(
         &*m.t.store,
@@ -357,7 +362,8 @@ async fn forwarded_gmail_becomes_a_ticket_of_the_original_sender_and_replies_fol
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "history": [{"id": "1002", "messagesAdded": [
                 {"message": {"id": "m2", "threadId": "t1"}},
-                {"message": {"id": "m3", "threadId": "t9"}}
+                {"message": {"id": "m3", "threadId": "t9"}},
+                {"message": {"id": "m4", "threadId": "t1", "labelIds": ["DRAFT"]}}
             ]}],
             "historyId": "1002"
         })))
@@ -388,6 +394,19 @@ async fn forwarded_gmail_becomes_a_ticket_of_the_original_sender_and_replies_fol
         ),
     )
     .await;
+    // An agent's unsent draft in the thread is not mail.
+    m.gmail_message(
+        "m4",
+        "t1",
+        &reply(
+            "d1@agent.example",
+            "Agent <fwd1@agent.example>",
+            "Re: Printer on fire",
+            "jane@acme.example",
+            "Half-written draft.",
+        ),
+    )
+    .await;
     m.app.poll_all(&m.t.desks).await;
     let t =
         m.t.store
@@ -402,6 +421,7 @@ async fn forwarded_gmail_becomes_a_ticket_of_the_original_sender_and_replies_fol
         shown.contains("It is burning again!") && shown.contains("Me too."),
         "{shown}"
     );
+    assert!(!shown.contains("Half-written"), "{shown}");
     assert!(
         !shown.contains("old text"),
         "quoted history is trimmed: {shown}"
