@@ -373,11 +373,13 @@ impl SlaStore for SqliteStore {
                 entry.1[i] = c.n;
             }
         }
-        // Breached: a running target whose due time has passed.
+        // Breached: a target whose due time has passed, or that the watcher found breached (a
+        // breached ticket waiting on the customer has its clock paused and no due time).
         let breached_total = sqlx::query_scalar!(
             r#"SELECT count(*) AS "n!: i64" FROM tickets
                WHERE desk_id = ?1 AND status IN ('open', 'in_progress', 'waiting') AND (?2 IS NULL OR assignee = ?2)
-                 AND (first_due <= ?3 OR resolution_due <= ?3)"#,
+                 AND (first_due <= ?3 OR resolution_due <= ?3
+                      OR first_level = 'breached' OR resolution_level = 'breached')"#,
             desk.0,
             who,
             now_ms
@@ -391,7 +393,8 @@ impl SlaStore for SqliteStore {
                       min(coalesce(t.first_due, t.resolution_due), coalesce(t.resolution_due, t.first_due)) AS "due: i64"
                FROM tickets t LEFT JOIN members m ON m.desk_id = t.desk_id AND m.user_ref = t.assignee
                WHERE t.desk_id = ?1 AND t.status IN ('open', 'in_progress', 'waiting') AND (?2 IS NULL OR t.assignee = ?2)
-                 AND (t.first_due <= ?3 OR t.resolution_due <= ?3)
+                 AND (t.first_due <= ?3 OR t.resolution_due <= ?3
+                      OR t.first_level = 'breached' OR t.resolution_level = 'breached')
                ORDER BY 8 LIMIT ?4"#,
             desk.0,
             who,
@@ -404,7 +407,9 @@ impl SlaStore for SqliteStore {
             r#"SELECT count(*) AS "n!: i64" FROM tickets
                WHERE desk_id = ?1 AND status IN ('open', 'in_progress', 'waiting') AND (?2 IS NULL OR assignee = ?2)
                  AND (first_level = 'at_risk' OR resolution_level = 'at_risk')
-                 AND NOT (coalesce(first_due <= ?3, 0) OR coalesce(resolution_due <= ?3, 0))"#,
+                 AND NOT (coalesce(first_due <= ?3, 0) OR coalesce(resolution_due <= ?3, 0)
+                          OR coalesce(first_level = 'breached', 0)
+                          OR coalesce(resolution_level = 'breached', 0))"#,
             desk.0,
             who,
             now_ms
@@ -419,7 +424,9 @@ impl SlaStore for SqliteStore {
                FROM tickets t LEFT JOIN members m ON m.desk_id = t.desk_id AND m.user_ref = t.assignee
                WHERE t.desk_id = ?1 AND t.status IN ('open', 'in_progress', 'waiting') AND (?2 IS NULL OR t.assignee = ?2)
                  AND (t.first_level = 'at_risk' OR t.resolution_level = 'at_risk')
-                 AND NOT (coalesce(t.first_due <= ?3, 0) OR coalesce(t.resolution_due <= ?3, 0))
+                 AND NOT (coalesce(t.first_due <= ?3, 0) OR coalesce(t.resolution_due <= ?3, 0)
+                          OR coalesce(t.first_level = 'breached', 0)
+                          OR coalesce(t.resolution_level = 'breached', 0))
                ORDER BY 8 LIMIT ?4"#,
             desk.0,
             who,
