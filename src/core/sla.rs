@@ -352,8 +352,18 @@ fn parse_hours(input: &str) -> Result<(NaiveTime, NaiveTime), SlaError> {
 }
 
 fn parse_tz(input: &str) -> Result<Tz, SlaError> {
-    input.trim().parse::<Tz>().map_err(|_| SlaError::TimeZone {
+    find_tz(input).ok_or_else(|| SlaError::TimeZone {
         input: input.to_string(),
+    })
+}
+
+/// An IANA timezone by name, as spelt or in any case (`europe/helsinki`).
+pub fn find_tz(name: &str) -> Option<Tz> {
+    let name = name.trim();
+    name.parse::<Tz>().ok().or_else(|| {
+        (chrono_tz::TZ_VARIANTS.iter())
+            .find(|tz| tz.name().eq_ignore_ascii_case(name))
+            .copied()
     })
 }
 
@@ -2445,5 +2455,19 @@ mod tests {
         for kept in [Level::Breached, Level::Met, Level::MetLate] {
             assert!(kept.withdrawn().is_empty(), "{kept:?}");
         }
+    }
+
+    #[test]
+    fn a_timezone_is_found_in_any_case() {
+        assert_eq!(
+            find_tz("Europe/Helsinki"),
+            Some(chrono_tz::Europe::Helsinki)
+        );
+        assert_eq!(
+            find_tz(" europe/helsinki "),
+            Some(chrono_tz::Europe::Helsinki)
+        );
+        assert_eq!(find_tz("utc"), Some(chrono_tz::UTC));
+        assert_eq!(find_tz("Mars/Olympus"), None);
     }
 }

@@ -39,8 +39,8 @@ pub fn parse_cron(expr: &str) -> Result<Cron, String> {
 
 /// Parses an IANA timezone name.
 pub fn parse_tz(name: &str) -> Result<Tz, String> {
-    name.parse::<Tz>()
-        .map_err(|_| format!("{name:?} is not a timezone; use an IANA name like Europe/Helsinki"))
+    crate::core::sla::find_tz(name)
+        .ok_or_else(|| format!("{name:?} is not a timezone; use an IANA name like Europe/Helsinki"))
 }
 
 /// The next run of `cron` in `tz` strictly after `after`.
@@ -435,6 +435,8 @@ impl Desks {
             Ok(tz) => tz,
             Err(e) => return Ok(Reply::Error(format!("{e}. For example: {example}"))),
         };
+        // Kept as IANA spells it, however it was typed.
+        let zone = tz.name().to_owned();
         let now = self.clock.now();
         let Some(next) = next_run(&parsed, tz, now) else {
             return Ok(Reply::Error(format!(
