@@ -60,6 +60,22 @@ pub struct Digest {
     pub resolved: i64,
     /// The last 7 days, per priority.
     pub compliance: Vec<Compliance>,
+    /// The IANA timezone its times are shown in (the schedule's, or the desk's); UTC in
+    /// digests queued before it existed.
+    #[serde(default = "utc_name")]
+    pub timezone: String,
+}
+
+fn utc_name() -> String {
+    "UTC".into()
+}
+
+/// `at` as a reader in `timezone` reads it: "2026-12-04 09:00 EET".
+pub fn local_time(at: DateTime<Utc>, timezone: &str) -> String {
+    let tz = crate::core::sla::find_tz(timezone).unwrap_or(chrono_tz::UTC);
+    at.with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string()
 }
 
 impl Digest {
@@ -126,7 +142,7 @@ impl Digest {
     pub fn footer(&self) -> String {
         let mut footer = format!(
             "Since {}: {} created, {} resolved.",
-            self.since.format("%Y-%m-%d %H:%M UTC"),
+            local_time(self.since, &self.timezone),
             self.created,
             self.resolved
         );
@@ -238,5 +254,20 @@ pub fn sample() -> Digest {
             resolution_met: 7,
             resolution_total: 8,
         }],
+        timezone: "UTC".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_in_the_digests_timezone() {
+        let at = "2026-12-04T07:00:00Z".parse().unwrap();
+        assert_eq!(local_time(at, "Europe/Helsinki"), "2026-12-04 09:00 EET");
+        assert_eq!(local_time(at, "UTC"), "2026-12-04 07:00 UTC");
+        // A zone that no longer parses reads as UTC.
+        assert_eq!(local_time(at, "Nowhere/Else"), "2026-12-04 07:00 UTC");
     }
 }

@@ -385,18 +385,25 @@ impl Desks {
         })
     }
 
-    /// The digest of a desk (or of one person's queue) now, counting flow since `since`.
+    /// The digest of a desk (or of one person's queue) now, counting flow since `since`, its
+    /// times shown in `timezone` (by default the desk's).
     pub async fn digest_of(
         &self,
         desk: DeskId,
         assignee: Option<&UserRef>,
         since: DateTime<Utc>,
+        timezone: Option<&str>,
     ) -> Result<Digest, StoreError> {
         let now = self.clock.now();
         let mut d = self.store.digest(desk, assignee, since, now).await?;
+        d.timezone = match timezone {
+            Some(zone) => zone.to_owned(),
+            None => self.sla_context(desk).await?.timezone,
+        };
+        let when = crate::core::digest::local_time(now, &d.timezone);
         d.title = match assignee {
-            Some(_) => format!("Your queue, {}", now.format("%Y-%m-%d %H:%M UTC")),
-            None => format!("Support queue, {}", now.format("%Y-%m-%d %H:%M UTC")),
+            Some(_) => format!("Your queue, {when}"),
+            None => format!("Support queue, {when}"),
         };
         Ok(d)
     }
@@ -404,7 +411,7 @@ impl Desks {
     pub(super) async fn digest_now(&self, actor: &Actor) -> Result<Reply, StoreError> {
         let since = self.clock.now() - TimeDelta::days(1);
         Ok(Reply::Digest(Box::new(
-            self.digest_of(actor.desk, None, since).await?,
+            self.digest_of(actor.desk, None, since, None).await?,
         )))
     }
 
@@ -551,7 +558,9 @@ impl Desks {
             );
             return Ok(());
         }
-        let mut digest = self.digest_of(s.desk, s.user.as_ref(), s.last_run).await?;
+        let mut digest = self
+            .digest_of(s.desk, s.user.as_ref(), s.last_run, Some(&s.timezone))
+            .await?;
         digest.at = now;
         let out = [Outgoing::Digest {
             surface: s.surface.clone(),

@@ -550,6 +550,8 @@ impl SlaStore for SqliteStore {
             created: flow.created,
             resolved: flow.resolved,
             compliance,
+            // The desk fills it in: the schedule's zone, or its own.
+            timezone: "UTC".into(),
         })
     }
 
