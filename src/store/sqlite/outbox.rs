@@ -407,22 +407,35 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_round_of_outcomes_is_recorded_in_one_batch() {
+    /// A store with desk 1 and its tickets of ids `ids` (numbered 1, 2, …).
+    async fn store_with_tickets(ids: &[i64]) -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("o.db").display());
         let store = SqliteStore::open(&url).await.unwrap();
         let mut w = store.write().await.unwrap();
-        sqlx::query(
-            "INSERT INTO desks (id, name, created_at) VALUES (1, 'a', 0);
-             INSERT INTO tickets (id, desk_id, no, description, priority, status, reporter, source,
-                                  created_at, updated_at)
-             VALUES (7, 1, 1, 'x', 'low', 'open', 'cli:x', 'cli', 0, 0);",
-        )
-        .execute(&mut *w)
-        .await
-        .unwrap();
+        sqlx::query("INSERT INTO desks (id, name, created_at) VALUES (1, 'a', 0)")
+            .execute(&mut *w)
+            .await
+            .unwrap();
+        for (no, id) in ids.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO tickets (id, desk_id, no, description, priority, status, reporter,
+                                      source, created_at, updated_at)
+                 VALUES (?1, 1, ?2, 'x', 'low', 'open', 'cli:x', 'cli', 0, 0)",
+            )
+            .bind(id)
+            .bind(no as i64 + 1)
+            .execute(&mut *w)
+            .await
+            .unwrap();
+        }
         w.commit().await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_round_of_outcomes_is_recorded_in_one_batch() {
+        let (_dir, store) = store_with_tickets(&[7]).await;
         let surface = SurfaceRef::new(Platform::Slack, "T1");
         let t0 = Utc::now();
         for (key, user) in [("a", "U1"), ("b", "U2"), ("c", "U3"), ("d", "U4")] {
@@ -528,22 +541,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_id_posted_again_for_another_ticket_does_not_stop_the_round() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("o.db").display());
-        let store = SqliteStore::open(&url).await.unwrap();
-        let mut w = store.write().await.unwrap();
-        sqlx::query(
-            "INSERT INTO desks (id, name, created_at) VALUES (1, 'a', 0);
-             INSERT INTO tickets (id, desk_id, no, description, priority, status, reporter, source,
-                                  created_at, updated_at)
-             VALUES (7, 1, 1, 'x', 'low', 'open', 'cli:x', 'cli', 0, 0),
-                    (8, 1, 2, 'y', 'low', 'open', 'cli:x', 'cli', 0, 0),
-                    (9, 1, 3, 'z', 'low', 'open', 'cli:x', 'cli', 0, 0);",
-        )
-        .execute(&mut *w)
-        .await
-        .unwrap();
-        w.commit().await.unwrap();
+        let (_dir, store) = store_with_tickets(&[7, 8, 9]).await;
         let surface = SurfaceRef::new(Platform::Slack, "T1");
         let t0 = Utc::now();
         for key in ["a", "b", "c", "d"] {
