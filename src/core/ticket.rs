@@ -447,7 +447,13 @@ impl Ticket {
                     });
                 }
                 next.status = *to;
-                next.resolved_at = if to.is_resolved() { Some(now) } else { None };
+                // Resolved when it first became so: completed and then closed is one
+                // resolution (counted once by digests), not two.
+                next.resolved_at = match (self.status.is_resolved(), to.is_resolved()) {
+                    (true, true) => self.resolved_at.or(Some(now)),
+                    (false, true) => Some(now),
+                    (_, false) => None,
+                };
                 event(
                     EventKind::Status,
                     Some(self.status.as_str().into()),
@@ -608,6 +614,33 @@ mod tests {
             .unwrap();
         assert_eq!(applied.ticket.status, Status::Open);
         assert_eq!(applied.ticket.resolved_at, None);
+    }
+
+    #[test]
+    fn closing_a_completed_ticket_keeps_its_resolution_time() {
+        let mut t = ticket(Status::Completed);
+        t.resolved_at = Some(t.created_at);
+        let later = t.created_at + chrono::Duration::days(2);
+        let applied = t
+            .apply(
+                &Action::Move(Status::Closed, None),
+                &UserRef::slack("U1"),
+                later,
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(applied.ticket.status, Status::Closed);
+        assert_eq!(applied.ticket.resolved_at, Some(t.created_at));
+        // Completing an open ticket resolves it then.
+        let open = ticket(Status::InProgress)
+            .apply(
+                &Action::Move(Status::Completed, None),
+                &UserRef::slack("U1"),
+                later,
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(open.ticket.resolved_at, Some(later));
     }
 
     #[test]
