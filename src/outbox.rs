@@ -31,6 +31,9 @@ pub enum Delivery {
         after: Option<Duration>,
         error: String,
     },
+    /// Not sent at all: the sender is waiting out a rate limit the platform announced, for
+    /// `after`. It does not count as an attempt (a long limit must not dead-letter messages).
+    Held { after: Duration },
     /// Will never succeed (bad channel, revoked token): dead-letter it now.
     Failed(String),
 }
@@ -41,6 +44,11 @@ pub trait DeliveryError: std::fmt::Display {
     fn rate_limited(&self) -> Option<Option<Duration>>;
     /// Whether trying again later may work.
     fn transient(&self) -> bool;
+    /// `Some(wait)` when the call was not made: its route is paused for `wait` by a rate
+    /// limit already announced.
+    fn held(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl Delivery {
@@ -49,6 +57,9 @@ impl Delivery {
     pub fn of<E: DeliveryError>(result: Result<Option<CardMessage>, E>) -> Delivery {
         match result {
             Ok(card) => Delivery::Sent { card },
+            Err(e) if e.held().is_some() => Delivery::Held {
+                after: e.held().unwrap_or_default(),
+            },
             Err(e) => match e.rate_limited() {
                 Some(after) => Delivery::Retry {
                     after,
@@ -205,6 +216,12 @@ impl Worker {
                     .increment(1);
                 Outcome::Sent(card)
             }
+            // Not sent: tried again once the rate limit ends, with its attempts as they were.
+            Delivery::Held { after } => Outcome::Retry {
+                attempts: item.attempts,
+                at: now + chrono::Duration::from_std(after).unwrap_or_default(),
+                error: "waiting out the platform's rate limit".into(),
+            },
             Delivery::Retry { after, error } if attempts < self.policy.max_attempts => {
                 let delay = self.policy.delay(attempts, after, &mut rand::rng());
                 tracing::warn!(

@@ -26,6 +26,9 @@ use crate::store::{CardMessage, OutboxItem, Store};
 pub enum RestError {
     #[error("rate limited")]
     RateLimited(Option<Duration>),
+    /// Not sent: the route (or the bot, globally) is paused by a limit Discord announced.
+    #[error("waiting out a rate limit")]
+    Held(Duration),
     #[error("discord answered {0}: {1}")]
     Status(u16, String),
     #[error("network: {0}")]
@@ -45,6 +48,13 @@ impl crate::outbox::DeliveryError for RestError {
     fn transient(&self) -> bool {
         RestError::transient(self)
     }
+
+    fn held(&self) -> Option<Duration> {
+        match self {
+            RestError::Held(wait) => Some(*wait),
+            _ => None,
+        }
+    }
 }
 
 impl RestError {
@@ -57,7 +67,7 @@ impl RestError {
 
     pub fn transient(&self) -> bool {
         match self {
-            RestError::RateLimited(_) | RestError::Network(_) => true,
+            RestError::RateLimited(_) | RestError::Held(_) | RestError::Network(_) => true,
             RestError::Status(s, _) => *s >= 500,
             RestError::NoToken => false,
         }
@@ -117,9 +127,17 @@ impl Rest {
     fn paused_for(&self, key: &str) -> Option<Duration> {
         let now = Instant::now();
         let paused = self.paused.lock().ok()?;
-        ["global", key]
-            .iter()
-            .filter_map(|k| paused.get(*k))
+        // Interaction webhooks (followups, the original response) are not under the bot's
+        // global limit.
+        let global = if key.starts_with("webhooks/") {
+            None
+        } else {
+            Some("global")
+        };
+        global
+            .into_iter()
+            .chain([key])
+            .filter_map(|k| paused.get(k))
             .filter(|until| **until > now)
             .map(|until| *until - now)
             .max()
@@ -141,7 +159,7 @@ impl Rest {
     ) -> Result<Value, RestError> {
         let key = route_key(path);
         if let Some(wait) = self.paused_for(&key) {
-            return Err(RestError::RateLimited(Some(wait)));
+            return Err(RestError::Held(wait));
         }
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if bot {
@@ -254,9 +272,12 @@ impl Rest {
         let mut waited = 0;
         loop {
             match self.call(Method::PUT, &path, Some(commands), true).await {
-                Err(RestError::RateLimited(after)) if waited < 3 => {
+                Err(e @ (RestError::RateLimited(_) | RestError::Held(_))) if waited < 3 => {
                     waited += 1;
-                    let wait = after.unwrap_or(Duration::from_secs(1));
+                    let wait = match e {
+                        RestError::Held(wait) | RestError::RateLimited(Some(wait)) => wait,
+                        _ => Duration::from_secs(1),
+                    };
                     tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
                 }
                 other => return other,

@@ -154,6 +154,33 @@ async fn a_message_that_keeps_failing_is_dead_lettered_and_the_destination_moves
 }
 
 #[tokio::test]
+async fn a_message_held_by_a_rate_limit_is_not_an_attempt_and_is_not_dead_lettered() {
+    let policy = RetryPolicy {
+        base: Duration::from_secs(1),
+        cap: Duration::from_secs(1),
+        max_attempts: 2,
+    };
+    let held = || Delivery::Held {
+        after: Duration::from_secs(60),
+    };
+    let (t, fake, worker) = setup(vec![held(), held(), held()], policy).await;
+    t.store
+        .enqueue(DeskId(1), "k1", &[notice("patient")], t.clock.now())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(worker.tick().await, 1);
+        assert_eq!(worker.tick().await, 0, "held for the limit's length");
+        t.clock.advance(chrono::Duration::seconds(60));
+    }
+    // Three holds, more than the two attempts allowed: still queued, then delivered.
+    assert_eq!(worker.tick().await, 1);
+    assert_eq!(*fake.delivered.lock().unwrap(), vec!["patient"]);
+    let stats = t.store.outbox_stats(t.clock.now()).await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (0, 0));
+}
+
+#[tokio::test]
 async fn a_permanent_failure_is_dead_lettered_at_once() {
     let (t, _fake, worker) = setup(
         vec![Delivery::Failed("channel_not_found".into())],
