@@ -130,7 +130,7 @@ pub async fn poll(
     // cursor stays where it was and the next poll tries again), except a revoked token.
     let (sent, sent_next) = match sent {
         Ok(polled) => polled,
-        Err(e @ MailError::Revoked(_)) => return Err(e),
+        Err(e @ (MailError::Revoked(_) | MailError::Unauthorized)) => return Err(e),
         Err(e) => {
             tracing::warn!(error = %e, "Sent Items could not be read; the inbox was.");
             (Vec::new(), None)

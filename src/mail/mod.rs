@@ -79,6 +79,10 @@ pub enum MailError {
     /// The grant was revoked or expired: the mailbox must be connected again.
     #[error("the provider revoked access ({0})")]
     Revoked(String),
+    /// The API refused the access token (401): refreshed once and tried again before the
+    /// mailbox counts as disconnected.
+    #[error("the provider refused the access token")]
+    Unauthorized,
     /// The stored cursor is too old (Gmail 404): resync recent mail.
     #[error("the history cursor expired")]
     CursorExpired,
@@ -188,16 +192,18 @@ impl MailApp {
             .map_err(|_| MailError::Other("the stored tokens are not readable".into()))
     }
 
-    /// A usable access token: the stored one while it has a minute left, else a refreshed one
-    /// (stored again, with Microsoft's rotated refresh token).
+    /// A usable access token: the stored one while it has a minute left (unless `refresh`: the
+    /// API just refused it), else a refreshed one (stored again, with Microsoft's rotated
+    /// refresh token).
     pub async fn access_token(
         &self,
         desks: &Desks,
         mailbox: &Mailbox,
+        refresh: bool,
     ) -> Result<SecretString, MailError> {
         let tokens = self.open(mailbox)?;
         let now = desks.clock.now().timestamp_millis();
-        if tokens.expires_at - now > 60_000 {
+        if !refresh && tokens.expires_at - now > 60_000 {
             return Ok(SecretString::from(tokens.access_token));
         }
         let provider = self
@@ -250,9 +256,18 @@ impl MailApp {
         for mailbox in mailboxes {
             metrics::counter!("piraja_mail_polls_total", "provider" => mailbox.provider.as_str())
                 .increment(1);
-            match self.poll(desks, &mailbox).await {
+            // A refused access token is refreshed once before the mailbox counts as revoked.
+            let polled = match self.poll(desks, &mailbox, false).await {
+                Err(MailError::Unauthorized) => self.poll(desks, &mailbox, true).await,
+                polled => polled,
+            };
+            match polled {
                 Ok(n) => taken += n,
-                Err(MailError::Revoked(reason)) => {
+                Err(e @ (MailError::Revoked(_) | MailError::Unauthorized)) => {
+                    let reason = match e {
+                        MailError::Revoked(reason) => reason,
+                        _ => "unauthorized".into(),
+                    };
                     tracing::warn!(
                         mailbox = mailbox.id,
                         "A mailbox's access was revoked; the desk is told."
@@ -270,8 +285,13 @@ impl MailApp {
         taken
     }
 
-    async fn poll(&self, desks: &Desks, mailbox: &Mailbox) -> Result<usize, MailError> {
-        let token = self.access_token(desks, mailbox).await?;
+    async fn poll(
+        &self,
+        desks: &Desks,
+        mailbox: &Mailbox,
+        refresh: bool,
+    ) -> Result<usize, MailError> {
+        let token = self.access_token(desks, mailbox, refresh).await?;
         let provider = self
             .provider(mailbox.provider)
             .ok_or_else(|| MailError::Other("the provider is no longer configured".into()))?;
@@ -355,20 +375,27 @@ impl MailPort for MailApp {
         thread: &ThreadRef,
     ) -> Result<Vec<Fetched>, String> {
         let desks = self.desks.get().ok_or("the server is starting")?;
-        let token = self
-            .access_token(desks, mailbox)
-            .await
-            .map_err(|e| e.to_string())?;
         let provider = self
             .provider(mailbox.provider)
             .ok_or("the provider is not configured")?;
-        let result = match mailbox.provider {
-            Provider::Google => gmail::thread(&self.http, &provider.api_url, &token, thread).await,
-            Provider::Microsoft => {
-                graph::thread(&self.http, &provider.api_url, &token, thread).await
+        let mut refresh = false;
+        loop {
+            let token =
+                (self.access_token(desks, mailbox, refresh).await).map_err(|e| e.to_string())?;
+            let result = match mailbox.provider {
+                Provider::Google => {
+                    gmail::thread(&self.http, &provider.api_url, &token, thread).await
+                }
+                Provider::Microsoft => {
+                    graph::thread(&self.http, &provider.api_url, &token, thread).await
+                }
+            };
+            match result {
+                // A refused access token is refreshed once.
+                Err(MailError::Unauthorized) if !refresh => refresh = true,
+                other => return other.map_err(|e| e.to_string()),
             }
-        };
-        result.map_err(|e| e.to_string())
+        }
     }
 }
 
@@ -671,7 +698,7 @@ pub async fn get_json(
             .json()
             .await
             .map_err(|e| MailError::Network(e.without_url().to_string())),
-        401 => Err(MailError::Revoked("unauthorized".into())),
+        401 => Err(MailError::Unauthorized),
         404 | 410 => Err(missing),
         s => Err(MailError::Status(s)),
     }

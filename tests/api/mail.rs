@@ -448,6 +448,39 @@ async fn forwarded_gmail_becomes_a_ticket_of_the_original_sender_and_replies_fol
 }
 
 #[tokio::test]
+async fn an_access_token_refused_before_it_expires_is_refreshed_and_the_poll_goes_on() {
+    let m = MailTest::new().await;
+    m.t.slack("T1", "U1", "C1", "channel").await;
+    m.google_connected().await;
+    // Gmail refuses the (unexpired) token once; the token endpoint gives a new one.
+    Mock::given(method("GET"))
+        .and(path("/gmail/v1/users/me/history"))
+        .respond_with(ResponseTemplate::new(401))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&m.mock)
+        .await;
+    m.ok(
+        "GET",
+        "/gmail/v1/users/me/history",
+        json!({"history": [], "historyId": "1001"}),
+    )
+    .await;
+    m.app.poll_all(&m.t.desks).await;
+    assert!(m.mailbox().await.connected, "refreshed, not disconnected");
+    let requests = m.mock.received_requests().await.unwrap_or_default();
+    let refreshes = (requests.iter())
+        .filter(|r| r.url.path() == "/google/token")
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("grant_type=refresh_token"))
+        .count();
+    assert_eq!(refreshes, 1);
+    let histories = (requests.iter())
+        .filter(|r| r.url.path() == "/gmail/v1/users/me/history")
+        .count();
+    assert_eq!(histories, 2);
+}
+
+#[tokio::test]
 async fn a_revoked_grant_disconnects_the_mailbox_and_tells_the_desk_once() {
     let m = MailTest::new().await;
     m.t.slack("T1", "U1", "C1", "channel").await;
