@@ -196,6 +196,10 @@ pub struct SlackSender {
     pub api: WebApi,
     pub store: Arc<dyn Store>,
     pub tokens: Tokens,
+    /// Workspaces whose calls wait out a `Retry-After` Slack gave, until when: every message
+    /// to that workspace waits with the one that was refused (its limits are per workspace),
+    /// and a message held so is not sent and not counted as an attempt.
+    pub paused: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 /// Where a workspace's bot token comes from: `SLACK_BOT_TOKEN` in single-workspace mode,
@@ -369,6 +373,23 @@ impl Sender for SlackSender {
         if item.surface_revoked {
             return Delivery::Failed("the workspace revoked the app's token".into());
         }
-        Delivery::of(self.send(&token, item).await)
+        let team = &item.message.surface().external_id;
+        let now = std::time::Instant::now();
+        if let Ok(paused) = self.paused.lock()
+            && let Some(until) = paused.get(team).filter(|until| **until > now)
+        {
+            return Delivery::Held {
+                after: *until - now,
+            };
+        }
+        let result = self.send(&token, item).await;
+        if let Err(ApiError::RateLimited(after)) = &result
+            && let Ok(mut paused) = self.paused.lock()
+        {
+            let wait = after.unwrap_or(Duration::from_secs(1));
+            paused.retain(|_, until| *until > now);
+            paused.insert(team.clone(), now + wait);
+        }
+        Delivery::of(result)
     }
 }

@@ -91,6 +91,7 @@ impl SlackApp {
             api: self.api.clone(),
             store: self.tokens.store.clone(),
             tokens: self.tokens.clone(),
+            paused: Default::default(),
         }
     }
 }

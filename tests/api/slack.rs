@@ -662,6 +662,34 @@ async fn a_deleted_card_is_skipped_and_the_change_is_not_dead_lettered() {
 }
 
 #[tokio::test]
+async fn a_retry_after_holds_back_the_whole_workspace_without_counting_attempts() {
+    let s = SlackTest::new().await;
+    Mock::given(method("POST"))
+        .and(path("/chat.postMessage"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&s.mock)
+        .await;
+    s.mock_ok("chat.postMessage", posted("C111", "1.1")).await;
+    s.command("W111", "new first").await;
+    assert_eq!(s.worker.tick().await, 1);
+    assert_eq!(s.calls("/chat.postMessage").await.len(), 1, "refused");
+    // Another ticket's card for the same workspace waits with it: no call is made.
+    s.command("W111", "new second").await;
+    assert_eq!(s.worker.tick().await, 1);
+    assert_eq!(s.calls("/chat.postMessage").await.len(), 1, "held");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    s.clock().advance(chrono::Duration::seconds(2));
+    s.deliver_all().await;
+    assert_eq!(s.calls("/chat.postMessage").await.len(), 3);
+    let stats = piraja::store::OutboxStore::outbox_stats(s.t.store.as_ref(), s.clock().now())
+        .await
+        .unwrap();
+    assert_eq!((stats.pending, stats.dead), (0, 0));
+}
+
+#[tokio::test]
 async fn revoked_user_tokens_leave_the_bot_posting() {
     let s = SlackTest::new().await;
     s.mock_ok("chat.postMessage", posted("C111", "1.1")).await;
