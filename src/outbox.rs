@@ -38,6 +38,33 @@ pub enum Delivery {
     Failed(String),
 }
 
+/// Keys (a Discord route, a Slack workspace) that wait out a rate limit the platform announced,
+/// each until an instant; expired ones are dropped as new ones come, so it stays small.
+#[derive(Debug, Default)]
+pub struct Pauses(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+impl Pauses {
+    /// The longest wait left among `keys`, if any is paused.
+    pub fn wait(&self, keys: &[&str]) -> Option<Duration> {
+        let now = std::time::Instant::now();
+        let paused = self.0.lock().ok()?;
+        (keys.iter())
+            .filter_map(|k| paused.get(*k))
+            .filter(|until| **until > now)
+            .map(|until| *until - now)
+            .max()
+    }
+
+    /// Pauses `key` for `wait`.
+    pub fn pause(&self, key: &str, wait: Duration) {
+        let now = std::time::Instant::now();
+        if let Ok(mut paused) = self.0.lock() {
+            paused.retain(|_, until| *until > now);
+            paused.insert(key.to_owned(), now + wait);
+        }
+    }
+}
+
 /// What a platform call's error means for delivery.
 pub trait DeliveryError: std::fmt::Display {
     /// `Some(after)` when the platform rate limited the call (`after` is its `Retry-After`).

@@ -7,9 +7,8 @@
 //! (headers); a global 429 pauses every request; a bucket reporting `X-RateLimit-Remaining: 0`
 //! pauses that route until its reset, so we wait instead of earning a 429.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -18,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::render;
 use crate::core::outgoing::Outgoing;
-use crate::outbox::{Delivery, Sender, card_of};
+use crate::outbox::{Delivery, Pauses, Sender, card_of};
 use crate::store::{CardMessage, OutboxItem, Store};
 
 /// Why a REST call failed.
@@ -80,7 +79,7 @@ pub struct Rest {
     base: String,
     token: Option<SecretString>,
     /// Routes (and `global`) paused until an instant.
-    paused: Mutex<HashMap<String, Instant>>,
+    paused: Pauses,
 }
 
 impl std::fmt::Debug for Rest {
@@ -120,33 +119,22 @@ impl Rest {
             http,
             base: base.trim_end_matches('/').to_owned(),
             token,
-            paused: Mutex::new(HashMap::new()),
+            paused: Pauses::default(),
         }
     }
 
     fn paused_for(&self, key: &str) -> Option<Duration> {
-        let now = Instant::now();
-        let paused = self.paused.lock().ok()?;
         // Interaction webhooks (followups, the original response) are not under the bot's
         // global limit.
-        let global = if key.starts_with("webhooks/") {
-            None
+        if key.starts_with("webhooks/") {
+            self.paused.wait(&[key])
         } else {
-            Some("global")
-        };
-        global
-            .into_iter()
-            .chain([key])
-            .filter_map(|k| paused.get(k))
-            .filter(|until| **until > now)
-            .map(|until| *until - now)
-            .max()
+            self.paused.wait(&["global", key])
+        }
     }
 
     fn pause(&self, key: &str, d: Duration) {
-        if let Ok(mut paused) = self.paused.lock() {
-            paused.insert(key.to_owned(), Instant::now() + d);
-        }
+        self.paused.pause(key, d);
     }
 
     /// Calls `method path` with an optional JSON body; `bot` adds the bot token.

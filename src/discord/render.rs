@@ -361,13 +361,12 @@ pub fn message(reply: &Reply) -> Message {
                 .iter()
                 .map(|r| row_line(r, "**", person, escape))
                 .collect();
-            let text = counted_text(
+            counted(
                 &list.title,
                 list.total,
+                &lines,
                 list.rows.iter().map(|r| r.no),
-                MAX_CONTENT,
-            );
-            counted(&list.title, list.total, &lines, text)
+            )
         }
         Reply::History(h) => {
             let lines: Vec<String> = h
@@ -376,8 +375,7 @@ pub fn message(reply: &Reply) -> Message {
                 .map(|l| history_line(l, "**", escape))
                 .collect();
             let title = format!("Tickets of {}", h.title);
-            let text = counted_text(&title, h.total, h.lines.iter().map(|l| l.no), MAX_CONTENT);
-            counted(&title, h.total, &lines, text)
+            counted(&title, h.total, &lines, h.lines.iter().map(|l| l.no))
         }
         Reply::Text { text, private } => text_message(text, *private),
         Reply::Error(text) => text_message(text, true),
@@ -461,7 +459,13 @@ pub fn digest_message(d: &crate::core::digest::Digest) -> Value {
     })
 }
 
-fn counted(title: &str, total: i64, lines: &[String], text: String) -> Message {
+fn counted(
+    title: &str,
+    total: i64,
+    lines: &[String],
+    nos: impl IntoIterator<Item = crate::core::ticket::TicketNo>,
+) -> Message {
+    let text = counted_text(title, total, nos, MAX_CONTENT);
     let (embed, _) = lines_embed(title, lines, total, MAX_EMBED_DESCRIPTION);
     Message {
         body: json!({

@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use super::render::{self, card_blocks, escape};
+use super::render::{self, card_blocks, card_text};
 use crate::core::outgoing::Outgoing;
-use crate::outbox::{Delivery, Sender, card_of};
+use crate::outbox::{Delivery, Pauses, Sender, card_of};
 use crate::secret::Sealer;
 use crate::store::{CardMessage, OutboxItem, Store};
 
@@ -199,7 +199,7 @@ pub struct SlackSender {
     /// Workspaces whose calls wait out a `Retry-After` Slack gave, until when: every message
     /// to that workspace waits with the one that was refused (its limits are per workspace),
     /// and a message held so is not sent and not counted as an attempt.
-    pub paused: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    pub paused: Pauses,
 }
 
 /// Where a workspace's bot token comes from: `SLACK_BOT_TOKEN` in single-workspace mode,
@@ -261,7 +261,7 @@ impl SlackSender {
                     return Ok(None);
                 };
                 let existing = cards.into_iter().find(|m| &m.channel == channel);
-                let (text, blocks) = (escape(&card.summary()), card_blocks(&card));
+                let (text, blocks) = (card_text(&card), card_blocks(&card));
                 let mut body = CardBody {
                     channel,
                     ts: None,
@@ -306,7 +306,7 @@ impl SlackSender {
                 else {
                     return Ok(None);
                 };
-                let (text, blocks) = (escape(&card.summary()), card_blocks(&card));
+                let (text, blocks) = (card_text(&card), card_blocks(&card));
                 for m in cards {
                     let body = CardBody {
                         channel: &m.channel,
@@ -361,6 +361,10 @@ impl SlackSender {
 #[async_trait]
 impl Sender for SlackSender {
     async fn deliver(&self, item: &OutboxItem) -> Delivery {
+        let team = &item.message.surface().external_id;
+        if let Some(after) = self.paused.wait(&[team]) {
+            return Delivery::Held { after };
+        }
         let token = match self
             .tokens
             .for_team(&item.message.surface().external_id)
@@ -373,22 +377,10 @@ impl Sender for SlackSender {
         if item.surface_revoked {
             return Delivery::Failed("the workspace revoked the app's token".into());
         }
-        let team = &item.message.surface().external_id;
-        let now = std::time::Instant::now();
-        if let Ok(paused) = self.paused.lock()
-            && let Some(until) = paused.get(team).filter(|until| **until > now)
-        {
-            return Delivery::Held {
-                after: *until - now,
-            };
-        }
         let result = self.send(&token, item).await;
-        if let Err(ApiError::RateLimited(after)) = &result
-            && let Ok(mut paused) = self.paused.lock()
-        {
-            let wait = after.unwrap_or(Duration::from_secs(1));
-            paused.retain(|_, until| *until > now);
-            paused.insert(team.clone(), now + wait);
+        if let Err(ApiError::RateLimited(after)) = &result {
+            self.paused
+                .pause(team, after.unwrap_or(Duration::from_secs(1)));
         }
         Delivery::of(result)
     }

@@ -451,7 +451,7 @@ async fn block_actions(
         // response_url can replace it.
         Reply::Card { card, .. } => json!({
             "replace_original": true,
-            "text": render::escape(&card.summary()),
+            "text": render::card_text(card),
             "blocks": render::card_blocks(card),
         }),
         other => json!(render::message(other).response(Some(false))),

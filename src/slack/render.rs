@@ -191,6 +191,11 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// A card's plain text (a message's `text`): its summary, escaped as the blocks are.
+pub fn card_text(card: &Card) -> String {
+    escape(&card.summary())
+}
+
 /// How a person shows in Slack: a mention for Slack users, a name for the others.
 fn person(p: &Person) -> String {
     match p.user.platform {
@@ -359,7 +364,7 @@ pub fn message(reply: &Reply) -> Message {
                 )));
             }
             Message {
-                text: escape(&detail.card.summary()),
+                text: card_text(&detail.card),
                 blocks,
                 private: true,
             }
@@ -370,13 +375,12 @@ pub fn message(reply: &Reply) -> Message {
                 .iter()
                 .map(|r| row_line(r, "*", person, escape))
                 .collect();
-            let text = counted_text(
+            counted(
                 &list.title,
                 list.total,
+                &lines,
                 list.rows.iter().map(|r| r.no),
-                MAX_SECTION,
-            );
-            counted(&list.title, list.total, &lines, text)
+            )
         }
         Reply::History(h) => {
             let lines: Vec<String> = h
@@ -385,8 +389,7 @@ pub fn message(reply: &Reply) -> Message {
                 .map(|l| history_line(l, "*", escape))
                 .collect();
             let title = format!("Tickets of {}", h.title);
-            let text = counted_text(&title, h.total, h.lines.iter().map(|l| l.no), MAX_SECTION);
-            counted(&title, h.total, &lines, text)
+            counted(&title, h.total, &lines, h.lines.iter().map(|l| l.no))
         }
         Reply::Text { text, private } => Message {
             text: text.clone(),
@@ -485,7 +488,13 @@ pub fn digest_blocks(d: &crate::core::digest::Digest) -> Vec<Block> {
 }
 
 /// A titled, private list of lines that says how many more there are.
-fn counted(title: &str, total: i64, lines: &[String], text: String) -> Message {
+fn counted(
+    title: &str,
+    total: i64,
+    lines: &[String],
+    nos: impl IntoIterator<Item = crate::core::ticket::TicketNo>,
+) -> Message {
+    let text = counted_text(title, total, nos, MAX_SECTION);
     let mut blocks = vec![Block::Header {
         text: plain(title, 150),
     }];
