@@ -1,10 +1,11 @@
 //! The typed `/ticket` command: what the Slack grammar parses text into and what the Discord
 //! adapter builds from typed options. Both platforms then run the same code.
 
-use chrono::{NaiveDate, NaiveTime, Weekday};
+use chrono::NaiveDate;
 
 use super::contact::ContactTarget;
 use super::people::{Need, Role};
+use super::sla::BusinessHours;
 use super::ticket::{Priority, TicketNo};
 
 /// A user named in a command.
@@ -66,15 +67,6 @@ impl Provider {
             Provider::Microsoft => "microsoft",
         }
     }
-}
-
-/// Business hours for the SLA clock.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hours {
-    pub days: Vec<Weekday>,
-    pub start: NaiveTime,
-    pub end: NaiveTime,
-    pub timezone: String,
 }
 
 /// One `/ticket` command.
@@ -141,7 +133,7 @@ pub enum Command {
         first_response: std::time::Duration,
         resolution: std::time::Duration,
     },
-    SlaHours(Hours),
+    SlaHours(BusinessHours),
     SlaHoursOff,
     SlaHoliday {
         date: NaiveDate,

@@ -8,11 +8,12 @@
 
 use std::time::Duration;
 
-use chrono::{NaiveDate, NaiveTime, Weekday};
+use chrono::NaiveDate;
 
-use super::command::{Command, Hours, ListFilter, Provider, Who};
+use super::command::{Command, ListFilter, Provider, Who};
 use super::contact::ContactTarget;
 use super::people::Role;
+use super::sla::BusinessHours;
 use super::ticket::{MAX_NOTE, Priority, TicketNo, validate_text};
 
 /// Usage lines, one per subcommand; `help` prints them all.
@@ -560,17 +561,10 @@ fn parse_sla(inp: &Input<'_>) -> Result<Command, ParseError> {
                 ));
             };
             inp.no_more(5)?;
-            let days = parse_days(days)
-                .ok_or_else(|| inp.err(format!("{days:?} is not a day range like Mon-Fri")))?;
-            let (start, end) = parse_hours(hours).ok_or_else(|| {
-                inp.err(format!("{hours:?} is not an hour range like 09:00-17:00"))
-            })?;
-            Ok(Command::SlaHours(Hours {
-                days,
-                start,
-                end,
-                timezone: tz.to_owned(),
-            }))
+            // The SLA calendar's own parser, so what is accepted here is what it counts.
+            let hours = BusinessHours::parse(days, hours, tz)
+                .map_err(|e| inp.err(format!("{e}, like Mon-Fri 09:00-17:00 Europe/Helsinki")))?;
+            Ok(Command::SlaHours(hours))
         }
         "holiday" => {
             let date = inp
@@ -705,58 +699,6 @@ fn parse_target(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-const WEEKDAYS: [(&str, Weekday); 7] = [
-    ("mon", Weekday::Mon),
-    ("tue", Weekday::Tue),
-    ("wed", Weekday::Wed),
-    ("thu", Weekday::Thu),
-    ("fri", Weekday::Fri),
-    ("sat", Weekday::Sat),
-    ("sun", Weekday::Sun),
-];
-
-fn weekday(s: &str) -> Option<Weekday> {
-    let s = s.to_ascii_lowercase();
-    let short = s.get(..3)?;
-    WEEKDAYS.iter().find(|(n, _)| *n == short).map(|(_, d)| *d)
-}
-
-/// `Mon-Fri`, `Mon,Wed,Fri`, `Sun-Thu`, `Sat`.
-fn parse_days(s: &str) -> Option<Vec<Weekday>> {
-    let mut days = Vec::new();
-    for part in s.split(',') {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (mut d, end) = (weekday(a)?, weekday(b)?);
-                loop {
-                    if !days.contains(&d) {
-                        days.push(d);
-                    }
-                    if d == end {
-                        break;
-                    }
-                    d = d.succ();
-                }
-            }
-            None => {
-                let d = weekday(part)?;
-                if !days.contains(&d) {
-                    days.push(d);
-                }
-            }
-        }
-    }
-    Some(days)
-}
-
-/// `09:00-17:00`; the end must come after the start.
-fn parse_hours(s: &str) -> Option<(NaiveTime, NaiveTime)> {
-    let (a, b) = s.split_once('-')?;
-    let start = NaiveTime::parse_from_str(a, "%H:%M").ok()?;
-    let end = NaiveTime::parse_from_str(b, "%H:%M").ok()?;
-    (end > start).then_some((start, end))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -768,7 +710,7 @@ mod tests {
 
     #[test]
     fn every_subcommand_parses_from_slack_text() {
-        let h = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        let h = |h, m| chrono::NaiveTime::from_hms_opt(h, m, 0).unwrap();
         let cases: Vec<(&str, Command)> = vec![
             ("", Command::Help { topic: None }),
             ("   ", Command::Help { topic: None }),
@@ -1041,26 +983,30 @@ mod tests {
             ),
             (
                 "sla hours Mon-Fri 09:00-17:00 Europe/Helsinki",
-                Command::SlaHours(Hours {
-                    days: vec![
-                        Weekday::Mon,
-                        Weekday::Tue,
-                        Weekday::Wed,
-                        Weekday::Thu,
-                        Weekday::Fri,
-                    ],
-                    start: h(9, 0),
-                    end: h(17, 0),
-                    timezone: "Europe/Helsinki".into(),
+                Command::SlaHours(BusinessHours {
+                    days: [true, true, true, true, true, false, false],
+                    open: h(9, 0),
+                    close: h(17, 0),
+                    tz: chrono_tz::Europe::Helsinki,
                 }),
             ),
             (
                 "sla hours Sun-Tue,Fri 08:30-16:00 America/New_York",
-                Command::SlaHours(Hours {
-                    days: vec![Weekday::Sun, Weekday::Mon, Weekday::Tue, Weekday::Fri],
-                    start: h(8, 30),
-                    end: h(16, 0),
-                    timezone: "America/New_York".into(),
+                Command::SlaHours(BusinessHours {
+                    days: [true, true, false, false, true, false, true],
+                    open: h(8, 30),
+                    close: h(16, 0),
+                    tz: chrono_tz::America::New_York,
+                }),
+            ),
+            (
+                // The whole day, in any case: what the SLA calendar itself accepts.
+                "sla hours daily 00:00-24:00 europe/helsinki",
+                Command::SlaHours(BusinessHours {
+                    days: [true; 7],
+                    open: h(0, 0),
+                    close: h(0, 0),
+                    tz: chrono_tz::Europe::Helsinki,
                 }),
             ),
             ("sla hours off", Command::SlaHoursOff),

@@ -12,7 +12,6 @@ use chrono_tz::Tz;
 use croner::Cron;
 
 use super::{Desks, Reply, mention_text};
-use crate::core::command::Hours;
 use crate::core::digest::Digest;
 use crate::core::outgoing::Outgoing;
 use crate::core::people::{Actor, Surface, UserRef};
@@ -318,7 +317,7 @@ impl Desks {
     pub(super) async fn sla_hours(
         &self,
         actor: &Actor,
-        hours: Option<Hours>,
+        hours: Option<BusinessHours>,
     ) -> Result<Reply, StoreError> {
         let text = match hours {
             None => {
@@ -328,26 +327,10 @@ impl Desks {
                 self.forget_sla_context(actor.desk);
                 "The SLA clock now runs around the clock.".to_owned()
             }
-            Some(h) => {
-                let days: String = h
-                    .days
-                    .iter()
-                    .map(|d| format!("{d}"))
-                    .collect::<Vec<_>>()
-                    .join(",");
-                let range = format!("{}-{}", h.start.format("%H:%M"), h.end.format("%H:%M"));
-                let parsed = match BusinessHours::parse(&days, &range, &h.timezone) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        return Ok(Reply::Error(format!(
-                            "{e}. For example: {}",
-                            example_hours()
-                        )));
-                    }
-                };
+            Some(parsed) => {
                 let written = parsed.to_string();
                 self.store
-                    .set_business_hours(actor.desk, Some(&written), Some(&h.timezone))
+                    .set_business_hours(actor.desk, Some(&written), Some(parsed.tz.name()))
                     .await?;
                 self.forget_sla_context(actor.desk);
                 format!("The SLA clock now counts business hours only: {written}.")

@@ -79,6 +79,20 @@ async fn sla_settings_are_shown_set_and_refused_with_an_example() {
         hours.contains("Mon-Fri 09:00-17:00 Europe/Helsinki"),
         "{hours}"
     );
+    // The whole day, as people write it, in any case; stored under the zone's own name.
+    let all_day = text(
+        &t.slack(
+            "T1",
+            "U1",
+            "C1",
+            "sla hours daily 00:00-24:00 europe/helsinki",
+        )
+        .await,
+    );
+    assert!(
+        all_day.contains("Mon-Sun 00:00-24:00 Europe/Helsinki"),
+        "{all_day}"
+    );
     t.slack("T1", "U1", "C1", "sla holiday 2026-12-24").await;
     let shown = text(&t.slack("T1", "U1", "C1", "sla").await);
     assert!(
@@ -310,6 +324,22 @@ async fn digest_now_summarises_the_queue_for_both_platforms() {
     assert!(d.summary().contains("#1"), "{}", d.summary());
     assert_eq!(d.oldest.lines[0].no.0, 1);
     assert_eq!(d.per_assignee.len(), 1);
+    // The week's compliance counts the urgent first responses missed and still unanswered,
+    // and the medium ticket its reporter completed in time (not a response: nobody else
+    // answered it).
+    let of = |p| d.compliance.iter().find(|c| c.priority == p).cloned();
+    let urgent = of(piraja::core::ticket::Priority::Urgent).expect("urgent compliance");
+    assert_eq!(
+        (
+            urgent.first_met,
+            urgent.first_total,
+            urgent.resolution_total
+        ),
+        (0, 3, 0)
+    );
+    let medium = of(piraja::core::ticket::Priority::Medium).expect("medium compliance");
+    assert_eq!((medium.first_met, medium.first_total), (0, 0));
+    assert_eq!((medium.resolution_met, medium.resolution_total), (1, 1));
     let slack = piraja::slack::render::message(&reply);
     assert!(!slack.private);
     assert!(piraja::slack::render::limit_violations(&slack.blocks).is_empty());
