@@ -66,36 +66,39 @@ const HEAD: &str =
 /// stand (their clock fell back below their level: [`AlertKey`]), removed before the alerts
 /// queued are added; and each change's rows
 /// ([`ChangeJson`]) in arrival order.
-const WRITES: &str = "UPDATE tickets SET priority = n.value ->> 'priority', status = n.value ->> 'status',
+const WRITES: &str = concat!(
+    super::writes::parse_batch_once!(),
+    "UPDATE tickets SET priority = n.value ->> 'priority', status = n.value ->> 'status',
             assignee = n.value ->> 'assignee', individual_id = n.value ->> 'individual',
             organization_id = n.value ->> 'organization', updated_at = n.value ->> 'now',
             first_response_at = n.value ->> 'first_response', resolved_at = n.value ->> 'resolved'
-       FROM jsonb_each(?1, '$.tickets') AS n
+       FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.tickets') AS n
       WHERE tickets.id = n.value ->> 'ticket' AND tickets.desk_id = n.value ->> 'desk';
      UPDATE tickets SET first_due = s.value ->> 2, resolution_due = s.value ->> 3,
             sla_paused = s.value ->> 4, first_level = s.value ->> 5,
             resolution_level = s.value ->> 6, sla_check_at = s.value ->> 7
-       FROM jsonb_each(?1, '$.sla') AS s
+       FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.sla') AS s
       WHERE tickets.id = s.value ->> 1 AND tickets.desk_id = s.value ->> 0;
      DELETE FROM sla_alerts
       WHERE (ticket_id, target, level, desk_id) IN
             (SELECT value ->> 1, value ->> 2, value ->> 3, value ->> 0
-               FROM jsonb_each(?1, '$.withdrawn'));
+               FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.withdrawn'));
      INSERT INTO sla_alerts (desk_id, ticket_id, target, level, at)
      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4
-       FROM jsonb_each(?1, '$.alerts') WHERE true
+       FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.alerts') WHERE true
      ON CONFLICT DO NOTHING;
      INSERT INTO events (id, desk_id, ticket_id, actor, kind, old_value, new_value, note, at)
      SELECT e.value ->> 0, c.value ->> 0, c.value ->> 1, e.value ->> '$[1][0]',
             e.value ->> '$[1][1]', e.value ->> '$[1][2]', e.value ->> '$[1][3]',
             e.value ->> '$[1][4]', c.value ->> 2
-       FROM jsonb_each(?1, '$.changes') AS c JOIN jsonb_each(c.value, '$[3]') AS e
+       FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.changes') AS c JOIN jsonb_each(c.value, '$[3]') AS e
       ORDER BY c.key, e.key;
      INSERT INTO outbox (desk_id, destination, idempotency_key, payload, next_attempt_at, created_at)
      SELECT c.value ->> 0, o.value ->> 0, o.value ->> 1, o.value ->> 2, c.value ->> 2, c.value ->> 2
-       FROM jsonb_each(?1, '$.changes') AS c JOIN jsonb_each(c.value, '$[4]') AS o
+       FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.changes') AS c JOIN jsonb_each(c.value, '$[4]') AS o
       WHERE true ORDER BY c.key, o.key
-     ON CONFLICT (idempotency_key) DO NOTHING";
+     ON CONFLICT (idempotency_key) DO NOTHING"
+);
 
 /// One change's rows: `[desk, ticket, now, events as `[id, event]`, outbox rows]`.
 type ChangeJson<'a> = (i64, i64, i64, Vec<(i64, EventJson<'a>)>, Vec<OutboxJson>);

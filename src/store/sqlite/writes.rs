@@ -34,6 +34,21 @@ macro_rules! events_and_outbox {
     };
 }
 
+/// The first statements of a batch of writes (creates, changes), whose `?1` is one JSON text
+/// that each later statement walks with `jsonb_each`: given text, `jsonb_each` parses all of
+/// it on every call, once per statement (six times for a change batch; ~4% of the server's CPU
+/// under clicks, `perf` in BENCHMARKS.md). This parses it once into binary JSON, kept in a
+/// one-row temporary table of the writer's connection; the statements after it read
+/// `(SELECT v FROM temp.piraja_batch)`, which `jsonb_each` walks without parsing. The table
+/// lives in memory (`temp_store = memory`) and the next batch's row replaces this one's.
+macro_rules! parse_batch_once {
+    () => {
+        "CREATE TEMP TABLE IF NOT EXISTS piraja_batch (id INTEGER PRIMARY KEY, v BLOB);
+         INSERT OR REPLACE INTO temp.piraja_batch (id, v) VALUES (1, jsonb(?1));"
+    };
+}
+pub(super) use parse_batch_once;
+
 impl SqliteStore {
     /// Applies `action` to ticket `no` in the caller's transaction: the ticket, its events and
     /// `out` in the outbox (one read, then one batch of writes).
