@@ -1556,9 +1556,9 @@ pub enum ThreadRef {
 /// - Outlook web link (outlook.office.com, outlook.office365.com,
 ///   outlook.live.com, outlook.cloud.microsoft):
 ///   `https://outlook.office365.com/owa/?ItemID=AAMkAD%2Fx%3D&exvsurl=1` →
-///   `OutlookItem("AAMkAD/x=")` (ItemID parameter, decoded);
-///   `https://outlook.office.com/mail/inbox/id/AAQkADI%3D` → `OutlookItem("AAQkADI=")`
-///   (segment after `/id/`, or after `/deeplink/read/`).
+///   `OutlookItem("AAMkAD-x=")` (ItemID parameter, decoded, in Graph's URL-safe form);
+///   `https://outlook.office.com/mail/inbox/id/AAQkADI%2B%3D` → `Conversation("AAQkADI_=")`
+///   (segment after `/id/`, or after `/deeplink/read/`; `AAQk…` is a conversation's id).
 /// - Graph conversation id: `AAQkADOUpag6yWs=` (starts with `AAQk`, base64
 ///   characters, at least 12 long) → `Conversation`.
 /// - Message-ID: `<abc.123@mail.example>` or `abc.123@mail.example` →
@@ -1651,7 +1651,7 @@ fn thread_ref_from_url(s: &str) -> Option<ThreadRef> {
             .find(|(k, _)| k.eq_ignore_ascii_case("itemid"))
         {
             let id = v.replace(' ', "+");
-            return is_b64ish(&id).then_some(ThreadRef::OutlookItem(id));
+            return outlook_web_id(&id);
         }
         let segments: Vec<&str> = url.path_segments()?.collect();
         for (i, seg) in segments.iter().enumerate() {
@@ -1661,11 +1661,27 @@ fn thread_ref_from_url(s: &str) -> Option<ThreadRef> {
                 _ => None,
             };
             if let Some(id) = id.and_then(|id| percent_decode(id)) {
-                return is_b64ish(&id).then_some(ThreadRef::OutlookItem(id));
+                return outlook_web_id(&id);
             }
         }
     }
     None
+}
+
+/// An id from an Outlook web link, as Graph takes it. Outlook on the web shows EWS ids
+/// (standard base64: `/`, `+`); Graph's REST ids are the same bytes in URL-safe base64 (`-`,
+/// `_`), the conversion Office.js's `convertToRestId` makes. With conversations shown as
+/// threads, the web link carries the conversation's id (`AAQk…`) rather than a message's.
+fn outlook_web_id(id: &str) -> Option<ThreadRef> {
+    if !is_b64ish(id) {
+        return None;
+    }
+    let id = id.replace('/', "-").replace('+', "_");
+    Some(if id.starts_with("AAQk") {
+        ThreadRef::Conversation(id)
+    } else {
+        ThreadRef::OutlookItem(id)
+    })
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -2501,11 +2517,20 @@ mod tests {
             ),
             (
                 "https://outlook.office365.com/owa/?ItemID=AAMkADAwATM0MDAAMS1iNjQ3%2FLTI2AAA%3D&exvsurl=1&viewmodel=ReadMessageItem",
-                Some(OutlookItem("AAMkADAwATM0MDAAMS1iNjQ3/LTI2AAA=".into())),
+                Some(OutlookItem("AAMkADAwATM0MDAAMS1iNjQ3-LTI2AAA=".into())),
             ),
             (
-                "https://outlook.office.com/mail/inbox/id/AAQkADAwATM0MDAAMS1iNjQ3LTI2%3D",
-                Some(OutlookItem("AAQkADAwATM0MDAAMS1iNjQ3LTI2=".into())),
+                // An unescaped `+` in the query comes back as a space.
+                "https://outlook.office365.com/owa/?ItemID=AAMkADAwATM0MDAAMS1+iNjQ3AAA%3D",
+                Some(OutlookItem("AAMkADAwATM0MDAAMS1_iNjQ3AAA=".into())),
+            ),
+            (
+                "https://outlook.office.com/mail/inbox/id/AAQkADAwATM0MDAAMS1iNjQ3LTI2%2B%3D",
+                Some(Conversation("AAQkADAwATM0MDAAMS1iNjQ3LTI2_=".into())),
+            ),
+            (
+                "https://outlook.office.com/mail/inbox/id/AAMkADAwATM0MDAAMS1iNjQ3%2FAAA%3D",
+                Some(OutlookItem("AAMkADAwATM0MDAAMS1iNjQ3-AAA=".into())),
             ),
             (
                 "https://outlook.live.com/mail/0/deeplink/read/AAMkADAwATM0MDAAMS1iNjQ3",

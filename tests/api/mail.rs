@@ -766,6 +766,59 @@ async fn link_attaches_a_gmail_thread_by_url_and_an_outlook_conversation_and_ref
 }
 
 #[tokio::test]
+async fn link_takes_outlook_web_links_as_graph_ids_for_a_message_or_a_conversation() {
+    let m = MailTest::new().await;
+    m.outlook_connected().await;
+    m.t.slack("T1", "U1", "C1", "new Printer trouble").await;
+    m.t.slack("T1", "U1", "C1", "new Scanner trouble").await;
+    // Outlook on the web shows EWS ids (`/`, `+`); Graph answers to the URL-safe form only.
+    m.ok(
+        "GET",
+        "/me/messages/AAMkADk0MGFk-ODE3_LWEAAA=",
+        json!({"id": "AAMkADk0MGFk-ODE3_LWEAAA=", "conversationId": "AAQkADOUpag6-yWs="}),
+    )
+    .await;
+    let message: Value = serde_json::from_str(&fixture("msgraph-message-get.json")).unwrap();
+    for (conversation, n) in [("AAQkADOUpag6-yWs=", 1), ("AAQkADOUpag6_zZz=", 2)] {
+        let mut msg = message.clone();
+        msg["id"] = json!(format!("AAMkADmsg{n}="));
+        msg["conversationId"] = json!(conversation);
+        msg["internetMessageId"] = json!(format!("<graph-link-{n}@contoso.example>"));
+        Mock::given(method("GET"))
+            .and(path("/me/messages"))
+            .and(query_param(
+                "$filter",
+                format!("conversationId eq '{conversation}'"),
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [msg]})))
+            .mount(&m.mock)
+            .await;
+    }
+    // A message's link (ItemID): its conversation is looked up, then read.
+    let item = text(
+        &m.t.slack(
+            "T1",
+            "U1",
+            "C1",
+            "link 1 https://outlook.office365.com/owa/?ItemID=AAMkADk0MGFk%2FODE3%2BLWEAAA%3D&exvsurl=1&viewmodel=ReadMessageItem",
+        )
+        .await,
+    );
+    assert!(item.contains("1 message(s)"), "{item}");
+    // A conversation's link (the new Outlook's `/id/AAQk…`): read at once.
+    let conversation = text(
+        &m.t.slack(
+            "T1",
+            "U1",
+            "C1",
+            "link 2 https://outlook.office.com/mail/inbox/id/AAQkADOUpag6%2BzZz%3D",
+        )
+        .await,
+    );
+    assert!(conversation.contains("1 message(s)"), "{conversation}");
+}
+
+#[tokio::test]
 async fn a_hostile_email_is_skipped_and_the_next_one_still_arrives() {
     let m = MailTest::new().await;
     m.google_connected().await;
