@@ -165,6 +165,25 @@ pub enum Command {
 }
 
 impl Command {
+    /// The ticket the command is about, if it names one.
+    pub fn ticket(&self) -> Option<TicketNo> {
+        use Command::*;
+        match self {
+            Show { no }
+            | Assign { no, .. }
+            | Start { no }
+            | Wait { no }
+            | Complete { no, .. }
+            | Close { no, .. }
+            | Reopen { no }
+            | Priority { no, .. }
+            | Note { no, .. }
+            | Contact { no, .. }
+            | Link { no, .. } => Some(*no),
+            _ => None,
+        }
+    }
+
     /// What the command needs of its actor.
     pub fn need(&self) -> Need {
         use Command::*;

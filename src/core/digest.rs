@@ -87,7 +87,8 @@ impl Digest {
             .sum()
     }
 
-    /// The plain-text summary (Slack `text`, Discord `content`): names the breached tickets.
+    /// The plain-text summary (Slack `text`, Discord `content`): the counts, then every ticket
+    /// the digest lists, as `#n`, by section (at most five a section, so it stays short).
     pub fn summary(&self) -> String {
         let mut s = format!(
             "{}: {} open, {} breached, {} at risk, {} unassigned",
@@ -97,14 +98,21 @@ impl Digest {
             self.at_risk.total,
             self.unassigned.total
         );
-        if !self.breached.lines.is_empty() {
-            let nos: Vec<String> = self
-                .breached
-                .lines
-                .iter()
-                .map(|l| l.no.to_string())
-                .collect();
-            s.push_str(&format!(" ({})", nos.join(", ")));
+        let named: Vec<String> = [
+            ("breached", &self.breached),
+            ("at risk", &self.at_risk),
+            ("unassigned", &self.unassigned),
+            ("oldest", &self.oldest),
+        ]
+        .into_iter()
+        .filter(|(_, section)| !section.lines.is_empty())
+        .map(|(name, section)| {
+            let nos: Vec<String> = section.lines.iter().map(|l| l.no.to_string()).collect();
+            format!("{name} {}", nos.join(", "))
+        })
+        .collect();
+        if !named.is_empty() {
+            s.push_str(&format!(" ({})", named.join("; ")));
         }
         s
     }

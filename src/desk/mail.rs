@@ -209,7 +209,7 @@ impl Desks {
         let note = if reopen {
             format!("{} replied by email; {} is open again.", from, ticket.no)
         } else {
-            format!("New email from {from}.")
+            format!("New email from {from} on {}.", ticket.no)
         };
         let assignee = ticket.assignee.clone();
         let out = |t: &Ticket| {

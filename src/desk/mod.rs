@@ -243,6 +243,18 @@ impl Desks {
     /// Runs one command. Store failures become a private apology and a log line; refusals and
     /// mistakes become a private message that says what to do.
     pub async fn execute(&self, inv: &Invocation, cmd: Command) -> Reply {
+        let ticket = cmd.ticket();
+        let reply = self.execute_named(inv, cmd).await;
+        match (reply, ticket) {
+            // Every reply names its ticket, errors too (a refusal, a rate limit, a failure).
+            (Reply::Error(text), Some(no)) if !names(&text, no) => {
+                Reply::Error(format!("{no}: {text}"))
+            }
+            (reply, _) => reply,
+        }
+    }
+
+    async fn execute_named(&self, inv: &Invocation, cmd: Command) -> Reply {
         let result = async {
             let actor = self.actor(inv).await?;
             if !actor.may(cmd.need()) {
@@ -412,6 +424,17 @@ pub fn mention_text(user: &UserRef) -> String {
     }
 }
 
+/// Whether `text` names ticket `no` as `#n` (not as the start of `#n0`).
+fn names(text: &str, no: TicketNo) -> bool {
+    let tag = no.to_string();
+    text.match_indices(&tag).any(|(i, _)| {
+        !text[i + tag.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
 fn refusal(actor: &Actor, cmd: &Command) -> Reply {
     let who = match cmd.need() {
         Need::Admin => "desk admins",
@@ -450,5 +473,19 @@ pub fn reply_ticket(reply: &Reply) -> Option<TicketNo> {
         Reply::Created { card, .. } | Reply::Card { card, .. } => Some(card.no),
         Reply::Detail(d) => Some(d.card.no),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_names_its_ticket_as_a_whole_number() {
+        let one = TicketNo(1);
+        assert!(names("#1: Only agents can use /ticket start", one));
+        assert!(names("There is no ticket #1 on this desk.", one));
+        assert!(!names("#10 is closed", one));
+        assert!(!names("Something went wrong", one));
     }
 }

@@ -667,7 +667,12 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
                     let msg = crate::core::outgoing::Outgoing::DirectMessage {
                         surface: surface.clone(),
                         user: UserRef::slack(user),
-                        text: format!("Your :{reaction}: on {} did nothing: {e}", record.ticket.no),
+                        text: {
+                            let no = record.ticket.no;
+                            // The error names the ticket first (`#n: …`); this says it already.
+                            let why = e.strip_prefix(&format!("{no}: ")).unwrap_or(&e);
+                            format!("Your :{reaction}: on {no} did nothing: {why}")
+                        },
                         ticket: Some(ticket),
                     };
                     let key = format!(

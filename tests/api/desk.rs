@@ -191,7 +191,7 @@ async fn the_first_user_is_admin_and_members_act_as_agents_until_an_agent_exists
     assert_eq!(text(&r), "<@UAGENT> is now an agent of this desk.");
     let r = t.slack("T1", "UMEMBER", "C1", "complete 1").await;
     assert!(
-        text(&r).starts_with("Only agents can use /ticket complete"),
+        text(&r).starts_with("#1: Only agents can use /ticket complete"),
         "{}",
         text(&r)
     );
