@@ -241,13 +241,25 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A desk by its number, `slack:T…` / `discord:<guild id>`, or a bare Slack team id (`T…`,
+/// `E…`) or Discord guild id (a snowflake: 17 digits or more, far above any desk number).
 async fn find_desk(store: &SqliteStore, spec: &str) -> anyhow::Result<Option<DeskId>> {
-    if let Ok(n) = spec.parse::<i64>() {
-        return Ok(store.desk_exists(DeskId(n)).await?.then_some(DeskId(n)));
-    }
-    let Some((platform, id)) = spec.split_once(':') else {
-        return Ok(None);
+    let spec = spec.trim();
+    let bare = |platform: &str| (platform.to_owned(), spec.to_owned());
+    let (platform, id) = match spec.split_once(':') {
+        Some((p, id)) => (p.to_owned(), id.to_owned()),
+        None if spec.len() >= 17 && spec.bytes().all(|b| b.is_ascii_digit()) => bare("discord"),
+        None => {
+            if let Ok(n) = spec.parse::<i64>() {
+                return Ok(store.desk_exists(DeskId(n)).await?.then_some(DeskId(n)));
+            }
+            if !spec.starts_with(['T', 'E']) || !spec.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Ok(None);
+            }
+            bare("slack")
+        }
     };
+    let (platform, id) = (platform.as_str(), id.as_str());
     let Some(platform) = Platform::parse(platform) else {
         return Ok(None);
     };

@@ -7,7 +7,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use super::{Desks, Reply};
-use crate::core::people::Actor;
+use crate::core::people::{Actor, Platform};
 use crate::store::{Redeemed, StoreError};
 
 /// How long a link code works.
@@ -79,10 +79,18 @@ impl Desks {
                 ),
                 private: false,
             },
-            Redeemed::HasTickets(n) => Reply::Error(format!(
-                "This workspace already has {n} ticket(s) of its own. To move them into the \
-                 shared desk (renumbered, history kept), run /ticket desk join {code} merge"
-            )),
+            Redeemed::HasTickets(n) => Reply::Error(match actor.surface.platform {
+                // Discord's `desk join` takes a `merge` option, not a word.
+                Platform::Discord => format!(
+                    "This server already has {n} ticket(s) of its own. To move them into the \
+                     shared desk (renumbered, history kept), run /ticket desk join code:{code} \
+                     merge:True"
+                ),
+                _ => format!(
+                    "This workspace already has {n} ticket(s) of its own. To move them into the \
+                     shared desk (renumbered, history kept), run /ticket desk join {code} merge"
+                ),
+            }),
             Redeemed::AlreadyJoined => {
                 Reply::Error("This workspace already uses that desk.".into())
             }

@@ -90,13 +90,17 @@ impl std::fmt::Debug for Rest {
     }
 }
 
-/// The rate-limit key of a path: its major parameter (`channels/123`, `webhooks/456`).
+/// The rate-limit key of a path: its major parameter (`channels/123`), and for interaction
+/// webhooks the interaction's token too (`webhooks/456/abc`): each interaction's answers have
+/// a limit of their own, so one must not hold back every other.
 fn route_key(path: &str) -> String {
-    path.trim_start_matches('/')
-        .split('/')
-        .take(2)
-        .collect::<Vec<_>>()
-        .join("/")
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let major = if parts.first() == Some(&"webhooks") {
+        3
+    } else {
+        2
+    };
+    parts.into_iter().take(major).collect::<Vec<_>>().join("/")
 }
 
 fn seconds(v: Option<&str>) -> Option<Duration> {
@@ -434,6 +438,15 @@ mod tests {
     fn routes_are_keyed_by_their_major_parameter() {
         assert_eq!(route_key("/channels/1/messages/2"), "channels/1");
         assert_eq!(route_key("/users/@me/channels"), "users/@me");
+        // Each interaction's webhook is a route of its own.
+        assert_eq!(
+            route_key("/webhooks/1/tok-a/messages/@original"),
+            "webhooks/1/tok-a"
+        );
+        assert_ne!(
+            route_key("/webhooks/1/tok-a"),
+            route_key("/webhooks/1/tok-b")
+        );
         assert_eq!(seconds(Some("64.57")), Some(Duration::from_secs_f64(64.57)));
         assert_eq!(seconds(Some("-1")), None);
         assert_eq!(seconds(Some("nan")), None);

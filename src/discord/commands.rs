@@ -214,7 +214,8 @@ pub const SUBCOMMANDS: &[Sub] = &[
             opt(
                 "thread",
                 "A Gmail or Outlook thread URL or id",
-                Kind::Word,
+                // Outlook links carry ids of ~150 characters, escaped: longer than a word.
+                Kind::Text,
                 true,
             ),
         ],

@@ -24,8 +24,31 @@ pub fn fresh(timestamp: &str, now: DateTime<Utc>) -> Result<i64, SignatureError>
         .trim()
         .parse()
         .map_err(|_| SignatureError::BadTimestamp)?;
-    if (now.timestamp() - ts).abs() > WINDOW_SECS {
+    // `abs_diff`: a timestamp near i64::MIN must be stale, not an overflow.
+    if now.timestamp().abs_diff(ts) > WINDOW_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     Ok(ts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_outside_five_minutes_are_stale_at_any_distance() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        assert_eq!(fresh("1700000300", now), Ok(1_700_000_300));
+        assert_eq!(fresh("1699999700", now), Ok(1_699_999_700));
+        assert_eq!(fresh("1700000301", now), Err(SignatureError::Stale));
+        assert_eq!(
+            fresh("-9223372036854775808", now),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            fresh("9223372036854775807", now),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(fresh("soon", now), Err(SignatureError::BadTimestamp));
+    }
 }

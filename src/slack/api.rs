@@ -139,7 +139,8 @@ impl WebApi {
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+                // An absurd value must not overflow a deadline: an hour at most, as Discord's.
+                .map(|s| Duration::from_secs(s.min(3600)));
             return Err(ApiError::RateLimited(after));
         }
         if !status.is_success() {

@@ -197,6 +197,12 @@ async fn kill_9_mid_burst_loses_no_acknowledged_ticket_and_sigterm_exits_0() {
         "{}",
         String::from_utf8_lossy(&export.stderr)
     );
+    // The bare team id names the same desk.
+    let bare = piraja(dir.path(), 0)
+        .args(["export", "--desk", "T1", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(bare.stdout, export.stdout);
     let tickets: Value = serde_json::from_slice(&export.stdout).unwrap();
     let tickets = tickets.as_array().unwrap();
     let nos: Vec<i64> = tickets
