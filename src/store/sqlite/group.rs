@@ -14,8 +14,17 @@
 //! A write that goes away without committing (an error, or a request dropped mid-way) leaves
 //! its savepoint open and the round marked `dirty`; whoever takes the lock next (the next write
 //! or the committer) rolls the savepoint back first, so half a write is never committed. A
-//! finished write's savepoint is released by the same statement that opens the next one.
+//! finished write's savepoint is released by the same statement that opens the next one. A
+//! write dropped while its savepoint was being opened leaves the round `uncertain` (which of
+//! `BEGIN`, `RELEASE`, `SAVEPOINT` ran is unknown): the next holder of the lock rolls the whole
+//! round back and tells its members it failed, rather than build on a savepoint that may not be
+//! there.
+//!
+//! Every member learns its own round's outcome: the failures are kept by round (the last
+//! [`KEPT_FAILURES`]), so a member that wakes after later rounds committed is not told their
+//! success.
 
+use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
@@ -43,8 +52,53 @@ struct State {
     open: bool,
     /// The open savepoint's write went away unfinished: it is rolled back, not released.
     dirty: bool,
-    /// The latest committed generation and its outcome.
-    done: watch::Sender<Option<(u64, std::result::Result<(), String>)>>,
+    /// A write was dropped while opening its savepoint: the round's state is unknown.
+    uncertain: bool,
+    /// The rounds ended so far and which of them failed.
+    done: watch::Sender<Outcomes>,
+}
+
+/// How many failed rounds are remembered for members that have not yet looked.
+const KEPT_FAILURES: usize = 64;
+
+/// What the members of ended rounds are told.
+#[derive(Debug, Default)]
+struct Outcomes {
+    /// The latest round that ended.
+    latest: Option<u64>,
+    /// Rounds that failed, oldest first, with the reason (at most [`KEPT_FAILURES`]).
+    failed: VecDeque<(u64, String)>,
+    /// The newest failed round no longer kept: a member of a round up to it cannot be told
+    /// whether its round failed, and is told it did (a retry is safe: writes are keyed).
+    forgotten: Option<u64>,
+}
+
+impl Outcomes {
+    /// Round `generation`'s outcome, once it has ended.
+    fn of(&self, generation: u64) -> Option<std::result::Result<(), String>> {
+        if self.latest.is_none_or(|latest| latest < generation) {
+            return None;
+        }
+        if let Some((_, e)) = self.failed.iter().find(|(g, _)| *g == generation) {
+            return Some(Err(e.clone()));
+        }
+        if self.forgotten.is_some_and(|f| generation <= f) {
+            return Some(Err("the outcome of the commit is no longer known".into()));
+        }
+        Some(Ok(()))
+    }
+
+    fn record(&mut self, generation: u64, result: std::result::Result<(), String>) {
+        self.latest = Some(generation);
+        if let Err(e) = result {
+            self.failed.push_back((generation, e));
+            if self.failed.len() > KEPT_FAILURES
+                && let Some((g, _)) = self.failed.pop_front()
+            {
+                self.forgotten = Some(g);
+            }
+        }
+    }
 }
 
 impl State {
@@ -55,7 +109,21 @@ impl State {
         self.generation += 1;
         self.open = false;
         self.dirty = false;
-        let _ = self.done.send(Some((generation, result)));
+        self.uncertain = false;
+        self.done.send_modify(|o| o.record(generation, result));
+    }
+
+    /// Ends the round at once if a write was dropped while opening its savepoint: its
+    /// transaction is dropped (rolled back) and its members told it failed.
+    fn end_if_uncertain(&mut self) {
+        if self.uncertain {
+            self.tx = None;
+            let generation = self.generation;
+            self.ended(
+                generation,
+                Err("a write was cancelled while it began; the round was rolled back".into()),
+            );
+        }
     }
 
     /// What becomes of the last write's savepoint before the next one opens.
@@ -73,7 +141,8 @@ impl Default for Group {
                 generation: 0,
                 open: false,
                 dirty: false,
-                done: watch::channel(None).0,
+                uncertain: false,
+                done: watch::channel(Outcomes::default()).0,
             })),
         }
     }
@@ -114,6 +183,8 @@ impl Group {
         let opening = opening(g.closing());
         // The statements before the savepoint is open: once they have all run, it is.
         let steps = usize::from(begin) + opening.matches(';').count() + 1;
+        // Until the flags below are set, a drop of this future leaves them unknown.
+        g.uncertain = true;
         let tx =
             g.tx.as_mut()
                 .ok_or_else(|| corrupt("no group transaction"))?;
@@ -157,6 +228,7 @@ impl Group {
         }
         // Otherwise closing the last savepoint (or beginning) failed part-way and it is still
         // as it was.
+        g.uncertain = false;
         result?;
         Ok((Write { guard: g }, rows))
     }
@@ -164,6 +236,7 @@ impl Group {
     /// The lock on the round, with the round's transaction open.
     async fn round(&self, writer: &Conns) -> Result<OwnedMutexGuard<State>> {
         let mut g = self.state.clone().lock_owned().await;
+        g.end_if_uncertain();
         if g.tx.is_none() {
             g.tx = Some(writer.for_transaction().await?);
             g.begun = false;
@@ -220,13 +293,13 @@ impl Write {
         drop(self.guard);
         async move {
             let outcome = committed
-                .wait_for(|v| v.as_ref().is_some_and(|(done, _)| *done >= generation))
+                .wait_for(|o| o.of(generation).is_some())
                 .await
                 .map_err(|_| corrupt("the group commit was lost"))?
-                .clone();
+                .of(generation);
             match outcome {
-                Some((_, Ok(()))) => Ok(()),
-                Some((_, Err(e))) => Err(corrupt(format!("the commit failed: {e}"))),
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => Err(corrupt(format!("the commit failed: {e}"))),
                 None => Err(corrupt("the group commit was lost")),
             }
         }
@@ -285,6 +358,10 @@ fn spawn_committer(state: Arc<Mutex<State>>, generation: u64) {
         if g.generation != generation {
             return;
         }
+        g.end_if_uncertain();
+        if g.generation != generation {
+            return;
+        }
         let close = g.closing();
         let begun = std::mem::take(&mut g.begun);
         let result = match g.tx.take() {
@@ -336,6 +413,54 @@ mod tests {
             .execute(&mut **w)
             .await
             .unwrap();
+    }
+
+    #[test]
+    fn each_member_is_told_its_own_rounds_outcome() {
+        let mut o = super::Outcomes::default();
+        assert_eq!(o.of(0), None);
+        o.record(0, Ok(()));
+        o.record(1, Err("disk full".into()));
+        o.record(2, Ok(()));
+        // A member of round 1 that looks after round 2 committed is still told round 1 failed.
+        assert_eq!(o.of(1), Some(Err("disk full".into())));
+        assert_eq!(
+            (o.of(0), o.of(2), o.of(3)),
+            (Some(Ok(())), Some(Ok(())), None)
+        );
+        // Failures too old to keep are reported as failures, never as successes.
+        for g in 3..3 + super::KEPT_FAILURES as u64 + 1 {
+            o.record(g, Err("again".into()));
+        }
+        assert!(o.of(1).is_some_and(|r| r.is_err()));
+        // Round 2 is older than a forgotten failure: it cannot be told apart, so it is told
+        // it failed (its caller retries a keyed write; a false success would lose it).
+        assert!(o.of(2).is_some_and(|r| r.is_err()));
+        assert_eq!(
+            o.of(3 + super::KEPT_FAILURES as u64),
+            Some(Err("again".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_cancelled_while_it_begins_is_rolled_back_and_the_next_starts_afresh() {
+        let (_dir, store) = store().await;
+        let mut kept = store.write().await.unwrap();
+        add(&mut kept, "kept").await;
+        kept.commit().await.unwrap();
+        // A write dropped after one poll, while its `BEGIN` or savepoint statements are with
+        // the connection's thread (as a request cut off by a timeout): which of them ran is
+        // unknown. (The thread may answer within that one poll; then the write is dropped
+        // whole, which is another path, and tried again.)
+        use futures_util::FutureExt;
+        let cut_off = (0..100).any(|_| store.write().now_or_never().is_none());
+        assert!(cut_off, "no write was cut off");
+        // The next write (before the round's committer runs) finds the round uncertain, rolls
+        // it back and opens a new one, instead of beginning a transaction inside it.
+        let mut next = store.write().await.unwrap();
+        add(&mut next, "next").await;
+        next.commit().await.unwrap();
+        assert_eq!(desks(&store).await, ["kept", "next"]);
     }
 
     #[tokio::test]
@@ -427,7 +552,7 @@ mod tests {
         add(&mut batch, "batch").await;
         batch.commit_round().await.unwrap();
         assert_eq!(desks(&store).await, ["batch"]);
-        assert!(matches!(*told.borrow_and_update(), Some((0, Ok(())))));
+        assert_eq!(told.borrow_and_update().of(0), Some(Ok(())));
         // The round's committer, spawned when the round opened, finds it committed.
         for _ in 0..10 {
             tokio::task::yield_now().await;
