@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -161,6 +162,8 @@ pub struct Worker {
     /// When the outbox gauges were last read (counting a long backlog costs milliseconds, so
     /// they are read at most every [`OBSERVE_EVERY`], not after every round).
     observed: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Rounds in a row whose outcomes could not be recorded.
+    unrecorded: AtomicU32,
 }
 
 /// How often the outbox gauges are refreshed under load.
@@ -176,6 +179,7 @@ impl Worker {
             policy: RetryPolicy::default(),
             concurrency: 64,
             observed: std::sync::Mutex::new(None),
+            unrecorded: AtomicU32::new(0),
         }
     }
 
@@ -207,8 +211,17 @@ impl Worker {
         for item in due {
             let sender = self.senders.get(&item.message.surface().platform).cloned();
             running.spawn(async move {
+                use futures_util::FutureExt;
                 let outcome = match sender {
-                    Some(s) => s.deliver(&item).await,
+                    // A delivery that panics is an attempt that failed, recorded as one (so it
+                    // is given up on in the end), not a message left pending for ever.
+                    Some(s) => std::panic::AssertUnwindSafe(s.deliver(&item))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| Delivery::Retry {
+                            after: None,
+                            error: "the delivery panicked".into(),
+                        }),
                     None => Delivery::Failed(format!(
                         "no sender is configured for {}",
                         item.message.surface().platform.as_str()
@@ -225,7 +238,14 @@ impl Worker {
             }
         }
         if let Err(e) = self.store.outbox_settle(&settled, self.clock.now()).await {
-            tracing::error!(error = %e, count = settled.len(), "Outbox deliveries could not be recorded; they will be sent again.");
+            // They will be sent again: not at once, and later the longer it lasts (a full
+            // disk must not turn the worker into a loop that posts the same messages).
+            let failures = self.unrecorded.fetch_add(1, Ordering::Relaxed) + 1;
+            let pause = Duration::from_secs(1 << failures.min(6));
+            tracing::error!(error = %e, count = settled.len(), pause_s = pause.as_secs(), "Outbox deliveries could not be recorded; they will be sent again after a pause.");
+            tokio::time::sleep(pause).await;
+        } else {
+            self.unrecorded.store(0, Ordering::Relaxed);
         }
         self.observe().await;
         count

@@ -64,6 +64,13 @@ impl RestError {
         matches!(self, RestError::Status(404 | 403, _))
     }
 
+    /// Whether the failure is that one message's or channel's (gone, not ours, an archived
+    /// thread: 400): a card copy there is skipped and the other copies still change. A 401 (the
+    /// token) is everyone's, and is not.
+    pub fn this_copy_only(&self) -> bool {
+        self.gone() || matches!(self, RestError::Status(400, _))
+    }
+
     pub fn transient(&self) -> bool {
         match self {
             RestError::RateLimited(_) | RestError::Held(_) | RestError::Network(_) => true,
@@ -376,9 +383,10 @@ impl DiscordSender {
                             .await
                         {
                             Ok(_) => {}
-                            // A deleted copy of the card is skipped; the others still change.
-                            Err(e) if e.gone() => {
-                                tracing::warn!(channel = %m.channel, error = %e, "A card message is gone; it was skipped.");
+                            // A copy deleted, not ours, or in an archived thread is skipped;
+                            // the others still change.
+                            Err(e) if e.this_copy_only() => {
+                                tracing::warn!(channel = %m.channel, error = %e, "A card copy cannot be edited; it was skipped.");
                                 continue;
                             }
                             Err(e) => return Err(e),
@@ -390,7 +398,13 @@ impl DiscordSender {
                             "message_reference": { "message_id": m.message_id, "fail_if_not_exists": false },
                             "allowed_mentions": { "parse": [] },
                         });
-                        self.post(&m.channel, &reply).await?;
+                        match self.post(&m.channel, &reply).await {
+                            Ok(_) => {}
+                            Err(e) if e.this_copy_only() => {
+                                tracing::warn!(channel = %m.channel, error = %e, "A card's channel takes no note; it was skipped.");
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
                 }
                 Ok(None)

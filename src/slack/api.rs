@@ -53,6 +53,24 @@ impl ApiError {
         ))
     }
 
+    /// Whether the failure is that one channel's (archived, left, gone), not the workspace's:
+    /// a card copy there is skipped and the other copies still change, rather than every
+    /// later update of the ticket failing on it.
+    pub fn this_copy_only(&self) -> bool {
+        self.gone()
+            || matches!(self, ApiError::Slack(code) if matches!(
+                code.as_str(),
+                "channel_not_found"
+                    | "is_archived"
+                    | "not_in_channel"
+                    | "thread_locked"
+                    | "restricted_action"
+                    | "restricted_action_read_only_channel"
+                    | "restricted_action_thread_only_channel"
+                    | "restricted_action_non_threadable_channel"
+            ))
+    }
+
     /// Whether trying again later may work.
     pub fn transient(&self) -> bool {
         match self {
@@ -318,9 +336,10 @@ impl SlackSender {
                     if answered.as_ref() != Some(&m.message_id) {
                         match self.api.call(token, "chat.update", &body).await {
                             Ok(_) => {}
-                            // A deleted copy of the card is skipped; the others still change.
-                            Err(e) if e.gone() => {
-                                tracing::warn!(channel = %m.channel, error = %e, "A card message is gone; it was skipped.");
+                            // A copy deleted, or in a channel archived or left, is skipped;
+                            // the others still change.
+                            Err(e) if e.this_copy_only() => {
+                                tracing::warn!(channel = %m.channel, error = %e, "A card copy cannot be edited; it was skipped.");
                                 continue;
                             }
                             Err(e) => return Err(e),
@@ -328,7 +347,13 @@ impl SlackSender {
                     }
                     if let Some(note) = note.as_deref().filter(|n| !n.is_empty()) {
                         let reply = json!({ "channel": m.channel, "thread_ts": m.message_id, "text": render::escape(note) });
-                        self.api.call(token, "chat.postMessage", &reply).await?;
+                        match self.api.call(token, "chat.postMessage", &reply).await {
+                            Ok(_) => {}
+                            Err(e) if e.this_copy_only() => {
+                                tracing::warn!(channel = %m.channel, error = %e, "A card's thread takes no note; it was skipped.");
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
                 }
                 Ok(None)
@@ -373,7 +398,8 @@ impl Sender for SlackSender {
         {
             Ok(Some(token)) => token,
             Ok(None) => return Delivery::Failed("no Slack bot token for this workspace".into()),
-            Err(e) => return Delivery::Failed(e),
+            // The token could not be read (the database, for now): try again later.
+            Err(error) => return Delivery::Retry { after: None, error },
         };
         if item.surface_revoked {
             return Delivery::Failed("the workspace revoked the app's token".into());

@@ -153,6 +153,44 @@ async fn a_message_that_keeps_failing_is_dead_lettered_and_the_destination_moves
     assert_eq!(*fake.delivered.lock().unwrap(), vec!["next"]);
 }
 
+/// A destination whose every delivery panics (a bug in a sender).
+struct Panicking;
+
+#[async_trait]
+impl Sender for Panicking {
+    async fn deliver(&self, _item: &OutboxItem) -> Delivery {
+        panic!("a bug in a sender")
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_that_panics_is_a_failed_attempt_and_in_the_end_dead_lettered() {
+    let t = TestDesks::new().await;
+    t.slack("T1", "U1", "C1", "help").await;
+    let worker = Worker::new(
+        t.store.clone(),
+        t.clock.clock(),
+        t.desks.outbox_wake.clone(),
+    )
+    .with_sender(Platform::Slack, Arc::new(Panicking))
+    .with_policy(RetryPolicy {
+        base: Duration::from_secs(1),
+        cap: Duration::from_secs(1),
+        max_attempts: 2,
+    });
+    t.store
+        .enqueue(DeskId(1), "k1", &[notice("boom")], t.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(worker.tick().await, 1);
+    // Recorded as an attempt, backed off: not sent again at once.
+    assert_eq!(worker.tick().await, 0);
+    t.clock.advance(chrono::Duration::seconds(2));
+    assert_eq!(worker.tick().await, 1);
+    let stats = t.store.outbox_stats(t.clock.now()).await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (0, 1));
+}
+
 #[tokio::test]
 async fn a_message_held_by_a_rate_limit_is_not_an_attempt_and_is_not_dead_lettered() {
     let policy = RetryPolicy {

@@ -166,14 +166,25 @@ impl SlackTest {
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// A slash command from the bolt fixture with our text, user and channel.
+    /// A slash command from the bolt fixture with our text and user, in its channel.
     async fn command(&self, user: &str, text: &str) -> (StatusCode, String) {
+        self.command_in(user, None, text).await
+    }
+
+    /// A slash command from the bolt fixture with our text, user and (if given) channel.
+    async fn command_in(
+        &self,
+        user: &str,
+        channel: Option<&str>,
+        text: &str,
+    ) -> (StatusCode, String) {
         let mut form: Vec<(String, String)> =
             serde_urlencoded::from_str(&fixture("slack-slash-command-bolt.txt")).unwrap();
         for (k, v) in form.iter_mut() {
             match k.as_str() {
                 "text" => *v = text.to_owned(),
                 "user_id" => *v = user.to_owned(),
+                "channel_id" => *v = channel.map_or(v.clone(), str::to_owned),
                 "response_url" => *v = format!("{}/respond", self.mock.uri()),
                 "trigger_id" => *v = format!("trigger-{text}-{user}"),
                 _ => {}
@@ -659,6 +670,40 @@ async fn a_deleted_card_is_skipped_and_the_change_is_not_dead_lettered() {
         .filter(|c| c.get("thread_ts").is_some())
         .count();
     assert_eq!(notes, 0);
+}
+
+#[tokio::test]
+async fn a_card_copy_in_an_archived_channel_is_skipped_and_the_other_copy_still_changes() {
+    let s = SlackTest::new().await;
+    s.mock_ok("chat.postMessage", posted("C111", "1.1")).await;
+    // The notification channel gets a copy of every card; then it is archived.
+    s.command_in("W111", Some("CNOTIFY"), "channel").await;
+    s.command("W111", "new a card in two channels").await;
+    s.deliver_all().await;
+    Mock::given(method("POST"))
+        .and(path("/chat.update"))
+        .and(wiremock::matchers::body_partial_json(
+            json!({"channel": "CNOTIFY"}),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": "is_archived"})),
+        )
+        .with_priority(1)
+        .mount(&s.mock)
+        .await;
+    s.mock_ok("chat.update", json!({"ok": true})).await;
+    s.command("W111", "start 1").await;
+    s.deliver_all().await;
+    let updated: Vec<String> = (s.calls("/chat.update").await.into_iter())
+        .map(|c| c["channel"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(updated.len(), 2, "{updated:?}");
+    assert!(updated.contains(&"CNOTIFY".to_owned()), "{updated:?}");
+    // The change went out to the other copy and nothing is dead or waiting.
+    let stats = piraja::store::OutboxStore::outbox_stats(s.t.store.as_ref(), s.clock().now())
+        .await
+        .unwrap();
+    assert_eq!((stats.pending, stats.dead), (0, 0));
 }
 
 #[tokio::test]
