@@ -567,6 +567,33 @@ async fn joining_with_tickets_of_its_own_needs_a_merge_which_renumbers_and_keeps
 }
 
 #[tokio::test]
+async fn a_surface_leaving_a_shared_desk_takes_nothing_from_the_side_that_stays() {
+    let t = TestDesks::new().await;
+    t.slack("T1", "U1", "C1", "new Shared printer").await;
+    let code = link_code(&t.slack("T1", "U1", "C1", "desk link").await);
+    t.discord("G1", "D1", true, &format!("desk join {code}"))
+        .await;
+    // Another workspace's desk; the guild leaves the shared desk for it, asking to merge.
+    t.slack("T2", "V1", "C9", "new Other desk's ticket").await;
+    let code = link_code(&t.slack("T2", "V1", "C9", "desk link").await);
+    let joined = t
+        .discord("G1", "D1", true, &format!("desk join {code} merge"))
+        .await;
+    assert!(
+        text(&joined).contains("shares its desk"),
+        "{}",
+        text(&joined)
+    );
+    // The guild sees its new desk; the workspace it left keeps its desk whole.
+    let there = text(&t.discord("G1", "D1", true, "show 1").await);
+    assert!(there.contains("Other desk's ticket"), "{there}");
+    let kept = text(&t.slack("T1", "U1", "C1", "show 1").await);
+    assert!(kept.contains("Shared printer"), "{kept}");
+    let theirs = text(&t.slack("T2", "V1", "C9", "list all").await);
+    assert!(!theirs.contains("Shared printer"), "{theirs}");
+}
+
+#[tokio::test]
 async fn a_flooding_user_is_told_when_to_try_again_while_others_go_on() {
     let mut t = TestDesks::new().await;
     t.desks = t.desks.clone().with_limits(piraja::config::Limits {

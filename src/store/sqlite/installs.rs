@@ -233,7 +233,24 @@ impl InstallStore for SqliteStore {
         }
         let mut moved = 0;
         let mut first_no = 0;
-        if let Some(source) = own {
+        // A desk this surface shares with others stays theirs, whole: this surface alone
+        // moves, and takes nothing with it (merging would empty the desk under the others).
+        let shared = match own {
+            Some(source) => {
+                sqlx::query_scalar!(
+                    r#"SELECT count(*) AS "n!: i64" FROM surfaces
+                        WHERE desk_id = ? AND NOT (platform = ? AND external_id = ?)"#,
+                    source,
+                    platform,
+                    surface.external_id
+                )
+                .fetch_one(&mut *tx)
+                .await?
+                    > 0
+            }
+            None => false,
+        };
+        if let Some(source) = own.filter(|_| !shared) {
             moved = sqlx::query_scalar!(
                 r#"SELECT count(*) AS "n!: i64" FROM tickets WHERE desk_id = ?"#,
                 source
