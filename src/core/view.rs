@@ -147,6 +147,25 @@ impl Card {
     }
 }
 
+/// `text` with chat markup made inert, for text that comes from outside chat (an email) or is
+/// quoted where it must not act (an alert's excerpt): a `<` that would open a mention
+/// (`<@U1>`, `<#C1>`, `<!here>`) or a labelled link (`<https://evil|Your invoice>`) in Slack
+/// or Discord becomes `‹`, so the text shows as written and pings nobody.
+pub fn inert(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, c) in text.char_indices() {
+        let rest = &text[i + c.len_utf8()..];
+        let opens = c == '<'
+            && (rest.starts_with(['@', '#', '!'])
+                || rest
+                    .split('>')
+                    .next()
+                    .is_some_and(|inner| inner.contains('|') && inner.contains(':')));
+        out.push(if opens { '‹' } else { c });
+    }
+    out
+}
+
 /// The first line of `text`, cut to `max` characters with an ellipsis.
 pub fn first_line(text: &str, max: usize) -> String {
     let line = text.lines().next().unwrap_or_default();
@@ -328,6 +347,17 @@ mod tests {
     use super::*;
     use crate::core::ticket::{DeskId, Source, TicketId};
     use chrono::Utc;
+
+    #[test]
+    fn outside_text_keeps_its_words_but_loses_its_markup() {
+        assert_eq!(
+            inert("Refund <https://evil.example|Open your invoice> <@U0ADMIN> <!channel> <#C1>"),
+            "Refund ‹https://evil.example|Open your invoice> ‹@U0ADMIN> ‹!channel> ‹#C1>"
+        );
+        // Addresses, plain links and comparisons are left as written.
+        let plain = "Jane <jane@acme.example> see <https://acme.example/x> if a < b";
+        assert_eq!(inert(plain), plain);
+    }
 
     fn ticket(status: Status) -> Ticket {
         Ticket {

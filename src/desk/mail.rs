@@ -367,7 +367,11 @@ impl Desks {
         if description.trim().is_empty() {
             description = format!("Email from {sender}");
         }
-        let description: String = description.chars().take(3900).collect();
+        // An email's text is the sender's: it may not mention people or disguise links.
+        let description: String = crate::core::view::inert(&description)
+            .chars()
+            .take(3900)
+            .collect();
         let reply = self
             .create(
                 &actor,
@@ -501,7 +505,7 @@ fn summary(mail: &Mail, web_link: Option<&str>) -> String {
         })
         .unwrap_or_else(|| "unknown sender".into());
     let first = preview(&mail.body, 4, 240);
-    let mut s = format!("{from} · {} · {first}", mail.subject);
+    let mut s = crate::core::view::inert(&format!("{from} · {} · {first}", mail.subject));
     if first.chars().count() < mail.body.trim().chars().count()
         && let Some(link) = web_link
     {

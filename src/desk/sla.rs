@@ -623,7 +623,8 @@ fn alert_messages(
         Some(d) => format!("overdue by {}", sla::human(now - d)),
         None => "due".into(),
     };
-    let what = crate::core::view::first_line(&ticket.description, 120);
+    // Quoted, not acted on: mentions in the description do not ping from an alert.
+    let what = crate::core::view::inert(&crate::core::view::first_line(&ticket.description, 120));
     let who = ticket.assignee.as_ref().map(mention_text);
     let text = if level == "breached" {
         format!(

@@ -852,7 +852,7 @@ async fn a_hostile_email_is_skipped_and_the_next_one_still_arrives() {
             "Jane <jane@acme.example>",
             "Still here",
             "none@x",
-            "Hello.",
+            "Hello <@U1> and <!channel>, see <https://evil.example|your invoice>.",
         ),
     )
     .await;
@@ -865,10 +865,15 @@ async fn a_hostile_email_is_skipped_and_the_next_one_still_arrives() {
             .await
             .unwrap()
             .0;
+    let fine = all
+        .iter()
+        .find(|r| r.ticket.description.starts_with("Still here"))
+        .unwrap_or_else(|| panic!("{all:?}"));
+    // The sender's markup is shown, not acted on: no mention, no disguised link.
+    let d = &fine.ticket.description;
     assert!(
-        all.iter()
-            .any(|r| r.ticket.description.starts_with("Still here")),
-        "{all:?}"
+        d.contains("‹@U1>") && d.contains("‹!channel>") && d.contains("‹https://evil"),
+        "{d}"
     );
     assert_eq!(m.mailbox().await.cursor.as_deref(), Some("1001"));
 }
