@@ -448,13 +448,18 @@ mod tests {
         let mut kept = store.write().await.unwrap();
         add(&mut kept, "kept").await;
         kept.commit().await.unwrap();
-        // A write dropped after one poll, while its `BEGIN` or savepoint statements are with
-        // the connection's thread (as a request cut off by a timeout): which of them ran is
-        // unknown. (The thread may answer within that one poll; then the write is dropped
-        // whole, which is another path, and tried again.)
+        // A write dropped after one poll, while its `BEGIN` and savepoint statements (and a
+        // slow first read, so that one poll cannot see it through) are with the connection's
+        // thread, as a request cut off by a timeout: which of them ran is unknown.
         use futures_util::FutureExt;
-        let cut_off = (0..100).any(|_| store.write().now_or_never().is_none());
-        assert!(cut_off, "no write was cut off");
+        let slow = "WITH RECURSIVE c(x) AS
+                      (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < CAST(?1 AS INTEGER))
+                    SELECT count(*) FROM c";
+        let cut = store
+            .group
+            .write_first(&store.writer, slow, "300000".into())
+            .now_or_never();
+        assert!(cut.is_none(), "the write was not cut off");
         // The next write (before the round's committer runs) finds the round uncertain, rolls
         // it back and opens a new one, instead of beginning a transaction inside it.
         let mut next = store.write().await.unwrap();
