@@ -184,6 +184,46 @@ impl Command {
         }
     }
 
+    /// Whether the command's answer, when it works, is for the whole channel (a card, a
+    /// digest, a settings change) rather than for its author alone (a view, a link, help). A
+    /// platform that must answer before the work is done (Discord's deferral) picks who sees
+    /// the answer by this.
+    pub fn answers_publicly(&self) -> bool {
+        use Command::*;
+        match self {
+            New { .. }
+            | Assign { .. }
+            | Start { .. }
+            | Wait { .. }
+            | Complete { .. }
+            | Close { .. }
+            | Reopen { .. }
+            | Priority { .. }
+            | Note { .. }
+            | Contact { .. }
+            | Link { .. }
+            | Channel
+            | SlaSet { .. }
+            | SlaHours(_)
+            | SlaHoursOff
+            | SlaHoliday { .. }
+            | DigestNow
+            | DigestSchedule { .. }
+            | DigestOff
+            | DeskJoin { .. } => true,
+            Show { .. }
+            | List { .. }
+            | History { .. }
+            | MailboxConnect { .. }
+            | SlaShow
+            | DigestMe { .. }
+            | DigestMeOff
+            | DeskLink
+            | Role { .. }
+            | Help { .. } => false,
+        }
+    }
+
     /// What the command needs of its actor.
     pub fn need(&self) -> Need {
         use Command::*;

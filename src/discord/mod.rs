@@ -194,10 +194,7 @@ async fn answer(
     cmd: Command,
     kind: u8,
 ) -> Response {
-    let likely_private = !matches!(
-        cmd,
-        Command::New { .. } | Command::Channel | Command::DeskJoin { .. }
-    );
+    let likely_private = !cmd.answers_publicly();
     let desks = state.desks.clone();
     let mut work = tokio::spawn(async move { desks.execute(&inv, cmd).await });
     // A zero budget always defers (used to exercise the followup path).
