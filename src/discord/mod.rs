@@ -204,6 +204,10 @@ async fn answer(
         tokio::time::timeout(app.budget, &mut work).await.ok()
     };
     match within.ok_or(()) {
+        // The form carries the id of the interaction that opened it (its submissions' key).
+        Ok(Ok(Reply::Form { priority })) => {
+            Json(render::new_ticket_modal(priority, &i.id)).into_response()
+        }
         Ok(Ok(reply)) => respond(app, &reply, kind),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "A Discord command task failed.");
@@ -253,7 +257,7 @@ async fn answer(
 
 fn respond(app: &DiscordApp, reply: &Reply, kind: u8) -> Response {
     match reply {
-        Reply::Form { priority } => Json(render::new_ticket_modal(*priority)).into_response(),
+        Reply::Form { priority } => Json(render::new_ticket_modal(*priority, "")).into_response(),
         // A button that fails answers privately instead of replacing the card.
         Reply::Error(_) => Json(shown(app, reply).response(4)).into_response(),
         Reply::Card { .. } if kind == 7 => Json(shown(app, reply).response(7)).into_response(),
@@ -344,7 +348,15 @@ async fn modal(
     let Some(data) = i.data.clone() else {
         return refuse(StatusCode::BAD_REQUEST, "a modal submission without data");
     };
-    if data.custom_id == "new_ticket" {
+    let form = data.custom_id.strip_prefix("new_ticket");
+    if let Some(rest) = form.filter(|r| r.is_empty() || r.starts_with(':')) {
+        // Keyed by the interaction that opened the form, not this submission: submitting the
+        // same form again (after a slow answer) replays the ticket instead of making another.
+        let opener = rest.trim_start_matches(':');
+        let mut inv = inv;
+        if (1..=32).contains(&opener.len()) && opener.bytes().all(|b| b.is_ascii_digit()) {
+            inv.key = Some(format!("discord-form:{opener}"));
+        }
         let mut parts = vec![Part::Word("new".into())];
         if let Some(p) = data.field("priority") {
             match Priority::parse(&p) {

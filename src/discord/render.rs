@@ -496,11 +496,19 @@ fn text_input(
 }
 
 /// The new-ticket modal (response type 9).
-pub fn new_ticket_modal(priority: Option<Priority>) -> Value {
+/// The new-ticket modal, opened by interaction `opener`: its id rides in the custom_id
+/// (`new_ticket:<id>`), so every submission of this one form creates at most one ticket (a
+/// second submit after a slow first one is a replay, not a second ticket).
+pub fn new_ticket_modal(priority: Option<Priority>, opener: &str) -> Value {
+    let custom_id = if opener.is_empty() {
+        "new_ticket".to_owned()
+    } else {
+        format!("new_ticket:{opener}")
+    };
     json!({
         "type": 9,
         "data": {
-            "custom_id": "new_ticket",
+            "custom_id": custom_id,
             "title": "New ticket",
             "components": [
                 text_input("description", "Description", 2, true, 4000, None),
@@ -646,7 +654,11 @@ mod tests {
 
     #[test]
     fn modals_render_as_these_responses() {
-        insta::assert_json_snapshot!("discord_new_ticket_modal", new_ticket_modal(None));
+        insta::assert_json_snapshot!("discord_new_ticket_modal", new_ticket_modal(None, ""));
+        assert_eq!(
+            new_ticket_modal(None, "1155")["data"]["custom_id"],
+            "new_ticket:1155"
+        );
         insta::assert_json_snapshot!("discord_note_modal", text_modal(CardAction::AddNote, 42));
     }
 

@@ -402,29 +402,37 @@ async fn the_form_creates_a_ticket_and_every_subcommand_runs() {
     let d = DiscordTest::new(false).await;
     let form = d.command(ADMIN, &["new"], json!([])).await;
     assert_eq!(form["type"], 9);
-    assert_eq!(form["data"]["custom_id"], "new_ticket");
+    // The form names the interaction that opened it.
+    let form_id = form["data"]["custom_id"].as_str().unwrap().to_owned();
+    assert!(form_id.starts_with("new_ticket:9000000000000"), "{form_id}");
     let bad = d
         .submit(
             ADMIN,
-            "new_ticket",
+            &form_id,
             &[("description", "x"), ("contact", "not-an-email")],
             false,
         )
         .await;
     assert!(ephemeral(&bad) && content(&bad).contains("not an email"));
-    let created = d
-        .submit(
+    let fields = [
+        ("description", "Printer jam"),
+        ("priority", "urgent"),
+        ("contact", "ann@acme.example"),
+    ];
+    let created = d.submit(ADMIN, &form_id, &fields, false).await;
+    assert!(content(&created).contains("#1"), "{created}");
+    // The same form submitted again (each submission is an interaction of its own): the
+    // ticket is not created twice.
+    let again = d.submit(ADMIN, &form_id, &fields, false).await;
+    assert!(content(&again).contains("#1"), "{again}");
+    let second = d
+        .command(
             ADMIN,
-            "new_ticket",
-            &[
-                ("description", "Printer jam"),
-                ("priority", "urgent"),
-                ("contact", "ann@acme.example"),
-            ],
-            false,
+            &["show"],
+            json!([{ "type": 4, "name": "ticket", "value": 2 }]),
         )
         .await;
-    assert!(content(&created).contains("#1"), "{created}");
+    assert!(content(&second).contains("no ticket #2"), "{second}");
     assert!(
         created["data"]["embeds"][0]["fields"]
             .to_string()
