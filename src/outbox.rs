@@ -241,7 +241,7 @@ impl Worker {
             // They will be sent again: not at once, and later the longer it lasts (a full
             // disk must not turn the worker into a loop that posts the same messages).
             let failures = self.unrecorded.fetch_add(1, Ordering::Relaxed) + 1;
-            let pause = Duration::from_secs(1 << failures.min(6));
+            let pause = Duration::from_secs(1 << (failures - 1).min(6));
             tracing::error!(error = %e, count = settled.len(), pause_s = pause.as_secs(), "Outbox deliveries could not be recorded; they will be sent again after a pause.");
             tokio::time::sleep(pause).await;
         } else {

@@ -204,11 +204,7 @@ async fn answer(
         tokio::time::timeout(app.budget, &mut work).await.ok()
     };
     match within.ok_or(()) {
-        // The form carries the id of the interaction that opened it (its submissions' key).
-        Ok(Ok(Reply::Form { priority })) => {
-            Json(render::new_ticket_modal(priority, &i.id)).into_response()
-        }
-        Ok(Ok(reply)) => respond(app, &reply, kind),
+        Ok(Ok(reply)) => respond(app, i, &reply, kind),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "A Discord command task failed.");
             private("Something went wrong on our side; nothing was changed. Please try again.")
@@ -255,9 +251,13 @@ async fn answer(
     }
 }
 
-fn respond(app: &DiscordApp, reply: &Reply, kind: u8) -> Response {
+/// The answer to interaction `i`.
+fn respond(app: &DiscordApp, i: &Interaction, reply: &Reply, kind: u8) -> Response {
     match reply {
-        Reply::Form { priority } => Json(render::new_ticket_modal(*priority, "")).into_response(),
+        // The form carries the id of the interaction that opened it (its submissions' key).
+        Reply::Form { priority } => {
+            Json(render::new_ticket_modal(*priority, &i.id)).into_response()
+        }
         // A button that fails answers privately instead of replacing the card.
         Reply::Error(_) => Json(shown(app, reply).response(4)).into_response(),
         Reply::Card { .. } if kind == 7 => Json(shown(app, reply).response(7)).into_response(),
@@ -409,7 +409,7 @@ async fn modal(
                 };
             }
         }
-        return respond(app, &reply, 4);
+        return respond(app, &i, &reply, 4);
     }
     let (action, no) = data.custom_id.split_once(':').unwrap_or_default();
     let (Some(action), Some(no)) = (CardAction::parse(action), TicketNo::parse(no)) else {
