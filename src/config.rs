@@ -46,6 +46,7 @@ pub const VARIABLES: &[&str] = &[
     "PIRAJA_RATE_USER",
     "PIRAJA_RATE_CREATE",
     "PIRAJA_RATE_DESK",
+    "RUST_LOG",
 ];
 
 /// A setting that is missing or invalid; its message names the variable.
@@ -143,6 +144,8 @@ struct Raw {
     piraja_rate_create: Option<String>,
     #[serde(default, deserialize_with = "text")]
     piraja_rate_desk: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    rust_log: Option<String>,
 }
 
 /// Log line format.
@@ -207,6 +210,8 @@ pub struct Settings {
     pub microsoft: Option<MailProviderSettings>,
     pub mail_poll: Duration,
     pub log_format: LogFormat,
+    /// `RUST_LOG`: the log filter, checked (`info` when unset).
+    pub log_filter: String,
     pub limits: Limits,
 }
 
@@ -303,7 +308,7 @@ impl Settings {
                     .find(|v| e.path.iter().any(|p| p.eq_ignore_ascii_case(v)))
                     .copied()
                     .unwrap_or("piraja.toml");
-                bad(var, e.to_string())
+                bad(var, one_line(&e.to_string()))
             })?;
         Settings::validate(raw)
     }
@@ -480,6 +485,10 @@ impl Settings {
             Some("json") => LogFormat::Json,
             Some(_) => return Err(bad("PIRAJA_LOG_FORMAT", "expected text or json")),
         };
+        let log_filter = raw.rust_log.unwrap_or_else(|| "info".into());
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_filter) {
+            return Err(bad("RUST_LOG", format!("{e} ({log_filter:?})")));
+        }
         Ok(Settings {
             bind,
             public_url,
@@ -492,6 +501,7 @@ impl Settings {
             microsoft,
             mail_poll,
             log_format,
+            log_filter,
             limits,
         })
     }
@@ -582,8 +592,25 @@ impl Raw {
             piraja_rate_user: f(self.piraja_rate_user),
             piraja_rate_create: f(self.piraja_rate_create),
             piraja_rate_desk: f(self.piraja_rate_desk),
+            rust_log: f(self.rust_log),
         }
     }
+}
+
+/// A TOML error in one line and without the file's text: the parser quotes the offending line
+/// (`1 | SLACK_SIGNING_SECRET = "…`) under a `|` gutter, which could show a secret. Kept: the
+/// position, then the message.
+fn one_line(error: &str) -> String {
+    let kept: Vec<&str> = (error.lines())
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.starts_with('^'))
+        .filter(|l| {
+            // A quoted line: its number, then the gutter.
+            let digits = l.trim_start_matches(|c: char| c.is_ascii_digit());
+            digits.len() == l.len() || !digits.trim_start().starts_with('|')
+        })
+        .collect();
+    kept.join(": ")
 }
 
 fn decode_key(b64: &str) -> Result<[u8; 32], String> {
@@ -667,6 +694,7 @@ mod tests {
             ("PIRAJA_MAIL_POLL", "often"),
             ("PIRAJA_LOG_FORMAT", "xml"),
             ("SLACK_API_URL", "not a url"),
+            ("RUST_LOG", "piraja=loud"),
         ];
         for (var, value) in cases {
             let err = Settings::validate(raw(&[(var, value)])).unwrap_err();
@@ -716,6 +744,38 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn the_log_filter_is_a_setting_like_the_others() {
+        assert_eq!(
+            Settings::validate(Raw::default()).unwrap().log_filter,
+            "info"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("piraja.toml");
+        std::fs::write(&toml, "RUST_LOG = \"piraja=debug,info\"\n").unwrap();
+        let s = Settings::load_from(&toml).unwrap();
+        // The environment wins where it sets the variable (the test runner may set it).
+        if std::env::var_os("RUST_LOG").is_none() {
+            assert_eq!(s.log_filter, "piraja=debug,info");
+        }
+    }
+
+    #[test]
+    fn a_broken_file_is_one_line_that_quotes_none_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("piraja.toml");
+        std::fs::write(
+            &toml,
+            "PIRAJA_BIND = \"127.0.0.1:3000\"\nSLACK_SIGNING_SECRET = \"8f742231b10e8888abcd\n",
+        )
+        .unwrap();
+        let err = Settings::load_from(&toml).unwrap_err().to_string();
+        assert!(err.starts_with("invalid piraja.toml: "), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        assert!(!err.contains("8f742231"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]

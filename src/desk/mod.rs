@@ -79,6 +79,24 @@ pub struct Invocation {
     pub answered: Option<String>,
 }
 
+/// What the new-ticket form (a Slack modal, a Discord modal) asks for.
+#[derive(Debug, Clone)]
+pub struct NewTicketForm {
+    pub priority: Option<Priority>,
+    pub description: String,
+    pub contact: Option<crate::core::contact::Email>,
+    /// A user id on the form's platform.
+    pub assignee: Option<String>,
+}
+
+/// Why a form was not accepted: the field to show it on (`description`, `contact`,
+/// `assignee`: the forms' own names for them) and what to say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormError {
+    pub field: &'static str,
+    pub text: String,
+}
+
 /// What a command answers, before a platform renders it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -244,17 +262,116 @@ impl Desks {
     /// mistakes become a private message that says what to do.
     pub async fn execute(&self, inv: &Invocation, cmd: Command) -> Reply {
         let ticket = cmd.ticket();
-        let reply = self.execute_named(inv, cmd).await;
-        match (reply, ticket) {
-            // Every reply names its ticket, errors too (a refusal, a rate limit, a failure).
-            (Reply::Error(text), Some(no)) if !names(&text, no) => {
-                Reply::Error(format!("{no}: {text}"))
+        match self.try_execute(inv, cmd).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::error!(error = %e, surface = %inv.surface, "A command failed in the store.");
+                named(
+                    Reply::Error("Something went wrong on our side; nothing was changed. Please try again in a moment.".into()),
+                    ticket,
+                )
             }
-            (reply, _) => reply,
         }
     }
 
-    async fn execute_named(&self, inv: &Invocation, cmd: Command) -> Reply {
+    /// Creates the ticket a new-ticket form asks for, with its contact and assignee in the
+    /// create's own write: the form makes the whole ticket or nothing. Setting a contact or an
+    /// assignee takes an agent, as `/ticket contact` and `/ticket assign` do; a member who
+    /// fills them in is told so on that field and nothing is created. A form submitted again
+    /// (the same `inv.key`) answers with the ticket the first submission made.
+    pub async fn submit_new_ticket(
+        &self,
+        inv: &Invocation,
+        form: NewTicketForm,
+    ) -> Result<Reply, FormError> {
+        let failed = |e: StoreError| {
+            tracing::error!(error = %e, surface = %inv.surface, "A new-ticket form failed in the store.");
+            FormError {
+                field: "description",
+                text: "Something went wrong on our side; nothing was created. Please try again in a moment.".into(),
+            }
+        };
+        let actor = self.actor(inv).await.map_err(failed)?;
+        let wants = [
+            (
+                form.contact.is_some(),
+                "contact",
+                Command::Contact {
+                    no: TicketNo(0),
+                    target: crate::core::contact::ContactTarget::Organization(String::new()),
+                    name: None,
+                },
+            ),
+            (
+                form.assignee.is_some(),
+                "assignee",
+                Command::Assign {
+                    no: TicketNo(0),
+                    who: crate::core::command::Who::Me,
+                },
+            ),
+        ];
+        let new = Command::New {
+            priority: form.priority,
+            description: Some(form.description.clone()),
+        };
+        // What each field takes is what its command takes.
+        for (asked, field, cmd) in std::iter::once((true, "description", new)).chain(wants) {
+            if asked && !actor.may(cmd.need()) {
+                let text = refused(&actor, &cmd);
+                return Err(FormError { field, text });
+            }
+        }
+        if let Err(wait) = self.limits.check(actor.desk, &actor.user, true) {
+            metrics::counter!("piraja_rate_limited_total").increment(1);
+            return Err(FormError {
+                field: "description",
+                text: limits::message(wait),
+            });
+        }
+        let now = self.clock.now();
+        let individual = match &form.contact {
+            Some(email) => Some(
+                (self
+                    .store
+                    .upsert_individual(actor.desk, email, None, now)
+                    .await)
+                    .map_err(failed)?
+                    .id,
+            ),
+            None => None,
+        };
+        let assignee = match form.assignee {
+            Some(id) => {
+                let user = UserRef::new(actor.surface.platform, id);
+                // Anyone in the workspace can be assigned: they become a member of the desk.
+                (self
+                    .store
+                    .see_member(actor.desk, &user, None, false, now)
+                    .await)
+                    .map_err(failed)?;
+                Some(user)
+            }
+            None => None,
+        };
+        let priority = form.priority.unwrap_or(Priority::Medium);
+        (self
+            .create(
+                &actor,
+                inv,
+                &form.description,
+                priority,
+                assignee,
+                individual,
+            )
+            .await)
+            .map_err(failed)
+    }
+
+    /// Runs one command as [`Desks::execute`] does, but hands a failure of the store back: a
+    /// caller the platform retries (an Events API delivery) answers so that it is retried.
+    pub async fn try_execute(&self, inv: &Invocation, cmd: Command) -> Result<Reply, StoreError> {
+        let ticket = cmd.ticket();
         let result = async {
             let actor = self.actor(inv).await?;
             if !actor.may(cmd.need()) {
@@ -275,17 +392,15 @@ impl Desks {
             self.run(&actor, inv, cmd).await
         }
         .await;
-        match result {
+        let reply = match result {
             Ok(reply) => reply,
             Err(StoreError::NoTicket(no)) => Reply::Error(format!(
                 "There is no ticket {no} on this desk. Try /ticket list all"
             )),
             Err(StoreError::Refused(e)) => Reply::Error(format!("{e}.")),
-            Err(e) => {
-                tracing::error!(error = %e, surface = %inv.surface, "A command failed in the store.");
-                Reply::Error("Something went wrong on our side; nothing was changed. Please try again in a moment.".into())
-            }
-        }
+            Err(e) => return Err(e),
+        };
+        Ok(named(reply, ticket))
     }
 
     async fn run(
@@ -338,7 +453,7 @@ impl Desks {
                     .await
             }
             Priority { no, level } => self.set_priority(actor, no, level).await,
-            Note { no, text } => self.note(actor, no, text).await,
+            Note { no, text } => self.note(actor, no, text, inv.key.clone()).await,
             Contact { no, target, name } => self.link_contact(actor, no, target, name).await,
             History { target } => self.history(actor, target).await,
             Channel => self.set_channel(actor).await,
@@ -424,6 +539,16 @@ pub fn mention_text(user: &UserRef) -> String {
     }
 }
 
+/// Every reply names its ticket, errors too (a refusal, a rate limit, a failure).
+fn named(reply: Reply, ticket: Option<TicketNo>) -> Reply {
+    match (reply, ticket) {
+        (Reply::Error(text), Some(no)) if !names(&text, no) => {
+            Reply::Error(format!("{no}: {text}"))
+        }
+        (reply, _) => reply,
+    }
+}
+
 /// Whether `text` names ticket `no` as `#n` (not as the start of `#n0`).
 fn names(text: &str, no: TicketNo) -> bool {
     let tag = no.to_string();
@@ -436,16 +561,21 @@ fn names(text: &str, no: TicketNo) -> bool {
 }
 
 fn refusal(actor: &Actor, cmd: &Command) -> Reply {
+    Reply::Error(refused(actor, cmd))
+}
+
+/// Why `actor` may not run `cmd`.
+fn refused(actor: &Actor, cmd: &Command) -> String {
     let who = match cmd.need() {
         Need::Admin => "desk admins",
         Need::Agent => "agents",
         Need::Member => "members",
     };
-    Reply::Error(format!(
+    format!(
         "Only {who} can use /ticket {}; you are a {} of this desk. An admin can change that with /ticket role.",
         cmd.name(),
         actor.role
-    ))
+    )
 }
 
 /// The help text: every usage line, or one subcommand's.

@@ -248,6 +248,19 @@ impl Desks {
         action: Action,
         note: String,
     ) -> Result<Reply, StoreError> {
+        self.change_keyed(actor, no, action, note, None).await
+    }
+
+    /// [`Desks::change`] of a request with a key: a second request with the same key (a form
+    /// submitted again after a slow answer) changes nothing and gets the same answer.
+    async fn change_keyed(
+        &self,
+        actor: &Actor,
+        no: TicketNo,
+        action: Action,
+        note: String,
+        key: Option<String>,
+    ) -> Result<Reply, StoreError> {
         let surfaces = self.surfaces(actor.desk).await?;
         let newly_assigned = match &action {
             Action::Assign(Some(u)) => Some(u.clone()),
@@ -269,9 +282,11 @@ impl Desks {
                 out,
                 sla,
                 now,
+                key,
             })
             .await?;
         let (ticket, note) = match outcome.changed {
+            Changed::No(t) if outcome.replayed => (t, note),
             Changed::Yes(t) => {
                 self.outbox_wake.notify_one();
                 let t = match outcome.sla {
@@ -362,17 +377,20 @@ impl Desks {
             .await
     }
 
+    /// A note; `key` (the request's) makes a form submitted twice note once.
     pub(super) async fn note(
         &self,
         actor: &Actor,
         no: TicketNo,
         text: String,
+        key: Option<String>,
     ) -> Result<Reply, StoreError> {
         let note = format!(
             "{} noted on {no}: {}",
             mention_text(&actor.user),
             crate::core::view::cut(&text, 300)
         );
-        self.change(actor, no, Action::Note(text), note).await
+        self.change_keyed(actor, no, Action::Note(text), note, key)
+            .await
     }
 }

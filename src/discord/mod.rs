@@ -27,12 +27,12 @@ use serde_json::{Value, json};
 
 use crate::config::DiscordSettings;
 use crate::core::command::{Command, Who};
-use crate::core::contact::{ContactTarget, Email};
+use crate::core::contact::Email;
 use crate::core::grammar::{self, Part};
 use crate::core::people::{Platform, SurfaceRef, UserRef};
-use crate::core::ticket::{Priority, TicketNo};
+use crate::core::ticket::{Description, Priority, TicketNo};
 use crate::core::view::CardAction;
-use crate::desk::{Invocation, Reply};
+use crate::desk::{Invocation, NewTicketForm, Reply};
 use crate::http::AppState;
 use crate::store::{ListQuery, Store};
 use payload::Interaction;
@@ -319,7 +319,7 @@ async fn component(
     };
     let cmd = match action {
         CardAction::AddNote | CardAction::LinkEmail => {
-            return Json(render::text_modal(action, no.0)).into_response();
+            return Json(render::text_modal(action, no.0, &i.id)).into_response();
         }
         CardAction::AssignToMe => Command::Assign { no, who: Who::Me },
         CardAction::Start => Command::Start { no },
@@ -339,6 +339,13 @@ async fn component(
     answer(state, app, &i, inv, cmd, 7).await
 }
 
+/// The request key of a form opened by interaction `opener` (a snowflake): every submission of
+/// that one form shares it.
+fn form_key(opener: &str) -> Option<String> {
+    ((1..=32).contains(&opener.len()) && opener.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("discord-form:{opener}"))
+}
+
 async fn modal(
     state: &AppState,
     app: &Arc<DiscordApp>,
@@ -352,26 +359,32 @@ async fn modal(
     if let Some(rest) = form.filter(|r| r.is_empty() || r.starts_with(':')) {
         // Keyed by the interaction that opened the form, not this submission: submitting the
         // same form again (after a slow answer) replays the ticket instead of making another.
-        let opener = rest.trim_start_matches(':');
         let mut inv = inv;
-        if (1..=32).contains(&opener.len()) && opener.bytes().all(|b| b.is_ascii_digit()) {
-            inv.key = Some(format!("discord-form:{opener}"));
+        if let Some(key) = form_key(rest.trim_start_matches(':')) {
+            inv.key = Some(key);
         }
-        let mut parts = vec![Part::Word("new".into())];
-        if let Some(p) = data.field("priority") {
-            match Priority::parse(&p) {
-                Some(p) => parts.push(Part::Word(p.as_str().into())),
+        let priority = match data.field("priority") {
+            None => None,
+            Some(p) => match Priority::parse(&p) {
+                Some(p) => Some(p),
                 None => {
                     return private(&format!(
                         "{p:?} is not a priority: say low, medium, high or urgent. Nothing was created."
                     ));
                 }
-            }
-        }
+            },
+        };
         let Some(description) = data.field("description") else {
             return private("The description is empty. Nothing was created.");
         };
-        parts.push(Part::Text(description));
+        let description = match Description::parse(&description) {
+            Ok(d) => d.as_str().to_owned(),
+            Err(e) => {
+                return private(&format!(
+                    "The description is not valid: {e}. Nothing was created."
+                ));
+            }
+        };
         let contact = match data.field("contact") {
             None => None,
             Some(e) => match Email::parse(&e) {
@@ -383,38 +396,27 @@ async fn modal(
                 }
             },
         };
-        let cmd = match grammar::parse_parts(&parts) {
-            Ok(cmd) => cmd,
-            Err(e) => return private(&e.to_string()),
+        let form = NewTicketForm {
+            priority,
+            description,
+            contact,
+            assignee: None,
         };
-        let mut reply = state.desks.execute(&inv, cmd).await;
-        if let (
-            Reply::Created {
-                card,
-                replayed: false,
-            },
-            Some(email),
-        ) = (&reply, contact)
-        {
-            let link = Command::Contact {
-                no: card.no,
-                target: ContactTarget::Individual(email),
-                name: None,
-            };
-            // Answer with the card as it is now, contact included.
-            if let Reply::Card { card, .. } = state.desks.execute(&inv, link).await {
-                reply = Reply::Created {
-                    card,
-                    replayed: false,
-                };
-            }
-        }
+        let reply = match state.desks.submit_new_ticket(&inv, form).await {
+            Ok(reply) => reply,
+            Err(e) => return private(&format!("{} Nothing was created.", e.text)),
+        };
         return respond(app, &i, &reply, 4);
     }
-    let (action, no) = data.custom_id.split_once(':').unwrap_or_default();
+    // `add_note:<n>:<opener>` (a form opened before openers rode along has none).
+    let (action, rest) = data.custom_id.split_once(':').unwrap_or_default();
+    let (no, opener) = rest.split_once(':').unwrap_or((rest, ""));
     let (Some(action), Some(no)) = (CardAction::parse(action), TicketNo::parse(no)) else {
         return private("That form is not Piraja's, or it is out of date.");
     };
+    // Keyed by the interaction that opened the form: submitting it again notes once.
+    let mut inv = inv;
+    inv.key = form_key(opener);
     let text = data.field("text").unwrap_or_default();
     let parts = match action {
         CardAction::LinkEmail => vec![

@@ -519,8 +519,10 @@ pub fn new_ticket_modal(priority: Option<Priority>, opener: &str) -> Value {
     })
 }
 
-/// The note or link-email modal for ticket `no`.
-pub fn text_modal(action: CardAction, no: i64) -> Value {
+/// The note or link-email modal for ticket `no`, opened by interaction `opener`, whose id
+/// rides in the custom_id (`add_note:<n>:<id>`, at most 9 + 20 + 1 + 20 characters) so that a
+/// second submit of the same form is a replay.
+pub fn text_modal(action: CardAction, no: i64, opener: &str) -> Value {
     let (title, label, max) = match action {
         CardAction::LinkEmail => (
             format!("Link an email thread to #{no}"),
@@ -532,7 +534,11 @@ pub fn text_modal(action: CardAction, no: i64) -> Value {
     json!({
         "type": 9,
         "data": {
-            "custom_id": format!("{}:{no}", action.id()),
+            "custom_id": if opener.is_empty() {
+                format!("{}:{no}", action.id())
+            } else {
+                format!("{}:{no}:{}", action.id(), cut(opener, 32))
+            },
             "title": cut(&title, 45),
             "components": [text_input("text", label, 2, true, max, None)],
         },
@@ -659,7 +665,10 @@ mod tests {
             new_ticket_modal(None, "1155")["data"]["custom_id"],
             "new_ticket:1155"
         );
-        insta::assert_json_snapshot!("discord_note_modal", text_modal(CardAction::AddNote, 42));
+        insta::assert_json_snapshot!(
+            "discord_note_modal",
+            text_modal(CardAction::AddNote, 42, "1155")
+        );
     }
 
     #[test]

@@ -26,14 +26,15 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use crate::core::command::{Command, Who};
-use crate::core::contact::{ContactTarget, Email};
-use crate::core::grammar;
+use crate::core::contact::Email;
+use crate::core::grammar::{self, Part};
 use crate::core::people::{Need, Platform, SurfaceRef, UserRef};
-use crate::core::ticket::{Description, Priority, TicketNo};
+use crate::core::ticket::{Description, DeskId, Priority, TicketNo};
 use crate::core::view::CardAction;
-use crate::desk::{Invocation, Reply};
+use crate::desk::{Invocation, NewTicketForm, Reply};
 use crate::http::AppState;
-use payload::{EventEnvelope, Interaction, SlashCommand};
+use crate::store::StoreError;
+use payload::{Event, EventEnvelope, Interaction, SlashCommand};
 
 /// How long a slash command may run before it is acknowledged and finished via `response_url`.
 pub const BUDGET: std::time::Duration = std::time::Duration::from_millis(2000);
@@ -489,38 +490,20 @@ async fn view_submission(state: &AppState, team: &str, p: Interaction) -> Respon
                     None => return errors("contact", format!("{e:?} is not an email address.")),
                 },
             };
-            let inv = invocation(team, &p.user.id, user_name, channel, view.id.as_deref());
-            let created = state
-                .desks
-                .execute(
-                    &inv,
-                    Command::New {
-                        priority,
-                        description: Some(description.as_str().to_owned()),
-                    },
-                )
-                .await;
-            let Reply::Created { card, replayed } = created else {
-                return errors("description", render::message(&created).text);
+            let form = NewTicketForm {
+                priority,
+                description: description.as_str().to_owned(),
+                contact,
+                assignee: view.state.get("assignee"),
             };
-            if !replayed {
-                if let Some(email) = contact {
-                    let cmd = Command::Contact {
-                        no: card.no,
-                        target: ContactTarget::Individual(email),
-                        name: None,
-                    };
-                    state.desks.execute(&inv, cmd).await;
-                }
-                if let Some(user) = view.state.get("assignee") {
-                    let cmd = Command::Assign {
-                        no: card.no,
-                        who: Who::User(user),
-                    };
-                    state.desks.execute(&inv, cmd).await;
-                }
+            let inv = invocation(team, &p.user.id, user_name, channel, view.id.as_deref());
+            // A form's errors are plain text, not mrkdwn: said as they are.
+            match state.desks.submit_new_ticket(&inv, form).await {
+                Ok(Reply::Created { .. }) => StatusCode::OK.into_response(),
+                Ok(Reply::Error(e)) => errors("description", e),
+                Ok(other) => errors("description", render::message(&other).text),
+                Err(e) => errors(e.field, e.text),
             }
-            StatusCode::OK.into_response()
         }
         "add_note" | "link_email" => {
             let (n, channel) = view
@@ -532,7 +515,13 @@ async fn view_submission(state: &AppState, team: &str, p: Interaction) -> Respon
             };
             let text = view.state.get("text").unwrap_or_default();
             let cmd = if view.callback_id == "add_note" {
-                match grammar::parse(&format!("note {} {}", no.0, text)) {
+                // A form's text is as typed (no markup, no quoting): it is one argument.
+                let parts = [
+                    Part::Word("note".into()),
+                    Part::Word(no.0.to_string()),
+                    Part::Text(text),
+                ];
+                match grammar::parse_parts(&parts) {
                     Ok(cmd) => cmd,
                     Err(e) => return errors("text", e.to_string()),
                 }
@@ -542,12 +531,13 @@ async fn view_submission(state: &AppState, team: &str, p: Interaction) -> Respon
                     thread: text.trim().to_owned(),
                 }
             };
+            // Keyed by the form: submitting it again (after a slow answer) notes once.
             let inv = invocation(
                 team,
                 &p.user.id,
                 user_name,
                 Some(channel).filter(|c| !c.is_empty()),
-                None,
+                view.id.as_deref(),
             );
             match state.desks.execute(&inv, cmd).await {
                 Reply::Error(e) => errors("text", e),
@@ -621,46 +611,72 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             return refuse(StatusCode::SERVICE_UNAVAILABLE, "try again");
         }
     };
-    // Slack retries an event it thinks we missed: the event id makes it happen once.
-    if let Some(id) = &envelope.event_id {
-        match state
-            .desks
-            .store
-            .remember_request(desk, &format!("slack:event:{id}"), now)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return StatusCode::OK.into_response(),
+    // Slack retries an event it thinks we missed (no answer in 3 s, or an error). An event is
+    // remembered by its id once its effect is done: a retry of one that took effect does
+    // nothing, and one that failed in the store is answered 503 so that Slack's retry does it.
+    // What an event does is idempotent (a reaction sets an assignee, a status or a priority; a
+    // refusal's DM and a mention's answer are queued under keys of the event's id), so a retry
+    // that races the first delivery, or follows a crash before the id was remembered, changes
+    // nothing more.
+    let key = envelope
+        .event_id
+        .as_ref()
+        .map(|id| format!("slack:event:{id}"));
+    if let Some(key) = &key {
+        match state.desks.store.request_known(desk, key).await {
+            Ok(false) => {}
+            Ok(true) => return StatusCode::OK.into_response(),
             Err(e) => {
-                tracing::error!(error = %e, "An event id could not be recorded.");
+                tracing::error!(error = %e, "An event id could not be looked up.");
                 return refuse(StatusCode::SERVICE_UNAVAILABLE, "try again");
             }
         }
     }
+    if let Err(e) = event_effect(&state, &envelope, event, desk, &surface, team, now).await {
+        tracing::error!(error = %e, kind = %event.kind, "An event could not be handled; Slack will retry it.");
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "try again");
+    }
+    if let Some(key) = &key
+        && let Err(e) = state.desks.store.remember_request(desk, key, now).await
+    {
+        // The effect is done; a retry of it would change nothing.
+        tracing::warn!(error = %e, "An event id could not be recorded.");
+    }
+    StatusCode::OK.into_response()
+}
+
+/// Does what an event asks. A failure of the store is returned, for Slack to retry the event.
+async fn event_effect(
+    state: &AppState,
+    envelope: &EventEnvelope,
+    event: &Event,
+    desk: DeskId,
+    surface: &SurfaceRef,
+    team: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
     match event.kind.as_str() {
         "reaction_added" => {
             let (Some(user), Some(reaction), Some(item)) =
                 (&event.user, &event.reaction, &event.item)
             else {
-                return StatusCode::OK.into_response();
+                return Ok(());
             };
             let (Some(channel), Some(ts)) = (&item.channel, &item.ts) else {
-                return StatusCode::OK.into_response();
+                return Ok(());
             };
-            let Ok(Some(ticket)) = state
-                .desks
-                .store
-                .ticket_of_card(desk, &surface, channel, ts)
-                .await
+            let Some(ticket) = (state.desks.store)
+                .ticket_of_card(desk, surface, channel, ts)
+                .await?
             else {
-                return StatusCode::OK.into_response();
+                return Ok(());
             };
-            let Ok(Some(record)) = state.desks.store.ticket_by_id(desk, ticket).await else {
-                return StatusCode::OK.into_response();
+            let Some(record) = state.desks.store.ticket_by_id(desk, ticket).await? else {
+                return Ok(());
             };
             if let Some(cmd) = reaction_command(reaction, record.ticket.no) {
                 let inv = invocation(team, user, None, Some(channel), None);
-                let reply = state.desks.execute(&inv, cmd).await;
+                let reply = state.desks.try_execute(&inv, cmd).await?;
                 if let Reply::Error(e) = reply {
                     // A refusal is said privately, as a command's is: a direct message.
                     tracing::debug!(reason = %e, "A reaction on a card was not applied.");
@@ -679,33 +695,23 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
                         "reaction:{}:{user}:{reaction}:{channel}:{ts}",
                         envelope.event_id.as_deref().unwrap_or_default()
                     );
-                    match state.desks.store.enqueue(desk, &key, &[msg], now).await {
-                        Ok(()) => state.desks.outbox_wake.notify_one(),
-                        Err(e) => {
-                            tracing::error!(error = %e, "A reaction's refusal could not be queued.")
-                        }
-                    }
+                    state.desks.store.enqueue(desk, &key, &[msg], now).await?;
+                    state.desks.outbox_wake.notify_one();
                 }
             }
         }
         "app_mention" => {
-            if let (Some(channel), Some(id)) = (&event.channel, &envelope.event_id) {
-                let Reply::Text { text, .. } = crate::desk::help(None) else {
-                    return StatusCode::OK.into_response();
-                };
+            if let (Some(channel), Some(id)) = (&event.channel, &envelope.event_id)
+                && let Reply::Text { text, .. } = crate::desk::help(None)
+            {
                 let msg = crate::core::outgoing::Outgoing::ChannelMessage {
                     surface: surface.clone(),
                     channel: channel.clone(),
                     text,
                 };
-                if let Err(e) = state
-                    .desks
-                    .store
+                (state.desks.store)
                     .enqueue(desk, &format!("mention:{id}"), &[msg], now)
-                    .await
-                {
-                    tracing::error!(error = %e, "A mention reply could not be queued.");
-                }
+                    .await?;
                 state.desks.outbox_wake.notify_one();
             }
         }
@@ -714,14 +720,9 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             tracing::info!(surface = %surface, "Slack revoked user tokens only; the bot goes on.");
         }
         "app_uninstalled" | "tokens_revoked" => {
-            if let Err(e) = state
-                .desks
-                .store
-                .set_surface_revoked(&surface, Some(now))
-                .await
-            {
-                tracing::error!(error = %e, "A revoked token could not be recorded.");
-            }
+            (state.desks.store)
+                .set_surface_revoked(surface, Some(now))
+                .await?;
             tracing::info!(surface = %surface, "Slack revoked this workspace's token; posting there stops.");
         }
         other => tracing::debug!(
@@ -729,5 +730,5 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             "An event type we do not handle was acknowledged."
         ),
     }
-    StatusCode::OK.into_response()
+    Ok(())
 }

@@ -145,8 +145,35 @@ impl Message {
     }
 }
 
+/// Whether `inner` (what is between `<` and `>`) is Slack's own markup: a person (`@U…`,
+/// `@W…`, `@B…`), a channel (`#C…`, `#G…`, `#D…`), each with an optional `|label`, or a link
+/// (`http://`, `https://`, `mailto:`). Anything else in angle brackets is text, such as a
+/// usage line's `<n>` or `<@user|me|none>`, which Slack would otherwise show as a link.
+fn slack_token(inner: &str) -> bool {
+    if inner.contains('<') {
+        return false;
+    }
+    if ["http://", "https://", "mailto:"]
+        .iter()
+        .any(|p| inner.starts_with(p))
+    {
+        return true;
+    }
+    let (id, label) = inner.split_once('|').unwrap_or((inner, ""));
+    let id_of = |sigil: char, kinds: &[char]| {
+        id.strip_prefix(sigil).is_some_and(|rest| {
+            rest.starts_with(kinds)
+                && rest.len() >= 2
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        })
+    };
+    (id_of('@', &['U', 'W', 'B']) || id_of('#', &['C', 'G', 'D'])) && !label.contains('|')
+}
+
 /// Escapes `&`, `<` and `>` for mrkdwn, keeping Slack's own markup for people, channels and
-/// links (`<@U1>`, `<#C1>`, `<https://…|label>`, `<mailto:…>`) as it is. Special mentions
+/// links (`<@U1>`, `<#C1>`, `<https://…|label>`, `<mailto:…>`) as it is ([`slack_token`]). Special mentions
 /// (`<!here>`, `<!channel>`, `<!subteam^S1|@team>`) become plain `@here`, `@team`: text a
 /// person typed must not ping a whole channel each time a card carrying it is posted.
 pub fn escape(text: &str) -> String {
@@ -170,11 +197,7 @@ pub fn escape(text: &str) -> String {
                 rest = &rest[i + end + 1..];
                 continue;
             }
-            let markup = inner.starts_with(['@', '#'])
-                || inner.starts_with("http://")
-                || inner.starts_with("https://")
-                || inner.starts_with("mailto:");
-            if markup && !inner.contains('<') {
+            if slack_token(inner) {
                 out.push_str(&rest[i..=i + end]);
                 rest = &rest[i + end + 1..];
                 continue;
@@ -355,14 +378,25 @@ pub fn message(reply: &Reply) -> Message {
             blocks.push(Block::Divider);
             let lines: Vec<String> = detail.timeline.iter().map(|l| escape(l)).collect();
             let room = MAX_BLOCKS - blocks.len() - 1;
-            let (sections, used) = line_sections(&lines, room);
-            blocks.extend(sections);
-            if used < lines.len() {
+            // The newest events are shown, oldest of them first, under a line that says how
+            // many earlier ones are not: as many as fit, counted from the newest.
+            let reversed: Vec<String> = lines.iter().rev().cloned().collect();
+            let (_, mut fit) = line_sections(&reversed, room);
+            let (sections, shown) = loop {
+                let newest = &lines[lines.len() - fit..];
+                let (sections, used) = line_sections(newest, room);
+                if used == newest.len() || fit == 0 {
+                    break (sections, used);
+                }
+                fit -= 1;
+            };
+            if shown < lines.len() {
                 blocks.push(Block::context(mrkdwn(
-                    &format!("{} earlier events not shown", lines.len() - used),
+                    &format!("{} earlier events not shown", lines.len() - shown),
                     200,
                 )));
             }
+            blocks.extend(sections);
             Message {
                 text: card_text(&detail.card),
                 blocks,
@@ -391,13 +425,14 @@ pub fn message(reply: &Reply) -> Message {
             let title = format!("Tickets of {}", h.title);
             counted(&title, h.total, &lines, h.lines.iter().map(|l| l.no))
         }
+        // Our own text: mentions stay mentions, and a usage line's `<n>` is shown as typed.
         Reply::Text { text, private } => Message {
-            text: text.clone(),
+            text: escape(text),
             blocks: Vec::new(),
             private: *private,
         },
         Reply::Error(text) => Message {
-            text: text.clone(),
+            text: escape(text),
             blocks: Vec::new(),
             private: true,
         },
@@ -653,6 +688,46 @@ mod tests {
                 CardAction::Close,
             ],
         }
+    }
+
+    #[test]
+    fn a_long_timeline_shows_its_newest_events_within_the_limits() {
+        let detail = crate::core::view::Detail {
+            card: sample_card(),
+            timeline: (0..1000)
+                .map(|i| format!("event {i}: {}", "x".repeat(320)))
+                .collect(),
+        };
+        let m = message(&Reply::Detail(detail));
+        assert!(m.blocks.len() <= MAX_BLOCKS);
+        assert!(limit_violations(&m.blocks).is_empty());
+        let shown = json(&m.blocks).to_string();
+        assert!(shown.contains("event 999:"), "the newest event is shown");
+        assert!(!shown.contains("event 0:"), "the oldest is not");
+        let first = shown.find("earlier events not shown").unwrap();
+        assert!(
+            first < shown.find("event 999:").unwrap(),
+            "the count comes first"
+        );
+        // In order, oldest shown first.
+        assert!(shown.find("event 998:").unwrap() < shown.find("event 999:").unwrap());
+    }
+
+    #[test]
+    fn our_own_text_keeps_mentions_and_shows_usage_as_typed() {
+        let m = message(&Reply::Error(
+            "<@U1>: \"x\" is not a ticket number. Usage: /ticket assign <n> <@user|me|none>".into(),
+        ));
+        assert_eq!(
+            m.text,
+            "<@U1>: \"x\" is not a ticket number. Usage: /ticket assign &lt;n&gt; &lt;@user|me|none&gt;"
+        );
+        let help = message(&crate::desk::help(None));
+        assert!(
+            help.text
+                .contains("contact &lt;n&gt; &lt;email|organization&gt; [name]")
+        );
+        assert!(!help.text.contains("<n>"));
     }
 
     // Snapshots of what Slack receives: a change to the Block Kit shows up in review as a diff

@@ -108,6 +108,9 @@ pub struct TicketChange {
     /// leaves them to the caller.
     pub sla: Option<SlaPlan>,
     pub now: DateTime<Utc>,
+    /// A key unique to the request (a form's id): a change whose key the desk has seen before
+    /// is not made again ([`ChangeOutcome::replayed`]). Recorded with the change.
+    pub key: Option<String>,
 }
 
 /// The clocks and the alerts due, from the ticket as changed and its whole timeline as the
@@ -125,6 +128,9 @@ pub struct ChangeOutcome {
     /// The name of the ticket's assignee, when it was the assignee before the change too
     /// (read with the ticket); otherwise it is the caller's to look up.
     pub assignee_name: Option<String>,
+    /// The change's key was seen before: nothing was written, and `changed` is the ticket as
+    /// it is now.
+    pub replayed: bool,
 }
 
 /// Which tickets a list shows.
@@ -292,6 +298,8 @@ pub trait DeskStore: Send + Sync {
     ) -> Result<()>;
     /// Records a request key (an event id); false when it was seen before on this desk.
     async fn remember_request(&self, desk: DeskId, key: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// Whether a request key was recorded on this desk.
+    async fn request_known(&self, desk: DeskId, key: &str) -> Result<bool>;
     /// One step of pruning request keys: looks at the `window` keys after `after` (in key
     /// order, every desk; `None` starts at the first) and deletes those recorded before
     /// `before`. Returns how many it deleted and the key to go on after (`None`: the end).

@@ -580,6 +580,62 @@ async fn new_without_a_description_opens_the_modal_and_its_submission_creates_th
 }
 
 #[tokio::test]
+async fn a_member_cannot_set_the_forms_contact_or_assignee_and_then_nothing_is_created() {
+    let s = SlackTest::new().await;
+    s.command("W111", "role <@W333> agent").await;
+    let mut submit: Value = serde_json::from_str(&fixture("slack-view-submission.json")).unwrap();
+    submit["user"]["id"] = json!("W222");
+    submit["view"]["callback_id"] = json!("new_ticket");
+    submit["view"]["private_metadata"] = json!("C111");
+    submit["view"]["state"]["values"] = json!({
+        "description": {"value": {"type": "plain_text_input", "value": "VPN is down"}},
+        "contact": {"value": {"type": "email_text_input", "value": "jane@acme.com"}},
+    });
+    let (_, body) = s.interaction(&submit).await;
+    let errors: Value = serde_json::from_str(&body).unwrap();
+    let said = errors["errors"]["contact"].as_str().unwrap();
+    assert!(
+        said.starts_with("Only agents can use /ticket contact"),
+        "{said}"
+    );
+    let listed = s.t.store.list(DeskId(1), &Default::default(), 10).await;
+    assert_eq!(listed.unwrap().1, 0, "nothing was created");
+    // Without the contact, the member's ticket is made.
+    submit["view"]["state"]["values"]["contact"] = json!({});
+    let (_, body) = s.interaction(&submit).await;
+    assert_eq!(body, "");
+    assert!(s.first_ticket().await.ticket.contact.is_none());
+}
+
+#[tokio::test]
+async fn a_note_form_keeps_its_text_as_typed_and_a_second_submit_notes_once() {
+    let s = SlackTest::new().await;
+    s.command("W111", "new the note form's ticket").await;
+    let mut submit: Value = serde_json::from_str(&fixture("slack-view-submission.json")).unwrap();
+    submit["view"]["callback_id"] = json!("add_note");
+    submit["view"]["private_metadata"] = json!("1|C111");
+    let typed = "\"Refund approved\" for AT&amp;T <n>";
+    submit["view"]["state"]["values"] = json!({
+        "text": {"value": {"type": "plain_text_input", "value": typed}},
+    });
+    for _ in 0..2 {
+        let (status, body) = s.interaction(&submit).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
+    }
+    let (_, events) =
+        s.t.store
+            .ticket_with_timeline(DeskId(1), TicketNo(1))
+            .await
+            .unwrap()
+            .unwrap();
+    let notes: Vec<_> = (events.iter())
+        .filter(|e| e.kind.as_str() == "note")
+        .map(|e| e.note.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(notes, [typed]);
+}
+
+#[tokio::test]
 async fn reactions_on_a_card_work_the_ticket_and_a_retried_event_counts_once() {
     let s = SlackTest::new().await;
     s.mock_ok("chat.postMessage", posted("C111", "1599529504.000400"))
@@ -645,6 +701,47 @@ async fn reactions_on_a_card_work_the_ticket_and_a_retried_event_counts_once() {
         "{text}"
     );
     assert_eq!(s.first_ticket().await.ticket.assignee.unwrap().id, "W111");
+}
+
+#[tokio::test]
+async fn an_event_that_fails_in_the_store_is_retried_by_slack_and_then_takes_effect() {
+    use sqlx::Connection;
+    let s = SlackTest::new().await;
+    s.mock_ok("chat.postMessage", posted("C111", "1599529504.000400"))
+        .await;
+    s.command("W111", "new the card to react on").await;
+    s.deliver_all().await;
+    let mut reaction: Value =
+        serde_json::from_str(&fixture("slack-event-reaction-added.json")).unwrap();
+    reaction["event"]["reaction"] = json!("eyes");
+
+    // The store fails while the event is handled: the cards cannot be read.
+    let path = s.t._dir.path().join("test.db");
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE card_messages RENAME TO card_messages_away")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (status, _) = s.event(&reaction).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(s.first_ticket().await.ticket.assignee.is_none());
+
+    // Slack's retry of the same event, once the store is back, takes effect…
+    sqlx::query("ALTER TABLE card_messages_away RENAME TO card_messages")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (status, _) = s.event(&reaction).await;
+    assert_eq!(status, StatusCode::OK);
+    let t = s.first_ticket().await;
+    assert_eq!(t.ticket.assignee.unwrap().id, "W111");
+    // …and is then remembered: a further delivery of it does nothing.
+    reaction["event"]["reaction"] = json!("white_check_mark");
+    let (status, _) = s.event(&reaction).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(s.first_ticket().await.ticket.status.as_str(), "open");
 }
 
 #[tokio::test]

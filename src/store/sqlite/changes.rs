@@ -14,7 +14,7 @@
 //! the change, with any alert not queued for the ticket before. That saves each change a second
 //! write and a second commit to wait for, and the read of its timeline beforehand.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use sqlx::sqlite::SqliteRow;
@@ -99,6 +99,18 @@ const WRITES: &str = concat!(
       WHERE true ORDER BY c.key, o.key
      ON CONFLICT (idempotency_key) DO NOTHING"
 );
+
+/// Of the batch's request keys (`?1`: `[[desk, key], …]`, only changes that bring one), those
+/// the desk has seen: their changes are replays. Run only for a batch with keys (a form's
+/// note), so the common batch pays nothing for it.
+const KNOWN_KEYS: &str = "SELECT value ->> 0 AS desk, value ->> 1 AS key FROM json_each(?1)
+     WHERE EXISTS (SELECT 1 FROM request_keys k
+                    WHERE k.desk_id = value ->> 0 AND k.key = value ->> 1)";
+
+/// Records the keys of the batch's changes that were made (`?1`: `[[desk, key, now], …]`).
+const RECORD_KEYS: &str = "INSERT INTO request_keys (desk_id, key, created_at)
+     SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1) WHERE true
+     ON CONFLICT (desk_id, key) DO NOTHING";
 
 /// One change's rows: `[desk, ticket, now, events as `[id, event]`, outbox rows]`.
 type ChangeJson<'a> = (i64, i64, i64, Vec<(i64, EventJson<'a>)>, Vec<OutboxJson>);
@@ -220,12 +232,52 @@ async fn write_batch(
         };
         let (mut w, rows) = group.write_first(writer, HEAD, param).await?;
         batch.read(&rows, known)?;
+        let asked: Vec<(i64, &str)> = (changes.iter())
+            .filter_map(|c| Some((c.desk.0, c.key.as_deref()?)))
+            .collect();
+        // Keys seen before, and then those of this batch's changes as they are made: a key
+        // twice in one batch (a form submitted twice at once) is made once too.
+        let mut seen: HashSet<(i64, String)> = HashSet::new();
+        if !asked.is_empty() {
+            use sqlx::Row;
+            let param = serde_json::to_string(&asked).map_err(corrupt)?;
+            for row in sqlx::query(KNOWN_KEYS)
+                .bind(param)
+                .fetch_all(&mut *w)
+                .await?
+            {
+                seen.insert((row.try_get("desk")?, row.try_get("key")?));
+            }
+        }
+        let mut recorded: Vec<(i64, String, i64)> = Vec::new();
         let mut outcomes = Vec::with_capacity(changes.len());
         for (n, c) in changes.into_iter().enumerate() {
-            outcomes.push(batch.apply(n, c)?);
+            let key = c.key.clone().map(|k| (c.desk.0, k));
+            let replayed = key.as_ref().is_some_and(|k| seen.contains(k));
+            let now = ms(c.now);
+            let outcome = batch.apply(n, c, replayed)?;
+            if let (
+                Some(key),
+                Ok(ChangeOutcome {
+                    changed: Changed::Yes(_),
+                    ..
+                }),
+            ) = (key, &outcome)
+            {
+                recorded.push((key.0, key.1.clone(), now));
+                seen.insert(key);
+            }
+            outcomes.push(outcome);
         }
         if let Some(writes) = batch.writes()? {
             sqlx::query(WRITES).bind(writes).execute(&mut *w).await?;
+        }
+        if !recorded.is_empty() {
+            let param = serde_json::to_string(&recorded).map_err(corrupt)?;
+            sqlx::query(RECORD_KEYS)
+                .bind(param)
+                .execute(&mut *w)
+                .await?;
         }
         batch.read_links(&mut w, &keys, &mut outcomes).await?;
         Ok((w, outcomes, batch.fresh()))
@@ -355,20 +407,29 @@ impl Batch {
     /// Applies change `n` of the batch to its ticket as the batch's earlier changes left it.
     /// The outer error fails the whole batch; the inner is this change's alone (refused, or no
     /// such ticket).
-    fn apply(&mut self, n: usize, c: TicketChange) -> Result<Result<ChangeOutcome>> {
+    /// A `replayed` change (its key was seen) is not made: it answers with the ticket as it is.
+    fn apply(
+        &mut self,
+        n: usize,
+        c: TicketChange,
+        replayed: bool,
+    ) -> Result<Result<ChangeOutcome>> {
         let slot_no = self.index[&(c.desk, c.no)];
         let Some(slot) = &mut self.slots[slot_no] else {
             return Ok(Err(StoreError::NoTicket(c.no)));
         };
+        let unchanged = |slot: &Slot| ChangeOutcome {
+            changed: Changed::No(slot.ticket.clone()),
+            sla: None,
+            assignee_name: slot.assignee_name.clone(),
+            replayed,
+        };
+        if replayed {
+            return Ok(Ok(unchanged(slot)));
+        }
         let applied = match slot.ticket.apply(&c.action, &c.actor, c.now) {
             Err(e) => return Ok(Err(e.into())),
-            Ok(None) => {
-                return Ok(Ok(ChangeOutcome {
-                    changed: Changed::No(slot.ticket.clone()),
-                    sla: None,
-                    assignee_name: slot.assignee_name.clone(),
-                }));
-            }
+            Ok(None) => return Ok(Ok(unchanged(slot))),
             Ok(Some(applied)) => applied,
         };
         let now = ms(c.now);
@@ -429,6 +490,7 @@ impl Batch {
             changed: Changed::Yes(t),
             sla,
             assignee_name: slot.assignee_name.clone(),
+            replayed: false,
         }))
     }
 
@@ -598,7 +660,40 @@ mod tests {
             out,
             sla,
             now: Utc::now(),
+            key: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_keyed_change_is_made_once_in_its_batch_and_after_it() {
+        let (_dir, store) = store().await;
+        let keyed = |key: &str| TicketChange {
+            key: Some(key.into()),
+            ..request(1, Action::Note("call them back".into()), "noted", None)
+        };
+        // The same form submitted twice at once: one batch, one note.
+        let (a, b) = tokio::join!(
+            store.change_ticket(keyed("slack:V1")),
+            store.change_ticket(keyed("slack:V1"))
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(u8::from(a.replayed) + u8::from(b.replayed), 1);
+        // Submitted again later: a replay, answered with the ticket as it is.
+        let again = store.change_ticket(keyed("slack:V1")).await.unwrap();
+        assert!(again.replayed);
+        assert!(matches!(again.changed, Changed::No(t) if t.no == TicketNo(1)));
+        // Another form notes again; a key is the desk's own (desk 2 has its own V1).
+        let other = store.change_ticket(keyed("slack:V2")).await.unwrap();
+        assert!(!other.replayed && matches!(other.changed, Changed::Yes(_)));
+        let desk2 = TicketChange {
+            desk: DeskId(2),
+            ..keyed("slack:V1")
+        };
+        assert!(!store.change_ticket(desk2).await.unwrap().replayed);
+        let notes = count(&store, "SELECT count(*) FROM events WHERE kind = 'note'").await;
+        assert_eq!(notes, 3);
+        let keys = count(&store, "SELECT count(*) FROM request_keys").await;
+        assert_eq!(keys, 3);
     }
 
     async fn change(store: &SqliteStore, no: i64, action: Action, note: &str) -> Result<Changed> {

@@ -147,6 +147,17 @@ impl DeskStore for SqliteStore {
         Ok(inserted == 1)
     }
 
+    async fn request_known(&self, desk: DeskId, key: &str) -> Result<bool> {
+        let known = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM request_keys WHERE desk_id = ? AND key = ?) AS "known!: bool""#,
+            desk.0,
+            key
+        )
+        .fetch_one(&mut *self.read().await?)
+        .await?;
+        Ok(known)
+    }
+
     async fn prune_request_keys(
         &self,
         before: DateTime<Utc>,
