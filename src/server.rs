@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::core::people::Platform;
 use crate::desk::{Clock, Desks};
 use crate::discord::DiscordApp;
-use crate::http::{AppState, metrics_handle, router, run};
+use crate::http::{App, AppState, metrics_handle, router, run};
 use crate::mail::MailApp;
 use crate::outbox::Worker;
 use crate::secret::Sealer;
@@ -56,14 +56,14 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         })?)),
         None => None,
     };
-    Ok(AppState {
+    Ok(AppState::from(App {
         desks,
         settings: Arc::new(settings),
         metrics: metrics_handle(),
         slack,
         discord,
         mail,
-    })
+    }))
 }
 
 /// Runs the HTTP server and the background jobs until `shutdown` resolves; then stops

@@ -32,9 +32,28 @@ use crate::desk::Desks;
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
-/// What every handler can reach.
+/// What every handler can reach, behind one `Arc`: axum clones the state for every request,
+/// and cloning one pointer is one atomic count where the parts' own were a dozen, each a cache
+/// line both cores write (measured: 1.3% of a click's samples in `AppState::clone` and
+/// dropping it).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<App>);
+
+impl From<App> for AppState {
+    fn from(app: App) -> AppState {
+        AppState(Arc::new(app))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct App {
     pub desks: Desks,
     pub settings: Arc<Settings>,
     pub metrics: PrometheusHandle,

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use ed25519_dalek::{Signer, SigningKey};
 use piraja::discord::{DiscordApp, render};
-use piraja::http::AppState;
+use piraja::http::{App, AppState};
 use piraja::outbox::Worker;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -71,14 +71,14 @@ impl DiscordTest {
         let mut s =
             piraja::config::Settings::load_from(std::path::Path::new("/nonexistent.toml")).unwrap();
         s.discord = Some(settings);
-        let state = AppState {
+        let state = AppState::from(App {
             desks,
             settings: Arc::new(s),
             metrics: piraja::http::metrics_handle(),
             slack: None,
             discord: Some(app),
             mail: None,
-        };
+        });
         DiscordTest {
             t,
             mock,

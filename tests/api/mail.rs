@@ -11,7 +11,7 @@ use chrono::Duration;
 use piraja::core::command::Provider;
 use piraja::core::ticket::{DeskId, Source, Status, TicketNo};
 use piraja::desk::Reply;
-use piraja::http::AppState;
+use piraja::http::{App, AppState};
 use piraja::mail::MailApp;
 use piraja::store::{MailStore, TicketStore};
 use serde_json::{Value, json};
@@ -57,14 +57,14 @@ impl MailTest {
         let app = Arc::new(MailApp::new(&settings, piraja::secret::Sealer::new(&[9; 32])).unwrap());
         t.desks = t.desks.clone().with_mail(app.clone());
         let _ = app.desks.set(t.desks.clone());
-        let state = AppState {
+        let state = AppState::from(App {
             desks: t.desks.clone(),
             settings: Arc::new(settings),
             metrics: piraja::http::metrics_handle(),
             slack: None,
             discord: None,
             mail: Some(app.clone()),
-        };
+        });
         MailTest {
             t,
             mock,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use piraja::core::ticket::{DeskId, TicketNo};
-use piraja::http::AppState;
+use piraja::http::{App, AppState};
 use piraja::outbox::Worker;
 use piraja::slack::{SlackApp, render, verify};
 use piraja::store::{DeskStore, TicketStore};
@@ -74,14 +74,14 @@ impl SlackTest {
             piraja::core::people::Platform::Slack,
             Arc::new(slack.sender()),
         );
-        let state = AppState {
+        let state = AppState::from(App {
             desks,
             settings: Arc::new(settings),
             metrics: piraja::http::metrics_handle(),
             slack: Some(slack),
             discord: None,
             mail: None,
-        };
+        });
         SlackTest {
             t,
             mock,
