@@ -229,3 +229,29 @@ mod testing {
             .unwrap()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SqliteStore;
+    use super::testing::count;
+
+    /// The SQLite this binary links is built as `.cargo/config.toml` says: without the query
+    /// planner's stability guarantee, every `LIMIT ?` statement would be planned again on each
+    /// run (sqlx clears the bindings first), and a clone built without the setting would not
+    /// notice.
+    #[tokio::test]
+    async fn sqlite_is_built_to_plan_each_statement_once() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let qpsg = count(&store, "SELECT sqlite_compileoption_used('ENABLE_QPSG')").await;
+        assert_eq!(
+            qpsg, 1,
+            "LIBSQLITE3_FLAGS in .cargo/config.toml was not applied"
+        );
+        let memstatus = count(
+            &store,
+            "SELECT sqlite_compileoption_used('DEFAULT_MEMSTATUS=0')",
+        )
+        .await;
+        assert_eq!(memstatus, 1);
+    }
+}
