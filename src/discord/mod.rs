@@ -194,6 +194,16 @@ async fn answer(
     cmd: Command,
     kind: u8,
 ) -> Response {
+    // The new-ticket form needs nothing from the store (anyone may open it; its submission is
+    // checked), and a modal can only be the first answer, never a deferred one: it is sent
+    // at once, whatever the database is doing.
+    if let Command::New {
+        priority,
+        description: None,
+    } = cmd
+    {
+        return respond(app, i, &Reply::Form { priority }, kind);
+    }
     let likely_private = !cmd.answers_publicly();
     let desks = state.desks.clone();
     let mut work = tokio::spawn(async move { desks.execute(&inv, cmd).await });

@@ -175,6 +175,25 @@ async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Bytes
                 .into_response();
         }
     };
+    // The new-ticket form needs nothing from the store (anyone may open it; its submission is
+    // checked), and its trigger_id expires three seconds after the command: it opens at once,
+    // whatever the database is doing.
+    if let Command::New {
+        priority,
+        description: None,
+    } = cmd
+    {
+        let view =
+            render::new_ticket_modal(priority, form.channel_id.as_deref().unwrap_or_default());
+        open_view(
+            &app,
+            &form.team_id,
+            form.trigger_id,
+            view,
+            form.response_url,
+        );
+        return StatusCode::OK.into_response();
+    }
     // The profile from users.info beats the slash command's handle once we have it.
     let hint = form
         .user_name
@@ -228,18 +247,6 @@ async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     let mut users = vec![form.user_id.as_str()];
     users.extend(target.as_deref());
     people::learn(&app, &state.desks.store, &form.team_id, &users);
-    if let Reply::Form { priority } = reply {
-        let view =
-            render::new_ticket_modal(priority, form.channel_id.as_deref().unwrap_or_default());
-        open_view(
-            &app,
-            &form.team_id,
-            form.trigger_id,
-            view,
-            form.response_url,
-        );
-        return StatusCode::OK.into_response();
-    }
     Json(render::message(&reply).response(None)).into_response()
 }
 

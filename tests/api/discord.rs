@@ -406,6 +406,14 @@ async fn a_new_ticket_answers_with_its_card_and_buttons_update_it_in_place() {
 }
 
 #[tokio::test]
+async fn the_new_ticket_form_opens_whatever_the_database_is_doing() {
+    let d = DiscordTest::new(false).await;
+    d.t.rename_table("desks", "desks_away").await;
+    let form = d.command(ADMIN, &["new"], json!([])).await;
+    assert_eq!(form["type"], 9, "{form}");
+}
+
+#[tokio::test]
 async fn the_form_creates_a_ticket_and_every_subcommand_runs() {
     let d = DiscordTest::new(false).await;
     let form = d.command(ADMIN, &["new"], json!([])).await;

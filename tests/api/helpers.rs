@@ -64,6 +64,23 @@ impl TestDesks {
         }
     }
 
+    /// Renames a table of the database behind the server's back, from a connection of the
+    /// test's own: the store's statements on it then fail, as on a database in trouble, until
+    /// it is renamed back.
+    pub async fn rename_table(&self, from: &str, to: &str) {
+        use sqlx::Connection;
+        let path = self._dir.path().join("test.db");
+        let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER TABLE {from} RENAME TO {to}"
+        )))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    }
+
     /// Parses `text` as Slack text and runs it as `user` in `channel` of workspace `team`.
     pub async fn slack(&self, team: &str, user: &str, channel: &str, text: &str) -> Reply {
         let cmd = match grammar::parse(text) {
