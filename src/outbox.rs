@@ -28,9 +28,11 @@ pub enum Delivery {
     /// Delivered; a posted card is recorded so later changes edit it.
     Sent { card: Option<CardMessage> },
     /// Failed for now (network, 5xx, rate limit); `after` is the platform's `Retry-After`.
+    /// `done`: the copies of a card refresh this attempt finished before it failed.
     Retry {
         after: Option<Duration>,
         error: String,
+        done: Vec<String>,
     },
     /// Not sent at all: the sender is waiting out a rate limit the platform announced, for
     /// `after`. It does not count as an attempt (a long limit must not dead-letter messages).
@@ -77,28 +79,108 @@ pub trait DeliveryError: std::fmt::Display {
     fn held(&self) -> Option<Duration> {
         None
     }
+    /// Whether the call failed for one copy of a card alone (deleted, or in a channel that is
+    /// archived or left): that copy is skipped and the others still change.
+    fn this_copy_only(&self) -> bool {
+        false
+    }
+}
+
+/// A failed attempt, with the copies of a card refresh it finished before failing (as
+/// `channel/message id`; none for any other message).
+#[derive(Debug)]
+pub struct Partial<E> {
+    pub error: E,
+    pub done: Vec<String>,
+}
+
+impl<E> From<E> for Partial<E> {
+    fn from(error: E) -> Partial<E> {
+        Partial {
+            error,
+            done: Vec::new(),
+        }
+    }
+}
+
+/// What a platform does to one copy of a ticket's card: edit it to the card as it is now, and
+/// say a note in its thread.
+#[async_trait]
+pub trait CardCopies: Send + Sync {
+    type Error: DeliveryError + Send;
+    async fn edit(&self, copy: &CardMessage) -> Result<(), Self::Error>;
+    async fn say(&self, copy: &CardMessage, note: &str) -> Result<(), Self::Error>;
+}
+
+/// Edits every copy of a ticket's card (`cards`; but not `answered`, which the request's own
+/// answer replaced) and says `note` in each one's thread, copy after copy. Copies an earlier,
+/// part-way attempt finished ([`OutboxItem::progress`]) are skipped; when a copy fails, the
+/// error comes back with the copies this attempt finished, for the retry to skip in turn. One
+/// loop for every platform, so no thread hears a note twice on any.
+pub async fn refresh_copies<C: CardCopies>(
+    item: &OutboxItem,
+    cards: Vec<CardMessage>,
+    answered: Option<&str>,
+    note: Option<&str>,
+    copies: &C,
+) -> Result<(), Partial<C::Error>> {
+    let before: &[String] = item.progress.as_ref().map_or(&[], |p| &p.done);
+    let note = note.filter(|n| !n.is_empty());
+    let mut done = Vec::new();
+    for m in cards {
+        // A message id is unique in its channel (Slack's `ts`), not beyond.
+        let copy = format!("{}/{}", m.channel, m.message_id);
+        if before.contains(&copy) {
+            continue;
+        }
+        if answered != Some(m.message_id.as_str()) {
+            match copies.edit(&m).await {
+                Ok(()) => {}
+                Err(e) if e.this_copy_only() => {
+                    tracing::warn!(channel = %m.channel, error = %e, "A card copy cannot be edited; it was skipped.");
+                    continue;
+                }
+                Err(error) => return Err(Partial { error, done }),
+            }
+        }
+        if let Some(note) = note {
+            match copies.say(&m, note).await {
+                Ok(()) => {}
+                Err(e) if e.this_copy_only() => {
+                    tracing::warn!(channel = %m.channel, error = %e, "A card copy takes no note; it was skipped.");
+                }
+                Err(error) => return Err(Partial { error, done }),
+            }
+        }
+        done.push(copy);
+    }
+    Ok(())
 }
 
 impl Delivery {
     /// The outcome of one attempt: sent; retried at the platform's time when rate limited, or
     /// with backoff when the error is transient; otherwise failed for good.
-    pub fn of<E: DeliveryError>(result: Result<Option<CardMessage>, E>) -> Delivery {
-        match result {
-            Ok(card) => Delivery::Sent { card },
-            Err(e) if e.held().is_some() => Delivery::Held {
+    pub fn of<E: DeliveryError>(result: Result<Option<CardMessage>, Partial<E>>) -> Delivery {
+        let Partial { error: e, done } = match result {
+            Ok(card) => return Delivery::Sent { card },
+            Err(partial) => partial,
+        };
+        match e.rate_limited() {
+            // A call not made: nothing of this attempt was done past what is recorded.
+            _ if e.held().is_some() && done.is_empty() => Delivery::Held {
                 after: e.held().unwrap_or_default(),
             },
-            Err(e) => match e.rate_limited() {
-                Some(after) => Delivery::Retry {
-                    after,
-                    error: "rate limited".into(),
-                },
-                None if e.transient() => Delivery::Retry {
-                    after: None,
-                    error: e.to_string(),
-                },
-                None => Delivery::Failed(e.to_string()),
+            Some(after) => Delivery::Retry {
+                after,
+                error: "rate limited".into(),
+                done,
             },
+            None if e.transient() || e.held().is_some() => Delivery::Retry {
+                after: e.held(),
+                error: e.to_string(),
+                done,
+            },
+            None => Delivery::Failed(e.to_string()),
         }
     }
 }
@@ -221,6 +303,7 @@ impl Worker {
                         .unwrap_or_else(|_| Delivery::Retry {
                             after: None,
                             error: "the delivery panicked".into(),
+                            done: Vec::new(),
                         }),
                     None => Delivery::Failed(format!(
                         "no sender is configured for {}",
@@ -268,8 +351,9 @@ impl Worker {
                 attempts: item.attempts,
                 at: now + chrono::Duration::from_std(after).unwrap_or_default(),
                 error: "waiting out the platform's rate limit".into(),
+                progress: item.progress.clone(),
             },
-            Delivery::Retry { after, error } if attempts < self.policy.max_attempts => {
+            Delivery::Retry { after, error, done } if attempts < self.policy.max_attempts => {
                 let delay = self.policy.delay(attempts, after, &mut rand::rng());
                 tracing::warn!(
                     outbox.id = item.id,
@@ -286,6 +370,7 @@ impl Worker {
                     attempts,
                     at,
                     error,
+                    progress: item.progress_after(done),
                 }
             }
             Delivery::Retry { error, .. } | Delivery::Failed(error) => {

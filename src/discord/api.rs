@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::render;
 use crate::core::outgoing::Outgoing;
-use crate::outbox::{Delivery, Pauses, Sender, card_of};
+use crate::outbox::{Delivery, Partial, Pauses, Sender, card_of, refresh_copies};
 use crate::store::{CardMessage, OutboxItem, Store};
 
 /// Why a REST call failed.
@@ -53,6 +53,10 @@ impl crate::outbox::DeliveryError for RestError {
             RestError::Held(wait) => Some(*wait),
             _ => None,
         }
+    }
+
+    fn this_copy_only(&self) -> bool {
+        RestError::this_copy_only(self)
     }
 }
 
@@ -324,7 +328,7 @@ impl DiscordSender {
             .ok_or_else(|| RestError::Status(200, "no DM channel id".into()))
     }
 
-    async fn send(&self, item: &OutboxItem) -> Result<Option<CardMessage>, RestError> {
+    async fn send(&self, item: &OutboxItem) -> Result<Option<CardMessage>, Partial<RestError>> {
         match &item.message {
             Outgoing::PostCard {
                 surface,
@@ -349,7 +353,7 @@ impl DiscordSender {
                         Ok(_) => return Ok(None),
                         // Someone deleted the card: it is posted again, and recorded anew.
                         Err(e) if e.gone() => {}
-                        Err(e) => return Err(e),
+                        Err(e) => return Err(e.into()),
                     }
                 }
                 let posted = self.post(channel, &body).await?;
@@ -372,41 +376,13 @@ impl DiscordSender {
                 else {
                     return Ok(None);
                 };
-                let body = render::card_body(&card, None);
-                for m in cards {
-                    // The clicked card was replaced by the click's own answer.
-                    if answered.as_ref() != Some(&m.message_id) {
-                        let path = format!("/channels/{}/messages/{}", m.channel, m.message_id);
-                        match self
-                            .rest
-                            .call(Method::PATCH, &path, Some(&body), true)
-                            .await
-                        {
-                            Ok(_) => {}
-                            // A copy deleted, not ours, or in an archived thread is skipped;
-                            // the others still change.
-                            Err(e) if e.this_copy_only() => {
-                                tracing::warn!(channel = %m.channel, error = %e, "A card copy cannot be edited; it was skipped.");
-                                continue;
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    if let Some(note) = note.as_deref().filter(|n| !n.is_empty()) {
-                        let reply = json!({
-                            "content": crate::core::view::cut(&render::escape(note), render::MAX_CONTENT),
-                            "message_reference": { "message_id": m.message_id, "fail_if_not_exists": false },
-                            "allowed_mentions": { "parse": [] },
-                        });
-                        match self.post(&m.channel, &reply).await {
-                            Ok(_) => {}
-                            Err(e) if e.this_copy_only() => {
-                                tracing::warn!(channel = %m.channel, error = %e, "A card's channel takes no note; it was skipped.");
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
+                let copies = Copies {
+                    sender: self,
+                    body: render::card_body(&card, None),
+                };
+                // The clicked card was replaced by the click's own answer.
+                let (answered, note) = (answered.as_deref(), note.as_deref());
+                refresh_copies(item, cards, answered, note, &copies).await?;
                 Ok(None)
             }
             Outgoing::DirectMessage { user, text, .. } => {
@@ -434,6 +410,35 @@ impl DiscordSender {
                 Ok(None)
             }
         }
+    }
+}
+
+/// A ticket's card, rendered once, and how Discord edits its copies and says notes under them
+/// (a reply to the card).
+struct Copies<'a> {
+    sender: &'a DiscordSender,
+    body: render::CardBody,
+}
+
+#[async_trait]
+impl crate::outbox::CardCopies for Copies<'_> {
+    type Error = RestError;
+
+    async fn edit(&self, m: &CardMessage) -> Result<(), RestError> {
+        let path = format!("/channels/{}/messages/{}", m.channel, m.message_id);
+        (self.sender.rest)
+            .call(Method::PATCH, &path, Some(&self.body), true)
+            .await
+            .map(drop)
+    }
+
+    async fn say(&self, m: &CardMessage, note: &str) -> Result<(), RestError> {
+        let reply = json!({
+            "content": crate::core::view::cut(&render::escape(note), render::MAX_CONTENT),
+            "message_reference": { "message_id": m.message_id, "fail_if_not_exists": false },
+            "allowed_mentions": { "parse": [] },
+        });
+        self.sender.post(&m.channel, &reply).await.map(drop)
     }
 }
 

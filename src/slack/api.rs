@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::render::{self, card_blocks, card_text};
 use crate::core::outgoing::Outgoing;
-use crate::outbox::{Delivery, Pauses, Sender, card_of};
+use crate::outbox::{Delivery, Partial, Pauses, Sender, card_of, refresh_copies};
 use crate::secret::Sealer;
 use crate::store::{CardMessage, OutboxItem, Store};
 
@@ -40,6 +40,10 @@ impl crate::outbox::DeliveryError for ApiError {
 
     fn transient(&self) -> bool {
         ApiError::transient(self)
+    }
+
+    fn this_copy_only(&self) -> bool {
+        ApiError::this_copy_only(self)
     }
 }
 
@@ -266,7 +270,7 @@ impl SlackSender {
         &self,
         token: &SecretString,
         item: &OutboxItem,
-    ) -> Result<Option<CardMessage>, ApiError> {
+    ) -> Result<Option<CardMessage>, Partial<ApiError>> {
         match &item.message {
             Outgoing::PostCard {
                 surface,
@@ -293,7 +297,7 @@ impl SlackSender {
                         Ok(_) => return Ok(None),
                         // Someone deleted the card: it is posted again, and recorded anew.
                         Err(e) if e.gone() => body.ts = None,
-                        Err(e) => return Err(e),
+                        Err(e) => return Err(e.into()),
                     }
                 }
                 let posted = self.api.call(token, "chat.postMessage", &body).await?;
@@ -325,37 +329,14 @@ impl SlackSender {
                 else {
                     return Ok(None);
                 };
-                let (text, blocks) = (card_text(&card), card_blocks(&card));
-                for m in cards {
-                    let body = CardBody {
-                        channel: &m.channel,
-                        ts: Some(&m.message_id),
-                        text: &text,
-                        blocks: &blocks,
-                    };
-                    if answered.as_ref() != Some(&m.message_id) {
-                        match self.api.call(token, "chat.update", &body).await {
-                            Ok(_) => {}
-                            // A copy deleted, or in a channel archived or left, is skipped;
-                            // the others still change.
-                            Err(e) if e.this_copy_only() => {
-                                tracing::warn!(channel = %m.channel, error = %e, "A card copy cannot be edited; it was skipped.");
-                                continue;
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    if let Some(note) = note.as_deref().filter(|n| !n.is_empty()) {
-                        let reply = json!({ "channel": m.channel, "thread_ts": m.message_id, "text": render::escape(note) });
-                        match self.api.call(token, "chat.postMessage", &reply).await {
-                            Ok(_) => {}
-                            Err(e) if e.this_copy_only() => {
-                                tracing::warn!(channel = %m.channel, error = %e, "A card's thread takes no note; it was skipped.");
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
+                let copies = Copies {
+                    api: &self.api,
+                    token,
+                    text: card_text(&card),
+                    blocks: card_blocks(&card),
+                };
+                let (answered, note) = (answered.as_deref(), note.as_deref());
+                refresh_copies(item, cards, answered, note, &copies).await?;
                 Ok(None)
             }
             // Posting to a user id opens the direct message with them.
@@ -384,6 +365,37 @@ impl SlackSender {
     }
 }
 
+/// A ticket's card, rendered once, and how Slack edits its copies and says notes under them.
+struct Copies<'a> {
+    api: &'a WebApi,
+    token: &'a SecretString,
+    text: String,
+    blocks: Vec<render::Block>,
+}
+
+#[async_trait]
+impl crate::outbox::CardCopies for Copies<'_> {
+    type Error = ApiError;
+
+    async fn edit(&self, m: &CardMessage) -> Result<(), ApiError> {
+        let body = CardBody {
+            channel: &m.channel,
+            ts: Some(&m.message_id),
+            text: &self.text,
+            blocks: &self.blocks,
+        };
+        self.api
+            .call(self.token, "chat.update", &body)
+            .await
+            .map(drop)
+    }
+
+    async fn say(&self, m: &CardMessage, note: &str) -> Result<(), ApiError> {
+        let reply = json!({ "channel": m.channel, "thread_ts": m.message_id, "text": render::escape(note) });
+        (self.api.call(self.token, "chat.postMessage", &reply).await).map(drop)
+    }
+}
+
 #[async_trait]
 impl Sender for SlackSender {
     async fn deliver(&self, item: &OutboxItem) -> Delivery {
@@ -399,13 +411,23 @@ impl Sender for SlackSender {
             Ok(Some(token)) => token,
             Ok(None) => return Delivery::Failed("no Slack bot token for this workspace".into()),
             // The token could not be read (the database, for now): try again later.
-            Err(error) => return Delivery::Retry { after: None, error },
+            Err(error) => {
+                return Delivery::Retry {
+                    after: None,
+                    error,
+                    done: Vec::new(),
+                };
+            }
         };
         if item.surface_revoked {
             return Delivery::Failed("the workspace revoked the app's token".into());
         }
         let result = self.send(&token, item).await;
-        if let Err(ApiError::RateLimited(after)) = &result {
+        if let Err(Partial {
+            error: ApiError::RateLimited(after),
+            ..
+        }) = &result
+        {
             self.paused
                 .pause(team, after.unwrap_or(Duration::from_secs(1)));
         }

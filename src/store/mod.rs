@@ -166,14 +166,25 @@ pub struct Settled {
 pub enum Outcome {
     /// Delivered; the card message it posted, if it posted one.
     Sent(Option<CardMessage>),
-    /// Try again at `at`.
+    /// Try again at `at`; `progress` is what the attempts so far finished of a card refresh.
     Retry {
         attempts: i64,
         at: DateTime<Utc>,
         error: String,
+        progress: Option<Progress>,
     },
     /// Given up on (dead-lettered).
     Dead { attempts: i64, error: String },
+}
+
+/// How far the attempts at a card refresh got before one failed: the copies they finished (edited
+/// and told the note; as `channel/message id`), and the last queued row they carried (`through`). Its
+/// retry carries exactly those rows again, so it says the same note, and skips those copies:
+/// no thread hears a note twice.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    pub through: i64,
+    pub done: Vec<String>,
 }
 
 /// One outbox row due for delivery.
@@ -192,6 +203,8 @@ pub struct OutboxItem {
     /// the same ticket queued behind this one, their notes joined into `message`'s (see
     /// [`OutboxItem::absorb`]). They are settled with this row when it is sent or dead.
     pub merged: Vec<i64>,
+    /// What earlier attempts finished, when one failed part-way.
+    pub progress: Option<Progress>,
 }
 
 /// A pending outbox row queued behind a delivery's own, as [`OutboxItem::absorb`] reads it.
@@ -218,8 +231,8 @@ impl OutboxItem {
     /// is at delivery time, so one edit shows what every queued refresh would have shown; their
     /// notes are said in one thread message, a line each, in the order they were written.
     /// Stops at the first row that is not a card refresh (a card post keeps its place in the
-    /// order), at [`MERGE_MAX`] rows, or where the joined note would pass
-    /// [`MERGED_NOTE_CHARS`]. Only a card refresh absorbs anything. The card a request's
+    /// order), at [`MERGE_MAX`] rows, where the joined note would pass [`MERGED_NOTE_CHARS`],
+    /// or past the rows an earlier, part-way attempt carried ([`Progress::through`]). Only a card refresh absorbs anything. The card a request's
     /// answer replaced is left alone only when that request's row is the last one carried (an
     /// answer shows its own change, not those after it).
     pub fn absorb(&mut self, mut later: Vec<Queued>) {
@@ -227,9 +240,15 @@ impl OutboxItem {
             return;
         };
         later.sort_by_key(|q| q.id);
+        // A retry of a refresh that got part-way carries what it carried then, and no more.
+        let through = self.progress.as_ref().map_or(i64::MAX, |p| p.through);
         let mut chars = note.as_deref().map_or(0, |n| n.chars().count());
         for q in later {
-            if q.kind != "update_cards" || q.id <= self.id || self.merged.len() + 1 >= MERGE_MAX {
+            if q.kind != "update_cards"
+                || q.id <= self.id
+                || q.id > through
+                || self.merged.len() + 1 >= MERGE_MAX
+            {
                 break;
             }
             if let Some(add) = q.note.as_deref().filter(|n| !n.is_empty()) {
@@ -248,6 +267,21 @@ impl OutboxItem {
             }
             self.merged.push(q.id);
             *answered = q.answered;
+        }
+    }
+
+    /// The progress to record when this attempt failed after finishing the copies `done`: the
+    /// earlier attempts' and these, with the rows this one carried. `None` while nothing was.
+    pub fn progress_after(&self, done: Vec<String>) -> Option<Progress> {
+        match &self.progress {
+            None if done.is_empty() => None,
+            before => {
+                let mut all = before.as_ref().map(|p| p.done.clone()).unwrap_or_default();
+                all.extend(done);
+                let carried = self.merged.iter().copied().fold(self.id, i64::max);
+                let through = before.as_ref().map_or(carried, |p| p.through.max(carried));
+                Some(Progress { through, done: all })
+            }
         }
     }
 }
@@ -846,6 +880,7 @@ mod tests {
             created_at: Utc::now(),
             surface_revoked: false,
             merged: Vec::new(),
+            progress: None,
         }
     }
 
@@ -939,5 +974,34 @@ mod tests {
         };
         post.absorb(vec![queued(2, "update_cards", Some("b"))]);
         assert!(post.merged.is_empty(), "only a refresh carries others");
+    }
+
+    #[test]
+    fn a_retry_of_a_part_way_refresh_carries_the_same_rows_and_adds_its_own_copies() {
+        let mut first = refresh(1, Some("a"));
+        first.absorb(vec![queued(2, "update_cards", Some("b"))]);
+        assert_eq!(first.progress_after(Vec::new()), None, "nothing finished");
+        let progress = first.progress_after(vec!["m1".into()]).unwrap();
+        assert_eq!(
+            progress,
+            Progress {
+                through: 2,
+                done: vec!["m1".into()]
+            }
+        );
+        // Queued meanwhile: row 3. The retry says "a", "b" again, not "c".
+        let mut retry = refresh(1, Some("a"));
+        retry.progress = Some(progress);
+        retry.absorb(vec![
+            queued(2, "update_cards", Some("b")),
+            queued(3, "update_cards", Some("c")),
+        ]);
+        assert_eq!(retry.merged, [2]);
+        assert_eq!(note(&retry), Some("a\nb"));
+        // Failing again, it keeps what the first finished.
+        let again = retry.progress_after(vec!["m2".into()]).unwrap();
+        assert_eq!(again.done, ["m1", "m2"]);
+        assert_eq!(again.through, 2);
+        assert_eq!(retry.progress_after(Vec::new()).unwrap().done, ["m1"]);
     }
 }

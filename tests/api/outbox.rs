@@ -65,6 +65,7 @@ fn retry(after: Option<u64>) -> Delivery {
     Delivery::Retry {
         after: after.map(Duration::from_secs),
         error: "http 503".into(),
+        done: Vec::new(),
     }
 }
 

@@ -783,6 +783,63 @@ async fn a_deleted_card_is_skipped_and_the_change_is_not_dead_lettered() {
 }
 
 #[tokio::test]
+async fn a_refresh_retried_after_one_copy_failed_says_its_note_once_in_each_thread() {
+    let s = SlackTest::new().await;
+    s.mock_ok("chat.postMessage", posted("C111", "1.1")).await;
+    s.mock_ok("chat.update", json!({"ok": true})).await;
+    s.command_in("W111", Some("CNOTIFY"), "channel").await;
+    s.command("W111", "new a card in two channels").await;
+    s.deliver_all().await;
+    // Notes in the cards' threads: the first is said, the second fails for now (Slack's 500),
+    // then every one is said.
+    let thread_note = || {
+        Mock::given(method("POST"))
+            .and(path("/chat.postMessage"))
+            .and(wiremock::matchers::body_partial_json(
+                json!({"thread_ts": "1.1"}),
+            ))
+    };
+    thread_note()
+        .respond_with(ResponseTemplate::new(200).set_body_json(posted("C111", "2.1")))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&s.mock)
+        .await;
+    thread_note()
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&s.mock)
+        .await;
+    thread_note()
+        .respond_with(ResponseTemplate::new(200).set_body_json(posted("C111", "2.2")))
+        .with_priority(3)
+        .mount(&s.mock)
+        .await;
+    s.command("W111", "note 1 called the customer back").await;
+    s.deliver_all().await;
+    s.clock().advance(chrono::Duration::hours(1));
+    s.deliver_all().await;
+    let noted: Vec<String> = (s.calls("/chat.postMessage").await.into_iter())
+        .filter(|c| c["thread_ts"] == "1.1")
+        .map(|c| c["channel"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    // Three tries: the first copy's note, the second's that failed, and the second's again.
+    // The retry skipped the copy it had finished (before, it said that note twice).
+    let tries = |channel: &str| noted.iter().filter(|c| *c == channel).count();
+    let mut per_channel = [tries("C111"), tries("CNOTIFY")];
+    per_channel.sort();
+    assert_eq!(per_channel, [1, 2], "{noted:?}");
+    assert_eq!(
+        piraja::store::OutboxStore::outbox_stats(&*s.t.store, s.clock().now())
+            .await
+            .unwrap()
+            .pending,
+        0
+    );
+}
+
+#[tokio::test]
 async fn a_card_copy_in_an_archived_channel_is_skipped_and_the_other_copy_still_changes() {
     let s = SlackTest::new().await;
     s.mock_ok("chat.postMessage", posted("C111", "1.1")).await;

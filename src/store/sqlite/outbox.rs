@@ -35,7 +35,8 @@ const SETTLE: &str = "UPDATE outbox
             attempts = coalesce(s.value ->> 'attempts', outbox.attempts + 1),
             next_attempt_at = coalesce(s.value ->> 'next', outbox.next_attempt_at),
             last_error = s.value ->> 'error',
-            done_at = s.value ->> 'done'
+            done_at = s.value ->> 'done',
+            progress = s.value ->> 'progress'
        FROM jsonb_each(?1) AS s
       WHERE outbox.id = s.value ->> 'id';
      DELETE FROM card_messages
@@ -64,6 +65,8 @@ struct SettledRow<'a> {
     next: Option<i64>,
     error: Option<&'a str>,
     done: Option<i64>,
+    /// [`crate::store::Progress`] as JSON text.
+    progress: Option<String>,
     card_ticket: Option<i64>,
     card_platform: Option<&'static str>,
     card_surface: Option<&'a str>,
@@ -81,6 +84,7 @@ impl<'a> SettledRow<'a> {
             next: None,
             error: None,
             done: None,
+            progress: None,
             card_ticket: None,
             card_platform: None,
             card_surface: None,
@@ -102,10 +106,14 @@ impl<'a> SettledRow<'a> {
                 attempts,
                 at: next,
                 error,
+                progress,
             } => SettledRow {
                 attempts: Some(*attempts),
                 next: Some(ms(*next)),
                 error: Some(error),
+                progress: progress
+                    .as_ref()
+                    .and_then(|p| serde_json::to_string(p).ok()),
                 ..row
             },
             Outcome::Dead { attempts, error } => SettledRow {
@@ -145,7 +153,7 @@ impl OutboxStore for SqliteStore {
         // kind, note and answered card only), which it may carry in the same delivery (`OutboxItem::absorb`).
         let behind = (MERGE_MAX - 1) as i64;
         let rows = sqlx::query!(
-            r#"SELECT o.id AS "id!", o.desk_id, o.destination, o.idempotency_key, o.payload, o.attempts, o.created_at,
+            r#"SELECT o.id AS "id!", o.desk_id, o.destination, o.idempotency_key, o.payload, o.attempts, o.created_at, o.progress,
                     EXISTS (SELECT 1 FROM surfaces s
                              WHERE s.platform = o.payload ->> '$.surface.platform'
                                AND s.external_id = o.payload ->> '$.surface.external_id'
@@ -181,6 +189,10 @@ impl OutboxStore for SqliteStore {
                     created_at: at(r.created_at),
                     surface_revoked: r.revoked,
                     merged: Vec::new(),
+                    progress: (r.progress.as_deref())
+                        .map(serde_json::from_str)
+                        .transpose()
+                        .map_err(corrupt)?,
                 };
                 if let Some(behind) = r.behind {
                     item.absorb(serde_json::from_str::<Vec<Queued>>(&behind).map_err(corrupt)?);
@@ -463,6 +475,10 @@ mod tests {
                 attempts: 1,
                 at: later,
                 error: "429".into(),
+                progress: Some(crate::store::Progress {
+                    through: 3,
+                    done: vec!["9.9".into()],
+                }),
             },
             Outcome::Dead {
                 attempts: 3,
@@ -508,6 +524,8 @@ mod tests {
         // replaces the message the ticket's card is known by.
         let due = store.outbox_due(later, 10).await.unwrap();
         assert_eq!(due.len(), 1);
+        // It comes back with what its attempt finished.
+        assert_eq!(due[0].progress.as_ref().unwrap().done, ["9.9"]);
         let settled = [Settled {
             id: due[0].id,
             desk: DeskId(1),
