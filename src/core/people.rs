@@ -192,6 +192,9 @@ pub struct Actor {
     /// The card message the answer to this request replaces in place, when it does (see
     /// [`crate::desk::Invocation::answered`]).
     pub answered: Option<String>,
+    /// The key a change of this request is made once under, when the platform may deliver it
+    /// twice ([`crate::desk::Invocation::keyed_changes`]).
+    pub change_key: Option<String>,
 }
 
 impl Actor {
@@ -222,6 +225,7 @@ mod tests {
             surface: SurfaceRef::new(Platform::Slack, "T1"),
             channel: None,
             answered: None,
+            change_key: None,
         }
     }
 

@@ -345,6 +345,7 @@ impl Desks {
             surface: surface.clone(),
             channel: None,
             answered: None,
+            change_key: None,
         };
         let inv = Invocation {
             surface,
@@ -353,6 +354,7 @@ impl Desks {
             user_name: actor.name.clone(),
             channel: None,
             key: Some(format!("mail:{}:{}", mailbox.id, f.provider_id)),
+            keyed_changes: false,
             surface_admin: false,
             post_in_channel: false,
             answered: None,

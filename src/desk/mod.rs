@@ -67,6 +67,11 @@ pub struct Invocation {
     /// A key unique to this request (Slack trigger id, Discord interaction id): a retry with the
     /// same key creates nothing new.
     pub key: Option<String>,
+    /// Whether `key` keys the request's change of a ticket too: set where the platform may
+    /// deliver the same request twice (an Events API retry, a form submitted again), so that
+    /// the change is made once. Elsewhere a change is not keyed (no platform repeats a click
+    /// or a command; a double click is two requests).
+    pub keyed_changes: bool,
     /// Whether the platform says this user administers the surface (Discord Manage Guild).
     pub surface_admin: bool,
     /// Whether a new ticket's card is posted in `channel` through the outbox. False where the
@@ -90,7 +95,7 @@ pub struct NewTicketForm {
 }
 
 /// Why a form was not accepted: the field to show it on (`description`, `contact`,
-/// `assignee`: the forms' own names for them) and what to say.
+/// `assignee`: the forms' own names for them) and what to say (it says nothing was created).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormError {
     pub field: &'static str,
@@ -255,6 +260,7 @@ impl Desks {
             surface: inv.surface.clone(),
             channel: inv.channel.clone(),
             answered: inv.answered.clone(),
+            change_key: inv.key.clone().filter(|_| inv.keyed_changes),
         })
     }
 
@@ -318,15 +324,16 @@ impl Desks {
         // What each field takes is what its command takes.
         for (asked, field, cmd) in std::iter::once((true, "description", new)).chain(wants) {
             if asked && !actor.may(cmd.need()) {
-                let text = refused(&actor, &cmd);
+                let text = format!("{} Nothing was created.", refused(&actor, &cmd));
                 return Err(FormError { field, text });
             }
         }
         if let Err(wait) = self.limits.check(actor.desk, &actor.user, true) {
+            tracing::info!(desk.id = %actor.desk, "A user was rate limited.");
             metrics::counter!("piraja_rate_limited_total").increment(1);
             return Err(FormError {
                 field: "description",
-                text: limits::message(wait),
+                text: limits::message(wait).replace("Nothing was changed.", "Nothing was created."),
             });
         }
         let now = self.clock.now();
@@ -453,7 +460,7 @@ impl Desks {
                     .await
             }
             Priority { no, level } => self.set_priority(actor, no, level).await,
-            Note { no, text } => self.note(actor, no, text, inv.key.clone()).await,
+            Note { no, text } => self.note(actor, no, text).await,
             Contact { no, target, name } => self.link_contact(actor, no, target, name).await,
             History { target } => self.history(actor, target).await,
             Channel => self.set_channel(actor).await,

@@ -240,26 +240,15 @@ impl Desks {
         }))
     }
 
-    /// Applies one action and answers with the updated card.
+    /// Applies one action and answers with the updated card. A request the platform may
+    /// deliver twice (`actor.change_key`) changes the ticket once: its second delivery changes
+    /// nothing and gets the same answer.
     pub(super) async fn change(
         &self,
         actor: &Actor,
         no: TicketNo,
         action: Action,
         note: String,
-    ) -> Result<Reply, StoreError> {
-        self.change_keyed(actor, no, action, note, None).await
-    }
-
-    /// [`Desks::change`] of a request with a key: a second request with the same key (a form
-    /// submitted again after a slow answer) changes nothing and gets the same answer.
-    async fn change_keyed(
-        &self,
-        actor: &Actor,
-        no: TicketNo,
-        action: Action,
-        note: String,
-        key: Option<String>,
     ) -> Result<Reply, StoreError> {
         let surfaces = self.surfaces(actor.desk).await?;
         let newly_assigned = match &action {
@@ -282,7 +271,7 @@ impl Desks {
                 out,
                 sla,
                 now,
-                key,
+                key: actor.change_key.clone(),
             })
             .await?;
         let (ticket, note) = match outcome.changed {
@@ -377,20 +366,17 @@ impl Desks {
             .await
     }
 
-    /// A note; `key` (the request's) makes a form submitted twice note once.
     pub(super) async fn note(
         &self,
         actor: &Actor,
         no: TicketNo,
         text: String,
-        key: Option<String>,
     ) -> Result<Reply, StoreError> {
         let note = format!(
             "{} noted on {no}: {}",
             mention_text(&actor.user),
             crate::core::view::cut(&text, 300)
         );
-        self.change_keyed(actor, no, Action::Note(text), note, key)
-            .await
+        self.change(actor, no, Action::Note(text), note).await
     }
 }

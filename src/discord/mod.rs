@@ -162,6 +162,7 @@ fn invocation(app: &DiscordApp, i: &Interaction) -> Option<Invocation> {
         key: Some(&i.id)
             .filter(|id| !id.is_empty())
             .map(|id| format!("discord:{id}")),
+        keyed_changes: false,
         surface_admin: i.actor_manages_guild(),
         post_in_channel: app.can_post,
         answered: None,
@@ -414,11 +415,11 @@ async fn modal(
         };
         let reply = match state.desks.submit_new_ticket(&inv, form).await {
             Ok(reply) => reply,
-            Err(e) => return private(&format!("{} Nothing was created.", e.text)),
+            Err(e) => return private(&e.text),
         };
         return respond(app, &i, &reply, 4);
     }
-    // `add_note:<n>:<opener>` (a form opened before openers rode along has none).
+    // `note:<n>:<opener>` or `link:<n>:<opener>` (a form opened before openers rode along has none).
     let (action, rest) = data.custom_id.split_once(':').unwrap_or_default();
     let (no, opener) = rest.split_once(':').unwrap_or((rest, ""));
     let (Some(action), Some(no)) = (CardAction::parse(action), TicketNo::parse(no)) else {
@@ -427,6 +428,7 @@ async fn modal(
     // Keyed by the interaction that opened the form: submitting it again notes once.
     let mut inv = inv;
     inv.key = form_key(opener);
+    inv.keyed_changes = true;
     let text = data.field("text").unwrap_or_default();
     let parts = match action {
         CardAction::LinkEmail => vec![

@@ -520,7 +520,7 @@ pub fn new_ticket_modal(priority: Option<Priority>, opener: &str) -> Value {
 }
 
 /// The note or link-email modal for ticket `no`, opened by interaction `opener`, whose id
-/// rides in the custom_id (`add_note:<n>:<id>`, at most 9 + 20 + 1 + 20 characters) so that a
+/// rides in the custom_id (`note:<n>:<id>`, `link:<n>:<id>`: at most 5 + 20 + 1 + 33 characters) so that a
 /// second submit of the same form is a replay.
 pub fn text_modal(action: CardAction, no: i64, opener: &str) -> Value {
     let (title, label, max) = match action {

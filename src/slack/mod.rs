@@ -151,6 +151,7 @@ fn invocation(
         user_name,
         channel: channel.map(str::to_owned),
         key: key.map(|k| format!("slack:{k}")),
+        keyed_changes: false,
         surface_admin: false,
         post_in_channel: true,
         answered: None,
@@ -185,6 +186,7 @@ async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     {
         let view =
             render::new_ticket_modal(priority, form.channel_id.as_deref().unwrap_or_default());
+        people::learn(&app, &state.desks.store, &form.team_id, &[&form.user_id]);
         open_view(
             &app,
             &form.team_id,
@@ -324,7 +326,7 @@ async fn interactions(State(state): State<AppState>, headers: HeaderMap, body: B
     };
     match payload.kind.as_str() {
         "block_actions" => block_actions(&state, &app, &team, payload).await,
-        "view_submission" => view_submission(&state, &team, payload).await,
+        "view_submission" => view_submission(&state, &app, &team, payload).await,
         other => {
             tracing::debug!(
                 kind = other,
@@ -468,7 +470,12 @@ async fn block_actions(
     StatusCode::OK.into_response()
 }
 
-async fn view_submission(state: &AppState, team: &str, p: Interaction) -> Response {
+async fn view_submission(
+    state: &AppState,
+    app: &Arc<SlackApp>,
+    team: &str,
+    p: Interaction,
+) -> Response {
     let Some(view) = p.view.clone() else {
         return refuse(StatusCode::BAD_REQUEST, "a view submission without a view");
     };
@@ -503,6 +510,9 @@ async fn view_submission(state: &AppState, team: &str, p: Interaction) -> Respon
                 contact,
                 assignee: view.state.get("assignee"),
             };
+            // Names and emails of the submitter and the assignee chosen, as after a command.
+            let assignee = form.assignee.clone().unwrap_or_default();
+            people::learn(app, &state.desks.store, team, &[&p.user.id, &assignee]);
             let inv = invocation(team, &p.user.id, user_name, channel, view.id.as_deref());
             // A form's errors are plain text, not mrkdwn: said as they are.
             match state.desks.submit_new_ticket(&inv, form).await {
@@ -539,13 +549,16 @@ async fn view_submission(state: &AppState, team: &str, p: Interaction) -> Respon
                 }
             };
             // Keyed by the form: submitting it again (after a slow answer) notes once.
-            let inv = invocation(
-                team,
-                &p.user.id,
-                user_name,
-                Some(channel).filter(|c| !c.is_empty()),
-                view.id.as_deref(),
-            );
+            let inv = Invocation {
+                keyed_changes: true,
+                ..invocation(
+                    team,
+                    &p.user.id,
+                    user_name,
+                    Some(channel).filter(|c| !c.is_empty()),
+                    view.id.as_deref(),
+                )
+            };
             match state.desks.execute(&inv, cmd).await {
                 Reply::Error(e) => errors("text", e),
                 _ => StatusCode::OK.into_response(),
@@ -621,10 +634,9 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     // Slack retries an event it thinks we missed (no answer in 3 s, or an error). An event is
     // remembered by its id once its effect is done: a retry of one that took effect does
     // nothing, and one that failed in the store is answered 503 so that Slack's retry does it.
-    // What an event does is idempotent (a reaction sets an assignee, a status or a priority; a
-    // refusal's DM and a mention's answer are queued under keys of the event's id), so a retry
-    // that races the first delivery, or follows a crash before the id was remembered, changes
-    // nothing more.
+    // A reaction's change is keyed by the same id in its own write, and a refusal's DM and a
+    // mention's answer are queued under keys of it, so a retry that races a slow first
+    // delivery, or follows a crash before the id was remembered, changes nothing more.
     let key = envelope
         .event_id
         .as_ref()
@@ -682,7 +694,14 @@ async fn event_effect(
                 return Ok(());
             };
             if let Some(cmd) = reaction_command(reaction, record.ticket.no) {
-                let inv = invocation(team, user, None, Some(channel), None);
+                // The change is keyed by the event, in its own write: a retry that races a
+                // slow first delivery is a replay, not the reaction made again over a newer
+                // change.
+                let key = envelope.event_id.as_ref().map(|id| format!("event:{id}"));
+                let inv = Invocation {
+                    keyed_changes: true,
+                    ..invocation(team, user, None, Some(channel), key.as_deref())
+                };
                 let reply = state.desks.try_execute(&inv, cmd).await?;
                 if let Reply::Error(e) = reply {
                     // A refusal is said privately, as a command's is: a direct message.

@@ -624,3 +624,49 @@ async fn a_flooding_user_is_told_when_to_try_again_while_others_go_on() {
     let list = t.slack("T1", "U1", "C1", "list all").await;
     assert!(text(&list).contains("(4)"), "{}", text(&list));
 }
+
+#[tokio::test]
+async fn a_request_delivered_twice_changes_the_ticket_once_even_after_a_newer_change() {
+    use piraja::core::command::{Command, Who};
+    use piraja::desk::Invocation;
+    let t = TestDesks::new().await;
+    t.slack("T1", "U1", "C1", "new the VPN is down").await;
+    // A reaction's event, keyed by its id; Slack delivers it again later (a retry).
+    let event = Invocation {
+        key: Some("slack:event:Ev1".into()),
+        keyed_changes: true,
+        ..slack_inv("T1", "U1", "C1")
+    };
+    let me = || Command::Assign {
+        no: TicketNo(1),
+        who: Who::Me,
+    };
+    t.desks.execute(&event, me()).await;
+    t.slack("T1", "U1", "C1", "assign 1 <@U3>").await;
+    let again = t.desks.execute(&event, me()).await;
+    assert!(matches!(again, Reply::Card { .. }), "{again:?}");
+    let stored = t
+        .store
+        .ticket(DeskId(1), TicketNo(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.ticket.assignee.unwrap().id,
+        "U3",
+        "the newer change stands"
+    );
+    // A command with the same key is not a replay: only requests a platform repeats are keyed.
+    let command = Invocation {
+        keyed_changes: false,
+        ..event
+    };
+    t.desks.execute(&command, me()).await;
+    let stored = t
+        .store
+        .ticket(DeskId(1), TicketNo(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.ticket.assignee.unwrap().id, "U1");
+}

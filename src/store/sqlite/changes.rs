@@ -101,8 +101,8 @@ const WRITES: &str = concat!(
 );
 
 /// Of the batch's request keys (`?1`: `[[desk, key], …]`, only changes that bring one), those
-/// the desk has seen: their changes are replays. Run only for a batch with keys (a form's
-/// note), so the common batch pays nothing for it.
+/// the desk has seen: their changes are replays. Run only for a batch with keys (a form's note,
+/// a reaction: requests a platform may deliver twice), so the common batch pays nothing for it.
 const KNOWN_KEYS: &str = "SELECT value ->> 0 AS desk, value ->> 1 AS key FROM json_each(?1)
      WHERE EXISTS (SELECT 1 FROM request_keys k
                     WHERE k.desk_id = value ->> 0 AND k.key = value ->> 1)";
