@@ -7,7 +7,9 @@ use piraja::core::outgoing::Outgoing;
 use piraja::core::people::{Platform, SurfaceRef};
 use piraja::core::ticket::{DeskId, TicketId, TicketNo};
 use piraja::desk::Reply;
-use piraja::store::{ContactStore, OutboxStore, Outcome, Settled, TicketStore};
+use piraja::store::{
+    ContactStore, DeskStore, OutboxStore, Outcome, Settled, SlaStore, TicketStore,
+};
 
 use crate::helpers::{TestDesks, slack_inv, text};
 
@@ -573,6 +575,11 @@ async fn a_surface_leaving_a_shared_desk_takes_nothing_from_the_side_that_stays(
     let code = link_code(&t.slack("T1", "U1", "C1", "desk link").await);
     t.discord("G1", "D1", true, &format!("desk join {code}"))
         .await;
+    // The guild's channel has a digest of the shared desk, and so has the workspace's.
+    t.discord("G1", "D1", true, "digest schedule \"0 9 * * *\"")
+        .await;
+    t.slack("T1", "U1", "C1", "digest schedule \"0 9 * * *\"")
+        .await;
     // Another workspace's desk; the guild leaves the shared desk for it, asking to merge.
     t.slack("T2", "V1", "C9", "new Other desk's ticket").await;
     let code = link_code(&t.slack("T2", "V1", "C9", "desk link").await);
@@ -591,6 +598,27 @@ async fn a_surface_leaving_a_shared_desk_takes_nothing_from_the_side_that_stays(
     assert!(kept.contains("Shared printer"), "{kept}");
     let theirs = text(&t.slack("T2", "V1", "C9", "list all").await);
     assert!(!theirs.contains("Shared printer"), "{theirs}");
+    // The guild's digest went with it, to its new desk; the workspace's stayed.
+    let schedules = t.store.digest_schedules().await.unwrap();
+    let desk_of = |platform: Platform| {
+        (schedules.iter())
+            .find(|s| s.surface.platform == platform)
+            .map(|s| s.desk)
+    };
+    let t2 = t
+        .store
+        .desk_of_surface(&SurfaceRef::new(Platform::Slack, "T2"))
+        .await;
+    assert_eq!(desk_of(Platform::Discord), t2.unwrap());
+    assert_eq!(desk_of(Platform::Slack), Some(DeskId(1)));
+    // And `digest off` in the guild's channel, asking its new desk, stops it.
+    let off = text(&t.discord("G1", "D1", true, "digest off").await);
+    assert!(!off.contains("no scheduled"), "{off}");
+    let left = t.store.digest_schedules().await.unwrap();
+    assert!(
+        left.iter().all(|s| s.surface.platform == Platform::Slack),
+        "{left:?}"
+    );
 }
 
 #[tokio::test]

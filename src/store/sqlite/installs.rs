@@ -263,6 +263,20 @@ impl InstallStore for SqliteStore {
             // Contacts, mailboxes, schedules and members come along even without tickets.
             first_no = merge_desks(&mut tx, source, target).await?;
         }
+        // Leaving a shared desk, the surface's own digests (its channels', its people's) go
+        // with it: left behind, they would keep posting the old desk's queue where it no longer
+        // reaches, and `digest off` there, asking the new desk, could not stop them.
+        if let Some(source) = own.filter(|_| shared) {
+            sqlx::query!(
+                "UPDATE digest_schedules SET desk_id = ? WHERE desk_id = ? AND platform = ? AND surface_id = ?",
+                target,
+                source,
+                platform,
+                surface.external_id
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query!("DELETE FROM desk_link_codes WHERE code_hash = ?", code_hash)
             .execute(&mut *tx)
             .await?;
