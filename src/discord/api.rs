@@ -401,7 +401,8 @@ impl DiscordSender {
                     Some(u) => self.dm_channel(&u.id).await?,
                     None => channel.clone(),
                 };
-                self.post(&to, &render::digest_message(digest)).await?;
+                let body = render::digest_message(digest, user.is_none());
+                self.post(&to, &body).await?;
                 Ok(None)
             }
             Outgoing::ChannelMessage { channel, text, .. } => {

@@ -234,13 +234,16 @@ async fn answer(
                 let Ok(reply) = work.await else { return };
                 let mut shown = shown(&app, &reply);
                 let rest = &app.rest;
-                let sent = if shown.private && public_placeholder {
-                    if kind != 7
+                let how = deferred(kind, public_placeholder, &reply, shown.private);
+                let sent = if let Deferred::Followup { remove_placeholder } = how {
+                    if remove_placeholder
                         && let Err(e) = rest.delete_original(&application, &token).await
                     {
                         tracing::warn!(error = %e, "A deferred placeholder could not be removed.");
                     }
-                    shown.body["flags"] = json!(render::EPHEMERAL);
+                    if shown.private {
+                        shown.body["flags"] = json!(render::EPHEMERAL);
+                    }
                     rest.followup(&application, &token, &shown.body).await
                 } else {
                     rest.edit_original(&application, &token, &shown.body).await
@@ -259,6 +262,34 @@ async fn answer(
             };
             Json(deferred).into_response()
         }
+    }
+}
+
+/// How a deferred answer is sent.
+#[derive(Debug, PartialEq, Eq)]
+enum Deferred {
+    /// It replaces the placeholder (the deferred message, or the clicked card).
+    EditOriginal,
+    /// It is a message of its own (ephemeral when private), after removing a public
+    /// placeholder that would otherwise stay empty.
+    Followup { remove_placeholder: bool },
+}
+
+/// How the answer to an interaction deferred as `kind` (7: an update of the clicked card; else a
+/// message, public or not) is sent. A private answer never replaces a public placeholder, and
+/// only a card replaces a clicked card: anything else (an email linked from the card's form)
+/// would overwrite the card's text with it.
+fn deferred(kind: u8, public_placeholder: bool, reply: &Reply, private: bool) -> Deferred {
+    let replaces_card = kind == 7 && matches!(reply, Reply::Card { .. }) && !private;
+    match (kind, private && public_placeholder) {
+        (7, _) if replaces_card => Deferred::EditOriginal,
+        (7, _) => Deferred::Followup {
+            remove_placeholder: false,
+        },
+        (_, true) => Deferred::Followup {
+            remove_placeholder: true,
+        },
+        _ => Deferred::EditOriginal,
     }
 }
 
@@ -526,4 +557,55 @@ async fn ticket_choices(
             json!({ "name": crate::core::view::cut(&name, 100), "value": r.ticket.no.0 })
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deferred_answer_replaces_a_clicked_card_only_with_a_card() {
+        let card = Reply::Card {
+            card: crate::core::view::Card {
+                no: TicketNo(5),
+                description: "VPN".into(),
+                priority: Priority::High,
+                status: crate::core::ticket::Status::Open,
+                assignee: None,
+                contact: None,
+                sla: None,
+                buttons: Vec::new(),
+                menu: Vec::new(),
+            },
+            note: String::new(),
+        };
+        let linked = Reply::Text {
+            text: "Linked an email thread to #5".into(),
+            private: false,
+        };
+        let refused = Reply::Error("#5: no".into());
+        assert_eq!(deferred(7, true, &card, false), Deferred::EditOriginal);
+        // An email linked from the card's form says so in a message of its own.
+        assert_eq!(
+            deferred(7, true, &linked, false),
+            Deferred::Followup {
+                remove_placeholder: false
+            }
+        );
+        assert_eq!(
+            deferred(7, true, &refused, true),
+            Deferred::Followup {
+                remove_placeholder: false
+            }
+        );
+        // A deferred message: a public answer fills it; a private one replaces a public one.
+        assert_eq!(deferred(4, true, &linked, false), Deferred::EditOriginal);
+        assert_eq!(
+            deferred(4, true, &refused, true),
+            Deferred::Followup {
+                remove_placeholder: true
+            }
+        );
+        assert_eq!(deferred(4, false, &refused, true), Deferred::EditOriginal);
+    }
 }

@@ -381,7 +381,7 @@ pub fn message(reply: &Reply) -> Message {
         Reply::Error(text) => text_message(text, true),
         Reply::Form { .. } => text_message("Opening the new ticket form…", true),
         Reply::Digest(d) => Message {
-            body: digest_message(d),
+            body: digest_message(d, true),
             private: false,
         },
     }
@@ -389,7 +389,9 @@ pub fn message(reply: &Reply) -> Message {
 
 /// A digest: one embed with a field per section, and "Assign #n" buttons for the listed
 /// tickets (at most four rows of five).
-pub fn digest_message(d: &crate::core::digest::Digest) -> Value {
+/// A digest as a message. `buttons`: its "Assign" buttons, for a digest in a server's channel;
+/// a personal digest goes by direct message, where a click names no server to assign in.
+pub fn digest_message(d: &crate::core::digest::Digest, buttons: bool) -> Value {
     use crate::core::digest::Section;
     let mut fields = Vec::new();
     let open = d.open_lines("**");
@@ -444,7 +446,7 @@ pub fn digest_message(d: &crate::core::digest::Digest) -> Value {
     let buttons: Vec<Value> = d
         .listed()
         .into_iter()
-        .take(4 * MAX_ROW_BUTTONS)
+        .take(if buttons { 4 * MAX_ROW_BUTTONS } else { 0 })
         .map(|no| json!({ "type": 2, "style": 2, "label": format!("Assign {no}"), "custom_id": format!("digest_assign:{}", no.0) }))
         .collect();
     let rows: Vec<Value> = buttons
@@ -683,7 +685,13 @@ mod tests {
 
     #[test]
     fn a_digest_of_ten_thousand_open_tickets_fits_and_renders_as_this_message() {
-        let body = digest_message(&crate::core::digest::sample());
+        let body = digest_message(&crate::core::digest::sample(), true);
+        let personal = digest_message(&crate::core::digest::sample(), false);
+        assert_eq!(
+            personal["components"],
+            json!([]),
+            "no buttons in a direct message"
+        );
         assert!(
             limit_violations(&body).is_empty(),
             "{:?}",
