@@ -47,8 +47,13 @@ fn color(p: Priority) -> u32 {
     }
 }
 
+/// How a person shows on Discord: a mention for Discord users, a name for the others (a Slack
+/// user on a desk both serve has no Discord id to mention).
 fn person(p: &Person) -> String {
-    format!("<@{}>", p.user.id)
+    match p.user.platform {
+        crate::core::people::Platform::Discord => format!("<@{}>", p.user.id),
+        _ => escape(&p.label()),
+    }
 }
 
 /// Discord markdown: escapes the characters that would format, and defuses `@everyone` and
@@ -650,6 +655,18 @@ mod tests {
                 CardAction::Close,
             ],
         }
+    }
+
+    #[test]
+    fn a_slack_assignee_on_a_shared_desk_shows_by_name() {
+        let mut shared = card();
+        shared.assignee = Some(Person {
+            user: crate::core::people::UserRef::slack("U024BE7LH"),
+            name: Some("Ann *A*".into()),
+        });
+        let body = card_message(&shared, None).to_string();
+        assert!(body.contains("Ann \\\\*A\\\\*"), "{body}");
+        assert!(!body.contains("U024BE7LH"), "{body}");
     }
 
     #[test]

@@ -250,6 +250,10 @@ async fn a_breached_ticket_waiting_on_the_customer_stays_in_the_digests_breached
         .await;
     // Answered at once; the 4h resolution target is missed, then the ticket waits.
     t.slack("T1", "U1", "C-support", "start 1").await;
+    // A second one, missed too, still running.
+    t.slack("T1", "U2", "C-support", "new urgent Payments are down")
+        .await;
+    t.slack("T1", "U1", "C-support", "start 2").await;
     t.clock.advance(Duration::minutes(241));
     t.desks.sla_tick().await;
     t.slack("T1", "U1", "C-support", "wait 1").await;
@@ -257,8 +261,12 @@ async fn a_breached_ticket_waiting_on_the_customer_stays_in_the_digests_breached
     let Reply::Digest(d) = &reply else {
         panic!("not a digest: {reply:?}")
     };
-    assert_eq!(d.breached.total, 1, "{:?}", d.breached);
+    assert_eq!(d.breached.total, 2, "{:?}", d.breached);
     assert_eq!(d.at_risk.total, 0, "{:?}", d.at_risk);
+    // The running one comes first: the waiting one's clock is paused (it has no due time), and
+    // a paused clock sorted first would push the live breaches out of the listed few.
+    let listed: Vec<i64> = d.breached.lines.iter().map(|l| l.no.0).collect();
+    assert_eq!(listed, [2, 1]);
 }
 
 #[tokio::test]

@@ -395,7 +395,7 @@ impl SlaStore for SqliteStore {
                WHERE t.desk_id = ?1 AND t.status IN ('open', 'in_progress', 'waiting') AND (?2 IS NULL OR t.assignee = ?2)
                  AND (t.first_due <= ?3 OR t.resolution_due <= ?3
                       OR t.first_level = 'breached' OR t.resolution_level = 'breached')
-               ORDER BY 8 LIMIT ?4"#,
+               ORDER BY "due: i64" IS NULL, 8 LIMIT ?4"#,
             desk.0,
             who,
             now_ms,
@@ -427,7 +427,7 @@ impl SlaStore for SqliteStore {
                  AND NOT (coalesce(t.first_due <= ?3, 0) OR coalesce(t.resolution_due <= ?3, 0)
                           OR coalesce(t.first_level = 'breached', 0)
                           OR coalesce(t.resolution_level = 'breached', 0))
-               ORDER BY 8 LIMIT ?4"#,
+               ORDER BY "due: i64" IS NULL, 8 LIMIT ?4"#,
             desk.0,
             who,
             now_ms,
