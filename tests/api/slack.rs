@@ -226,6 +226,24 @@ impl SlackTest {
             .await;
     }
 
+    /// Slack answers `views.open` as its docs show.
+    async fn mock_views_open(&self) {
+        let opened = serde_json::from_str(&fixture("slack-web-views.open-ok.json")).unwrap();
+        self.mock_ok("views.open", opened).await;
+    }
+
+    /// The `views.open` calls made, once the first has come: a modal opens after the
+    /// acknowledgement.
+    async fn opened_views(&self) -> Vec<Value> {
+        for _ in 0..50 {
+            if !self.calls("/views.open").await.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.calls("/views.open").await
+    }
+
     async fn deliver_all(&self) {
         for _ in 0..20 {
             if self.worker.tick().await == 0 {
@@ -517,20 +535,10 @@ async fn a_slash_command_creates_a_ticket_whose_card_is_posted_then_edited_in_pl
 #[tokio::test]
 async fn new_without_a_description_opens_the_modal_and_its_submission_creates_the_ticket() {
     let s = SlackTest::new().await;
-    s.mock_ok(
-        "views.open",
-        serde_json::from_str(&fixture("slack-web-views.open-ok.json")).unwrap(),
-    )
-    .await;
+    s.mock_views_open().await;
     let (status, body) = s.command("W111", "new urgent").await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
-    for _ in 0..50 {
-        if !s.calls("/views.open").await.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let opened = s.calls("/views.open").await;
+    let opened = s.opened_views().await;
     assert_eq!(opened[0]["trigger_id"], "trigger-new urgent-W111");
     assert_eq!(opened[0]["view"]["callback_id"], "new_ticket");
     assert_eq!(
@@ -582,22 +590,12 @@ async fn new_without_a_description_opens_the_modal_and_its_submission_creates_th
 #[tokio::test]
 async fn the_new_ticket_form_opens_whatever_the_database_is_doing() {
     let s = SlackTest::new().await;
-    s.mock_ok(
-        "views.open",
-        serde_json::from_str(&fixture("slack-web-views.open-ok.json")).unwrap(),
-    )
-    .await;
+    s.mock_views_open().await;
     // Nothing about the desk can be read: the form still opens, within the trigger's life.
     s.t.rename_table("desks", "desks_away").await;
     let (status, body) = s.command("W111", "new").await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
-    for _ in 0..50 {
-        if !s.calls("/views.open").await.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let opened = s.calls("/views.open").await;
+    let opened = s.opened_views().await;
     assert_eq!(opened[0]["view"]["callback_id"], "new_ticket");
 }
 
