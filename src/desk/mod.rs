@@ -328,12 +328,10 @@ impl Desks {
                 return Err(FormError { field, text });
             }
         }
-        if let Err(wait) = self.limits.check(actor.desk, &actor.user, true) {
-            tracing::info!(desk.id = %actor.desk, "A user was rate limited.");
-            metrics::counter!("piraja_rate_limited_total").increment(1);
+        if let Some(wait) = self.over_limit(&actor, true) {
             return Err(FormError {
                 field: "description",
-                text: limits::message(wait).replace("Nothing was changed.", "Nothing was created."),
+                text: wait.replace("Nothing was changed.", "Nothing was created."),
             });
         }
         let now = self.clock.now();
@@ -375,6 +373,14 @@ impl Desks {
             .map_err(failed)
     }
 
+    /// The abuse limits: what to tell `actor` when they must wait (logged and counted).
+    fn over_limit(&self, actor: &Actor, creates: bool) -> Option<String> {
+        let wait = self.limits.check(actor.desk, &actor.user, creates).err()?;
+        tracing::info!(desk.id = %actor.desk, "A user was rate limited.");
+        metrics::counter!("piraja_rate_limited_total").increment(1);
+        Some(limits::message(wait))
+    }
+
     /// Runs one command as [`Desks::execute`] does, but hands a failure of the store back: a
     /// caller the platform retries (an Events API delivery) answers so that it is retried.
     pub async fn try_execute(&self, inv: &Invocation, cmd: Command) -> Result<Reply, StoreError> {
@@ -391,10 +397,8 @@ impl Desks {
                     ..
                 }
             );
-            if let Err(wait) = self.limits.check(actor.desk, &actor.user, creates) {
-                tracing::info!(desk.id = %actor.desk, "A user was rate limited.");
-                metrics::counter!("piraja_rate_limited_total").increment(1);
-                return Ok(Reply::Error(limits::message(wait)));
+            if let Some(wait) = self.over_limit(&actor, creates) {
+                return Ok(Reply::Error(wait));
             }
             self.run(&actor, inv, cmd).await
         }
