@@ -207,7 +207,19 @@ async fn answer(
     }
     let likely_private = !cmd.answers_publicly();
     let desks = state.desks.clone();
-    let mut work = tokio::spawn(async move { desks.execute(&inv, cmd).await });
+    let work = tokio::spawn(async move { desks.execute(&inv, cmd).await });
+    answer_within(app, i, work, likely_private, kind).await
+}
+
+/// Answers with what `work` replies, with `kind` (4 or 7), if it is done within the budget;
+/// otherwise defers (publicly unless `likely_private`) and sends the reply when it comes.
+async fn answer_within(
+    app: &Arc<DiscordApp>,
+    i: &Interaction,
+    mut work: tokio::task::JoinHandle<Reply>,
+    likely_private: bool,
+    kind: u8,
+) -> Response {
     // A zero budget always defers (used to exercise the followup path).
     let within = if app.budget.is_zero() {
         None
@@ -344,16 +356,21 @@ async fn component(
     if action == "digest_assign"
         && let Some(no) = TicketNo::parse(no)
     {
-        let reply = state
-            .desks
-            .execute(&inv, Command::Assign { no, who: Who::Me })
-            .await;
-        let text = match &reply {
-            Reply::Card { card, .. } => format!("You now have {}", card.summary()),
-            Reply::Error(e) => e.clone(),
-            _ => String::new(),
-        };
-        return private(&text);
+        let desks = state.desks.clone();
+        let work = tokio::spawn(async move {
+            let reply = desks
+                .execute(&inv, Command::Assign { no, who: Who::Me })
+                .await;
+            match reply {
+                Reply::Card { card, .. } => Reply::Text {
+                    text: format!("You now have {}", card.summary()),
+                    private: true,
+                },
+                other => other,
+            }
+        });
+        // Within the budget like a command (a slow database defers the private answer).
+        return answer_within(app, &i, work, true, 4).await;
     }
     let (Some(action), Some(no)) = (CardAction::parse(action), TicketNo::parse(no)) else {
         tracing::debug!(custom_id = %data.custom_id, "A component we did not make was answered politely.");
@@ -444,11 +461,16 @@ async fn modal(
             contact,
             assignee: None,
         };
-        let reply = match state.desks.submit_new_ticket(&inv, form).await {
-            Ok(reply) => reply,
-            Err(e) => return private(&e.text),
-        };
-        return respond(app, &i, &reply, 4);
+        // Within the budget like a command: a slow database defers the answer rather than
+        // leave Discord to say the interaction failed while the ticket is made.
+        let desks = state.desks.clone();
+        let work = tokio::spawn(async move {
+            match desks.submit_new_ticket(&inv, form).await {
+                Ok(reply) => reply,
+                Err(e) => Reply::Error(e.text),
+            }
+        });
+        return answer_within(app, &i, work, false, 4).await;
     }
     // `note:<n>:<opener>` or `link:<n>:<opener>` (a form opened before openers rode along has none).
     let (action, rest) = data.custom_id.split_once(':').unwrap_or_default();
@@ -491,10 +513,15 @@ async fn autocomplete(state: &AppState, i: &Interaction, inv: &Invocation) -> Re
         .and_then(|d| find_focused(&d.options))
         .unwrap_or_default();
     let typed = typed.trim().trim_start_matches('#').to_lowercase();
-    let choices = match ticket_choices(state, inv, &typed).await {
-        Ok(c) => c,
-        Err(e) => {
+    // Suggestions are worth nothing late: past the budget, none (the typed number still works).
+    let choices = match tokio::time::timeout(BUDGET, ticket_choices(state, inv, &typed)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "Autocomplete could not read tickets.");
+            Vec::new()
+        }
+        Err(_) => {
+            tracing::warn!("Autocomplete took longer than the budget; it answered no choices.");
             Vec::new()
         }
     };

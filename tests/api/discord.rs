@@ -747,6 +747,45 @@ async fn slow_work_is_answered_deferred_and_finished_by_a_followup() {
 }
 
 #[tokio::test]
+async fn a_slow_form_or_digest_button_is_answered_deferred_within_the_budget() {
+    let d = DiscordTest::with(false, Some(Duration::ZERO)).await;
+    Mock::given(method("PATCH"))
+        .and(path("/webhooks/1111/A_UNIQUE_TOKEN/messages/@original"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "1" })))
+        .mount(&d.mock)
+        .await;
+    let d = &d;
+    let edits = |n: usize| async move {
+        for _ in 0..100 {
+            let edits = d.requests("PATCH", "/webhooks/").await;
+            if edits.len() >= n {
+                return edits;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        d.requests("PATCH", "/webhooks/").await
+    };
+    // The new-ticket form: deferred in public, then the placeholder becomes the card.
+    let fields = [("description", "Printer on fire")];
+    let form = d
+        .submit(ADMIN, "new_ticket:900000000000000042", &fields, false)
+        .await;
+    assert_eq!(form["type"], 5, "{form}");
+    assert!(!ephemeral(&form), "{form}");
+    let after = edits(1).await;
+    assert_eq!(after.len(), 1);
+    assert!(after[0].1.to_string().contains("#1"), "{:?}", after[0].1);
+    // A digest's "Assign" button: deferred privately, then "You now have #1".
+    let click = d.click(ADMIN, "digest_assign:1", None).await;
+    assert_eq!(click["type"], 5, "{click}");
+    assert!(ephemeral(&click), "{click}");
+    let after = edits(2).await;
+    assert_eq!(after.len(), 2);
+    let said = after[1].1["content"].as_str().unwrap_or_default();
+    assert!(said.starts_with("You now have #1"), "{said}");
+}
+
+#[tokio::test]
 async fn every_rendered_list_card_and_detail_respects_discords_limits() {
     let t = TestDesks::new().await;
     for i in 0..500 {
