@@ -339,6 +339,17 @@ async fn command(
         Ok(cmd) => cmd,
         Err(e) => return private(&e.to_string()),
     };
+    // A bot cannot take a ticket (nor read the direct message that tells it so).
+    if let Command::Assign {
+        no,
+        who: Who::User(id),
+    } = &cmd
+        && data.resolved.users.get(id).is_some_and(|u| u.bot)
+    {
+        return private(&format!(
+            "{no}: a bot cannot be assigned a ticket; choose a person. Nothing was changed."
+        ));
+    }
     answer(state, app, &i, inv, cmd, 4).await
 }
 

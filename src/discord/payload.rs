@@ -43,6 +43,14 @@ pub struct Data {
     pub values: Vec<String>,
     /// A modal's rows or labels, walked by [`Data::fields`].
     pub components: Vec<Value>,
+    /// The users (and members) that user options name.
+    pub resolved: Resolved,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Resolved {
+    pub users: std::collections::HashMap<String, User>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -83,6 +91,8 @@ pub struct User {
     pub id: String,
     pub username: Option<String>,
     pub global_name: Option<String>,
+    /// A bot account (an application's), which no ticket can be assigned to.
+    pub bot: bool,
 }
 
 impl Interaction {

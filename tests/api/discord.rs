@@ -786,6 +786,43 @@ async fn a_slow_form_or_digest_button_is_answered_deferred_within_the_budget() {
 }
 
 #[tokio::test]
+async fn a_bot_named_in_assign_is_refused_and_nothing_changes() {
+    let d = DiscordTest::new(false).await;
+    d.command(
+        ADMIN,
+        &["new"],
+        json!([{ "type": 3, "name": "description", "value": "Disk full" }]),
+    )
+    .await;
+    // Discord resolves the user option; this one is an application's bot.
+    let leaf = json!({ "type": 1, "name": "assign", "options": [
+        { "type": 4, "name": "ticket", "value": 1 },
+        { "type": 6, "name": "user", "value": "999000000000000001" },
+    ]});
+    let data = json!({
+        "id": "771825006014889984", "name": "ticket", "type": 1, "options": [leaf],
+        "resolved": { "users": { "999000000000000001": {
+            "id": "999000000000000001", "username": "helper", "bot": true, "discriminator": "0"
+        }}},
+    });
+    let answer = d.send(&d.base(2, ADMIN, true, data)).await;
+    assert!(ephemeral(&answer), "{answer}");
+    assert!(
+        content(&answer).contains("a bot cannot be assigned"),
+        "{answer}"
+    );
+    use piraja::core::ticket::{DeskId, TicketNo};
+    use piraja::store::TicketStore;
+    let t =
+        d.t.store
+            .ticket(DeskId(1), TicketNo(1))
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(t.ticket.assignee.is_none());
+}
+
+#[tokio::test]
 async fn every_rendered_list_card_and_detail_respects_discords_limits() {
     let t = TestDesks::new().await;
     for i in 0..500 {
