@@ -190,11 +190,19 @@ fn share(met: i64, total: i64) -> String {
 }
 
 impl Line {
-    /// The line's words for a section: "overdue by 2h", "1h 20m left", "open 3d".
+    /// The line's words for a section: "overdue by 2h", "1h 20m left", "open 3d", and for a
+    /// ticket waiting on the customer, whose clock is paused (it has no due time then): "SLA
+    /// paused (waiting), open 3d".
     pub fn when(&self, now: DateTime<Utc>) -> String {
         match self.due {
             Some(due) if due <= now => format!("overdue by {}", human(now - due)),
             Some(due) => format!("{} left", human(due - now)),
+            None if self.status == Status::Waiting => {
+                format!(
+                    "SLA paused (waiting), open {}",
+                    human(now - self.created_at)
+                )
+            }
             None => format!("open {}", human(now - self.created_at)),
         }
     }
@@ -269,6 +277,21 @@ pub fn sample() -> Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_says_how_its_clock_stands() {
+        let at: DateTime<Utc> = "2026-12-04T09:00:00Z".parse().unwrap();
+        let mut line = sample().breached.lines[0].clone();
+        line.created_at = at - chrono::Duration::days(3);
+        line.due = Some(at - chrono::Duration::hours(2));
+        assert_eq!(line.when(at), "overdue by 2h");
+        line.due = Some(at + chrono::Duration::minutes(80));
+        assert_eq!(line.when(at), "1h 20m left");
+        line.due = None;
+        assert_eq!(line.when(at), "open 3d");
+        line.status = Status::Waiting;
+        assert_eq!(line.when(at), "SLA paused (waiting), open 3d");
+    }
 
     #[test]
     fn times_read_in_the_digests_timezone() {

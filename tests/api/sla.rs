@@ -267,6 +267,18 @@ async fn a_breached_ticket_waiting_on_the_customer_stays_in_the_digests_breached
     // a paused clock sorted first would push the live breaches out of the listed few.
     let listed: Vec<i64> = d.breached.lines.iter().map(|l| l.no.0).collect();
     assert_eq!(listed, [2, 1]);
+    assert!(
+        d.breached.lines[1]
+            .when(t.clock.now())
+            .starts_with("SLA paused")
+    );
+    // Both missed targets count in the week's compliance, the paused one too.
+    let urgent = d
+        .compliance
+        .iter()
+        .find(|c| c.priority.as_str() == "urgent");
+    let urgent = urgent.unwrap();
+    assert_eq!((urgent.resolution_met, urgent.resolution_total), (0, 2));
 }
 
 #[tokio::test]

@@ -504,18 +504,20 @@ impl SlaStore for SqliteStore {
         .fetch_one(&mut *self.read().await?)
         .await?;
         let week = now_ms - 7 * 24 * 3600 * 1000;
+        // A target missed and still not met counts in the week it was missed: its due time, or
+        // while the clock is paused (waiting on the customer: no due time), its breach alert's.
         let rows = sqlx::query!(
             r#"SELECT priority AS "priority!",
                       coalesce(sum(first_response_at >= ?3 AND first_level = 'met'), 0) AS "first_met!: i64",
                       coalesce(sum((first_response_at >= ?3 AND first_level IN ('met', 'met_late'))
-                                   OR (first_response_at IS NULL AND first_level = 'breached' AND first_due >= ?3)), 0) AS "first_total!: i64",
+                                   OR (first_response_at IS NULL AND first_level = 'breached' AND coalesce(first_due, (SELECT a.at FROM sla_alerts a WHERE a.ticket_id = tickets.id AND a.target = 'first_response' AND a.level = 'breached')) >= ?3)), 0) AS "first_total!: i64",
                       coalesce(sum(resolved_at >= ?3 AND resolution_level = 'met'), 0) AS "res_met!: i64",
                       coalesce(sum((resolved_at >= ?3 AND resolution_level IN ('met', 'met_late'))
-                                   OR (resolved_at IS NULL AND resolution_level = 'breached' AND resolution_due >= ?3)), 0) AS "res_total!: i64"
+                                   OR (resolved_at IS NULL AND resolution_level = 'breached' AND coalesce(resolution_due, (SELECT a.at FROM sla_alerts a WHERE a.ticket_id = tickets.id AND a.target = 'resolution' AND a.level = 'breached')) >= ?3)), 0) AS "res_total!: i64"
                FROM tickets WHERE desk_id = ?1 AND (?2 IS NULL OR assignee = ?2)
                  AND (first_response_at >= ?3 OR resolved_at >= ?3
-                      OR (first_level = 'breached' AND first_due >= ?3)
-                      OR (resolution_level = 'breached' AND resolution_due >= ?3))
+                      OR (first_level = 'breached' AND coalesce(first_due, (SELECT a.at FROM sla_alerts a WHERE a.ticket_id = tickets.id AND a.target = 'first_response' AND a.level = 'breached')) >= ?3)
+                      OR (resolution_level = 'breached' AND coalesce(resolution_due, (SELECT a.at FROM sla_alerts a WHERE a.ticket_id = tickets.id AND a.target = 'resolution' AND a.level = 'breached')) >= ?3))
                GROUP BY priority"#,
             desk.0,
             who,
