@@ -28,6 +28,16 @@ impl Platform {
         }
     }
 
+    /// The platform's name as people write it.
+    pub fn title(self) -> &'static str {
+        match self {
+            Platform::Slack => "Slack",
+            Platform::Discord => "Discord",
+            Platform::Email => "email",
+            Platform::Cli => "command-line",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Platform> {
         [
             Platform::Slack,

@@ -550,6 +550,25 @@ pub fn mention_text(user: &UserRef) -> String {
     }
 }
 
+/// `text` as said on `platform`: a mention (`<@id>`, [`mention_text`]) of someone of another
+/// platform (a desk Slack and Discord share) is written as their name, or "a Slack user", since
+/// that platform cannot mention them and would show the raw id.
+pub fn for_platform(text: &str, platform: Platform, people: &[(&UserRef, Option<&str>)]) -> String {
+    let mut out = text.to_owned();
+    for (user, name) in people {
+        let chat = matches!(user.platform, Platform::Slack | Platform::Discord);
+        if !chat || user.platform == platform || !out.contains("<@") {
+            continue;
+        }
+        let shown = match name {
+            Some(name) => (*name).to_owned(),
+            None => format!("a {} user", user.platform.title()),
+        };
+        out = out.replace(&mention_text(user), &shown);
+    }
+    out
+}
+
 /// Every reply names its ticket, errors too (a refusal, a rate limit, a failure).
 fn named(reply: Reply, ticket: Option<TicketNo>) -> Reply {
     match (reply, ticket) {
@@ -620,6 +639,22 @@ pub fn reply_ticket(reply: &Reply) -> Option<TicketNo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mention_is_a_name_on_the_other_platform_of_a_shared_desk() {
+        let (ann, bob) = (UserRef::slack("U1"), UserRef::discord("80351110224678912"));
+        let email = UserRef::email("jane@acme.test");
+        let text = "<@U1> assigned #5 to <@80351110224678912>. jane@acme.test wrote.";
+        let people = [(&ann, Some("Ann")), (&bob, None), (&email, Some("Jane"))];
+        assert_eq!(
+            for_platform(text, Platform::Slack, &people),
+            "<@U1> assigned #5 to a Discord user. jane@acme.test wrote."
+        );
+        assert_eq!(
+            for_platform(text, Platform::Discord, &people),
+            "Ann assigned #5 to <@80351110224678912>. jane@acme.test wrote."
+        );
+    }
 
     #[test]
     fn an_error_names_its_ticket_as_a_whole_number() {

@@ -636,6 +636,8 @@ fn alert_messages(
     } else {
         format!("⏳ {} is at risk: {target} {when}: {what}", ticket.no)
     };
+    // The assignee is mentioned on their own platform and named by platform on the other.
+    let people: Vec<_> = ticket.assignee.iter().map(|u| (u, None)).collect();
     let channels = || -> Vec<Outgoing> {
         surfaces
             .iter()
@@ -643,7 +645,7 @@ fn alert_messages(
                 Some(Outgoing::ChannelMessage {
                     surface: s.surface.clone(),
                     channel: s.notify_channel.clone()?,
-                    text: text.clone(),
+                    text: super::for_platform(&text, s.surface.platform, &people),
                 })
             })
             .collect()

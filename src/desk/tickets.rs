@@ -49,12 +49,16 @@ fn change_messages(
     newly_assigned: Option<&UserRef>,
     actor: &Actor,
 ) -> Vec<Outgoing> {
+    // The people a note may mention: the actor, by the name their platform gave, and whom the
+    // change assigned (no name to hand here: "a Slack user" on the other platform).
+    let mut people = vec![(&actor.user, actor.name.as_deref())];
+    people.extend(newly_assigned.map(|u| (u, None)));
     let mut out: Vec<Outgoing> = surfaces
         .iter()
         .map(|s| Outgoing::UpdateCards {
             surface: s.surface.clone(),
             ticket: ticket.id,
-            note: Some(note.to_owned()),
+            note: Some(super::for_platform(note, s.surface.platform, &people)),
             answered: actor
                 .answered
                 .clone()

@@ -698,3 +698,43 @@ async fn a_request_delivered_twice_changes_the_ticket_once_even_after_a_newer_ch
         .unwrap();
     assert_eq!(stored.ticket.assignee.unwrap().id, "U1");
 }
+
+#[tokio::test]
+async fn a_note_on_a_shared_desk_names_on_discord_whom_it_mentions_on_slack() {
+    let t = TestDesks::new().await;
+    t.slack("T1", "U1", "C1", "new Shared printer").await;
+    let code = link_code(&t.slack("T1", "U1", "C1", "desk link").await);
+    t.discord("G1", "D1", true, &format!("desk join {code}"))
+        .await;
+    t.slack("T1", "U1", "C1", "start 1").await;
+    // Every queued message (the card posts go first, each refresh waits behind its post).
+    let queued: Vec<String> = {
+        use sqlx::Connection;
+        let path = t._dir.path().join("test.db");
+        let url = format!("sqlite://{}", path.display());
+        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query_scalar("SELECT payload FROM outbox ORDER BY id")
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+    };
+    let notes: Vec<(Platform, String)> = (queued.iter())
+        .filter_map(|p| serde_json::from_str::<Outgoing>(p).ok())
+        .filter_map(|m| match m {
+            Outgoing::UpdateCards {
+                surface,
+                note: Some(note),
+                ..
+            } if note.contains("started") => Some((surface.platform, note)),
+            _ => None,
+        })
+        .collect();
+    let on = |p: Platform| {
+        (notes.iter())
+            .find(|(q, _)| *q == p)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(on(Platform::Slack), "<@U1> started #1.");
+    assert_eq!(on(Platform::Discord), "name-U1 started #1.");
+}
