@@ -560,8 +560,10 @@ pub fn for_platform(text: &str, platform: Platform, people: &[(&UserRef, Option<
         if !chat || user.platform == platform || !out.contains("<@") {
             continue;
         }
+        // A name is text its owner chose on another platform: made inert, it neither
+        // mentions anyone nor hides a link here.
         let shown = match name {
-            Some(name) => (*name).to_owned(),
+            Some(name) => crate::core::view::inert(name),
             None => format!("a {} user", user.platform.title()),
         };
         out = out.replace(&mention_text(user), &shown);
@@ -646,6 +648,12 @@ mod tests {
         let email = UserRef::email("jane@acme.test");
         let text = "<@U1> assigned #5 to <@80351110224678912>. jane@acme.test wrote.";
         let people = [(&ann, Some("Ann")), (&bob, None), (&email, Some("Jane"))];
+        // A name chosen elsewhere mentions no one.
+        let sly = [(&ann, Some("<@W999>"))];
+        assert_eq!(
+            for_platform("<@U1> started #5.", Platform::Discord, &sly),
+            "‹@W999> started #5."
+        );
         assert_eq!(
             for_platform(text, Platform::Slack, &people),
             "<@U1> assigned #5 to a Discord user. jane@acme.test wrote."
