@@ -172,8 +172,11 @@ impl Desks {
         )))
     }
 
-    /// Appends one email to a ticket once: a customer's reply reopens a resolved ticket and
-    /// tells the assignee; a reply from the support mailbox counts as a response.
+    /// Appends one email to a ticket once; a reply from the support mailbox counts as a
+    /// response. `notify`: the email just arrived (polled), so a customer's reopens a resolved
+    /// ticket, tells the assignee, and is said in the card's thread. Otherwise (a thread linked
+    /// by hand, the email that made the ticket) it is recorded only: an old message of a linked
+    /// thread is not a new reply.
     async fn append(
         &self,
         mailbox: &Mailbox,
@@ -194,7 +197,7 @@ impl Desks {
             &from
         });
         let mut actions = Vec::new();
-        let reopen = !outgoing && ticket.status.is_resolved();
+        let reopen = notify && !outgoing && ticket.status.is_resolved();
         if reopen {
             actions.push(Action::Move(
                 Status::Open,

@@ -155,6 +155,9 @@ pub async fn poll(
     Ok((all, next))
 }
 
+/// How far back a folder whose delta token expired is read again.
+const RESYNC_DAYS: i64 = 2;
+
 /// New mail in one folder since its deltaLink, following `@odata.nextLink`; returns it and the
 /// new `@odata.deltaLink`. The first poll (cursor `since:<time>`) asks only for mail received
 /// since the mailbox was connected.
@@ -174,18 +177,32 @@ async fn poll_folder(
             if let Some(t) = since.and_then(|c| c.strip_prefix(SINCE)) {
                 q.push(("$filter".to_owned(), format!("receivedDateTime ge {t}")));
             }
-            (first, q)
+            (first.clone(), q)
         }
     };
     let mut out = Vec::new();
+    let mut resynced = false;
     for _ in 0..100 {
         let q: Vec<(&str, &str)> = query
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let v = match get(http, base, &url, token, &q).await {
+            // The delta token expired (410): a new delta over the last two days, as Gmail's
+            // resync reads, so the mail that came meanwhile is not lost (what was seen before
+            // is recognised by its ids). Expired again, it starts from now.
+            Err(MailError::CursorExpired) if !resynced => {
+                resynced = true;
+                let from = chrono::Utc::now() - chrono::Duration::days(RESYNC_DAYS);
+                let from = from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                url = first.clone();
+                query = vec![
+                    ("$select".to_owned(), SELECT.to_owned()),
+                    ("$filter".to_owned(), format!("receivedDateTime ge {from}")),
+                ];
+                continue;
+            }
             Err(MailError::CursorExpired) => {
-                // The delta token expired: start a new delta from now on.
                 return Ok((out, Some(since(chrono::Utc::now()))));
             }
             other => other?,

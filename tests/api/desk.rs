@@ -708,18 +708,7 @@ async fn a_note_on_a_shared_desk_names_on_discord_whom_it_mentions_on_slack() {
         .await;
     t.slack("T1", "U1", "C1", "start 1").await;
     // Every queued message (the card posts go first, each refresh waits behind its post).
-    let queued: Vec<String> = {
-        use sqlx::Connection;
-        let path = t._dir.path().join("test.db");
-        let url = format!("sqlite://{}", path.display());
-        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query_scalar("SELECT payload FROM outbox ORDER BY id")
-            .fetch_all(&mut db)
-            .await
-            .unwrap()
-    };
-    let notes: Vec<(Platform, String)> = (queued.iter())
-        .filter_map(|p| serde_json::from_str::<Outgoing>(p).ok())
+    let notes: Vec<(Platform, String)> = (t.queued().await.into_iter())
         .filter_map(|m| match m {
             Outgoing::UpdateCards {
                 surface,

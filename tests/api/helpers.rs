@@ -64,6 +64,22 @@ impl TestDesks {
         }
     }
 
+    /// Every message ever queued in the outbox, oldest first (pending or not).
+    pub async fn queued(&self) -> Vec<piraja::core::outgoing::Outgoing> {
+        use sqlx::Connection;
+        let path = self._dir.path().join("test.db");
+        let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let rows: Vec<String> = sqlx::query_scalar("SELECT payload FROM outbox ORDER BY id")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|p| serde_json::from_str(p).unwrap())
+            .collect()
+    }
+
     /// Renames a table of the database behind the server's back, from a connection of the
     /// test's own: the store's statements on it then fail, as on a database in trouble, until
     /// it is renamed back.

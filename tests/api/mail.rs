@@ -9,6 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
 use piraja::core::command::Provider;
+use piraja::core::outgoing::Outgoing;
 use piraja::core::ticket::{DeskId, Source, Status, TicketNo};
 use piraja::desk::Reply;
 use piraja::http::{App, AppState};
@@ -416,6 +417,18 @@ async fn forwarded_gmail_becomes_a_ticket_of_the_original_sender_and_replies_fol
             .unwrap()
             .ticket;
     assert_eq!(t.status, Status::Open, "reopened by the customer's reply");
+    // One message to the assignee, and one note in the card's thread, for the reply.
+    let queued = m.t.queued().await;
+    let told = (queued.iter())
+        .filter(
+            |o| matches!(o, Outgoing::DirectMessage { text, .. } if text.contains("open again")),
+        )
+        .count();
+    assert_eq!(told, 1, "{queued:?}");
+    let noted = (queued.iter())
+        .filter(|o| matches!(o, Outgoing::UpdateCards { note: Some(n), .. } if n.contains("open again")))
+        .count();
+    assert_eq!(noted, 1, "{queued:?}");
     let shown = text(&m.t.slack("T1", "U1", "C1", "show 1").await);
     assert!(
         shown.contains("It is burning again!") && shown.contains("Me too."),
@@ -599,6 +612,49 @@ async fn outlook_connects_and_its_inbox_delta_becomes_tickets_with_the_rotated_t
         serde_json::to_string(&cursor).unwrap(),
         "the cursor stays"
     );
+    // The delta token expires (410): the folder is read again over the last two days, so mail
+    // that came meanwhile is not lost, and the new delta goes on from there.
+    Mock::given(method("GET"))
+        .and(path("/me/mailFolders/inbox/messages/delta"))
+        .and(query_param("$deltatoken", "round2"))
+        .respond_with(ResponseTemplate::new(410))
+        .with_priority(1)
+        .mount(&m.mock)
+        .await;
+    let mut again: Value =
+        serde_json::from_str(&fixture("msgraph-messages-delta-final-page.json")).unwrap();
+    again["value"] = json!([{ "id": "while-expired" }]);
+    again["@odata.deltaLink"] = json!(format!(
+        "{base}/me/mailFolders/inbox/messages/delta?$deltatoken=round3"
+    ));
+    Mock::given(method("GET"))
+        .and(path("/me/mailFolders/inbox/messages/delta"))
+        .and(wiremock::matchers::query_param_contains(
+            "$filter",
+            "receivedDateTime ge",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(again))
+        .with_priority(1)
+        .mount(&m.mock)
+        .await;
+    let mut meanwhile = message.clone();
+    meanwhile["id"] = json!("while-expired");
+    meanwhile["conversationId"] = json!("conv-meanwhile");
+    meanwhile["internetMessageId"] = json!("<meanwhile@contoso.example>");
+    m.ok("GET", "/me/messages/while-expired", meanwhile).await;
+    assert_eq!(
+        m.app.poll_all(&m.t.desks).await,
+        1,
+        "the mail that came meanwhile"
+    );
+    let cursor: Value = serde_json::from_str(&m.mailbox().await.cursor.unwrap()).unwrap();
+    assert!(
+        cursor["inbox"]
+            .as_str()
+            .unwrap()
+            .ends_with("$deltatoken=round3"),
+        "{cursor}"
+    );
 }
 
 #[tokio::test]
@@ -695,6 +751,45 @@ async fn outlook_replies_sent_from_the_mailbox_join_their_tickets_timeline_once(
             .ends_with("$deltatoken=inbox2"),
         "{cursor}"
     );
+}
+
+#[tokio::test]
+async fn linking_a_thread_to_a_resolved_ticket_neither_reopens_it_nor_pings_anyone() {
+    let m = MailTest::new().await;
+    m.google_connected().await;
+    m.t.slack("T1", "U1", "C1", "new Printer trouble").await;
+    m.t.slack("T1", "U1", "C1", "assign 1 <@U7>").await;
+    m.t.slack("T1", "U7", "C1", "complete 1").await;
+    m.ok(
+        "GET",
+        "/gmail/v1/users/me/threads/18c2b1a0f3e4d5c6",
+        json!({"id": "18c2b1a0f3e4d5c6", "messages": [{"id": "g1"}]}),
+    )
+    .await;
+    let customer = reply(
+        "g1@acme.example",
+        "Jane Customer <jane@acme.example>",
+        "Printer",
+        "none@x",
+        "The printer jams.",
+    );
+    m.gmail_message("g1", "18c2b1a0f3e4d5c6", &customer).await;
+    let linked = m.t.slack("T1", "U7", "C1", "link 1 18c2b1a0f3e4d5c6").await;
+    assert!(text(&linked).contains("1 message(s)"), "{}", text(&linked));
+    // The customer's old message is history, not a new reply: the ticket stays completed.
+    let t =
+        m.t.store
+            .ticket(DeskId(1), TicketNo(1))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(t.ticket.status, Status::Completed);
+    let pinged = (m.t.queued().await.into_iter())
+        .filter(
+            |o| matches!(o, Outgoing::DirectMessage { text, .. } if text.contains("open again")),
+        )
+        .count();
+    assert_eq!(pinged, 0);
 }
 
 #[tokio::test]

@@ -9,16 +9,7 @@ use crate::helpers::{TestDesks, text};
 
 /// Every queued outbox message in order (none are delivered in these tests).
 async fn pending(t: &TestDesks) -> Vec<Outgoing> {
-    let url = format!("sqlite://{}", t._dir.path().join("test.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT payload FROM outbox ORDER BY id")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    rows.iter()
-        .map(|(p,)| serde_json::from_str(p).unwrap())
-        .collect()
+    t.queued().await
 }
 
 fn card_sla(reply: &Reply) -> Option<String> {

@@ -319,8 +319,12 @@ impl MailStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        // The messages go with the last action: a reply that reopens a ticket is one note and
+        // one message to the assignee, not one per action.
         let mut last = None;
-        for action in actions {
+        let silent: &OutFn<'_> = &|_| Vec::new();
+        for (i, action) in actions.iter().enumerate() {
+            let out = if i + 1 == actions.len() { out } else { silent };
             last = Some(Self::change_in(&mut tx, desk, no, actor, action, out, now).await?);
         }
         tx.commit().await?;
