@@ -312,8 +312,11 @@ impl Desks {
             self.append(mailbox, &t, f, true).await?;
             return Ok(());
         }
-        let Some(sender) = customer(mailbox, &f.mail) else {
-            // Our own mail outside any ticket's thread: nothing to do.
+        // Our own mail outside any ticket's thread (sent from the mailbox, a forward of
+        // someone else's mail included) makes no ticket: the team writes, it does not ask.
+        let ours =
+            (f.mail.from.as_ref()).is_some_and(|a| a.email.eq_ignore_ascii_case(&mailbox.address));
+        let Some(sender) = customer(mailbox, &f.mail).filter(|_| !ours) else {
             return Ok(());
         };
         let created = self.create_from_mail(mailbox, f, &sender).await?;

@@ -754,6 +754,30 @@ async fn outlook_replies_sent_from_the_mailbox_join_their_tickets_timeline_once(
 }
 
 #[tokio::test]
+async fn a_forward_sent_from_the_support_mailbox_itself_makes_no_ticket() {
+    let m = MailTest::new().await;
+    m.google_connected().await;
+    Mock::given(method("GET"))
+        .and(path("/gmail/v1/users/me/history"))
+        .and(query_param("startHistoryId", "1000"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "history": [{"id": "1001", "messagesAdded": [{"message": {"id": "m1", "threadId": "t1"}}]}],
+            "historyId": "1001"
+        })))
+        .mount(&m.mock)
+        .await;
+    // An agent forwards a vendor's email from the support mailbox (in its Sent mail).
+    let ours = forwarded("fwd9").replace(
+        "From: Agent Smith <agent@desk.example>",
+        "From: Support <Support@Desk.example>",
+    );
+    m.gmail_message("m1", "t1", &ours).await;
+    m.app.poll_all(&m.t.desks).await;
+    let list = text(&m.t.slack("T1", "U1", "C1", "list all").await);
+    assert!(list.contains("(0)"), "{list}");
+}
+
+#[tokio::test]
 async fn linking_a_thread_to_a_resolved_ticket_neither_reopens_it_nor_pings_anyone() {
     let m = MailTest::new().await;
     m.google_connected().await;
