@@ -240,7 +240,10 @@ async fn poll_folder(
         }
         return Ok((out, v["@odata.deltaLink"].as_str().map(str::to_owned)));
     }
-    Ok((out, None))
+    // A hundred pages in one poll: the next poll goes on from the page after them (a nextLink
+    // resumes a delta as its deltaLink would). Keeping the old cursor instead would read the
+    // same hundred pages on every poll, and never reach the mail after them.
+    Ok((out, Some(url)))
 }
 
 /// Every message of a conversation, oldest first (sorted here: `$orderby` with a

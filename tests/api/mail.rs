@@ -754,6 +754,42 @@ async fn outlook_replies_sent_from_the_mailbox_join_their_tickets_timeline_once(
 }
 
 #[tokio::test]
+async fn an_outlook_backlog_of_more_pages_than_one_poll_reads_goes_on_at_the_next_poll() {
+    let m = MailTest::new().await;
+    m.outlook_connected().await;
+    let base = m.mock.uri();
+    // Every page of the inbox's delta says there is another (a long backlog).
+    let more = json!({
+        "value": [],
+        "@odata.nextLink": format!("{base}/me/mailFolders/inbox/messages/delta?$skiptoken=more"),
+    });
+    Mock::given(method("GET"))
+        .and(path("/me/mailFolders/inbox/messages/delta"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(more))
+        .mount(&m.mock)
+        .await;
+    let done = json!({
+        "value": [],
+        "@odata.deltaLink": format!("{base}/me/mailFolders/sentitems/messages/delta?$deltatoken=s2"),
+    });
+    Mock::given(method("GET"))
+        .and(path("/me/mailFolders/sentitems/messages/delta"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(done))
+        .mount(&m.mock)
+        .await;
+    m.app.poll_all(&m.t.desks).await;
+    // The next poll starts after the pages read, not again from the first.
+    let cursor: Value = serde_json::from_str(&m.mailbox().await.cursor.unwrap()).unwrap();
+    assert!(
+        cursor["inbox"]
+            .as_str()
+            .unwrap()
+            .ends_with("$skiptoken=more"),
+        "{cursor}"
+    );
+}
+
+#[tokio::test]
 async fn a_forward_sent_from_the_support_mailbox_itself_makes_no_ticket() {
     let m = MailTest::new().await;
     m.google_connected().await;
