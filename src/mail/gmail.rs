@@ -149,6 +149,50 @@ async fn history(
     Ok((ids, highest.map(|h| h.to_string()).or(latest)))
 }
 
+/// A message rebuilt from Gmail's `full` form (headers, and a MIME tree whose bodies are
+/// base64url, decoded from their transfer encoding): its headers and its first text part,
+/// plain text before HTML. Hand-built because no crate reads this JSON form of MIME; the result
+/// goes through the same parser as a raw message.
+fn from_full(v: &Value) -> Option<Vec<u8>> {
+    let payload = &v["payload"];
+    let mut out = String::new();
+    for h in payload["headers"].as_array()? {
+        let (Some(name), Some(value)) = (h["name"].as_str(), h["value"].as_str()) else {
+            continue;
+        };
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("content-") || lower == "mime-version" || name.contains(':') {
+            continue;
+        }
+        // A value is one line here: no header can be slipped in through one.
+        let value: String = value.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let (mime, text) =
+        text_part(payload, "text/plain").or_else(|| text_part(payload, "text/html"))?;
+    out.push_str(&format!(
+        "Content-Type: {mime}; charset=utf-8\r\n\r\n{text}"
+    ));
+    Some(out.into_bytes())
+}
+
+/// The first part of `mime` type in a `full` payload's tree, decoded.
+fn text_part(part: &Value, mime: &'static str) -> Option<(&'static str, String)> {
+    if part["mimeType"].as_str() == Some(mime)
+        && part["filename"].as_str().is_none_or(str::is_empty)
+        && let Some(data) = part["body"]["data"].as_str()
+    {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(data.trim_end_matches('='))
+            .or_else(|_| URL_SAFE.decode(data))
+            .ok()?;
+        return Some((mime, String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    (part["parts"].as_array()?)
+        .iter()
+        .find_map(|p| text_part(p, mime))
+}
+
 /// One message, parsed; `None` (logged and counted) when its content cannot be read.
 pub async fn message(
     http: &reqwest::Client,
@@ -177,7 +221,28 @@ pub async fn message(
         skipped("gmail", id, "the raw message is not base64url");
         return Ok(None);
     };
-    let mut mail = match parse_raw(&bytes) {
+    let parsed = match parse_raw(&bytes) {
+        // Too large to read whole (an attachment of a few MB): read again in Gmail's `full`
+        // form, whose text parts come decoded and attachments only by reference.
+        Err(crate::core::mail::MailError::TooLarge(_)) => {
+            let full = get(
+                http,
+                &format!("{}/messages/{id}", users(base)),
+                token,
+                &[("format", "full")],
+            )
+            .await?;
+            match from_full(&full) {
+                Some(rebuilt) => parse_raw(&rebuilt),
+                None => {
+                    skipped("gmail", id, "a large message without a text part");
+                    return Ok(None);
+                }
+            }
+        }
+        other => other,
+    };
+    let mut mail = match parsed {
         Ok(m) => m,
         Err(e) => {
             skipped("gmail", id, &e.to_string());

@@ -790,6 +790,77 @@ async fn an_outlook_backlog_of_more_pages_than_one_poll_reads_goes_on_at_the_nex
 }
 
 #[tokio::test]
+async fn a_gmail_message_too_large_to_read_whole_becomes_a_ticket_from_its_text() {
+    let m = MailTest::new().await;
+    m.google_connected().await;
+    Mock::given(method("GET"))
+        .and(path("/gmail/v1/users/me/history"))
+        .and(query_param("startHistoryId", "1000"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "history": [{"id": "1001", "messagesAdded": [{"message": {"id": "big", "threadId": "t7"}}]}],
+            "historyId": "1001"
+        })))
+        .mount(&m.mock)
+        .await;
+    // Eleven megabytes whole (a log file attached)…
+    let raw = format!(
+        "Message-ID: <big@acme.example>\nFrom: Jane Customer <jane@acme.example>\nTo: support@desk.example\n\
+         Subject: Printer log\nDate: Tue, 1 Dec 2026 09:00:00 +0000\nContent-Type: text/plain\n\n{}\n",
+        "x".repeat(11 * 1024 * 1024)
+    );
+    Mock::given(method("GET"))
+        .and(path("/gmail/v1/users/me/messages/big"))
+        .and(query_param("format", "raw"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"id": "big", "threadId": "t7", "raw": URL_SAFE_NO_PAD.encode(raw)}),
+        ))
+        .mount(&m.mock)
+        .await;
+    // …and as Gmail's `full` form gives it: headers, the text decoded, the attachment by id.
+    let text = URL_SAFE_NO_PAD.encode("The printer log is attached; it stops at page 3.");
+    let full = json!({"id": "big", "threadId": "t7", "payload": {
+        "mimeType": "multipart/mixed",
+        "headers": [
+            {"name": "Message-ID", "value": "<big@acme.example>"},
+            {"name": "From", "value": "Jane Customer <jane@acme.example>"},
+            {"name": "To", "value": "support@desk.example"},
+            {"name": "Subject", "value": "Printer log\r\nBcc: injected@x"},
+            {"name": "Date", "value": "Tue, 1 Dec 2026 09:00:00 +0000"},
+            {"name": "Content-Type", "value": "multipart/mixed; boundary=b"}
+        ],
+        "parts": [
+            {"mimeType": "text/plain", "filename": "", "body": {"data": text}},
+            {"mimeType": "text/plain", "filename": "printer.log", "body": {"attachmentId": "a1", "size": 11534336}}
+        ]
+    }});
+    Mock::given(method("GET"))
+        .and(path("/gmail/v1/users/me/messages/big"))
+        .and(query_param("format", "full"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(full))
+        .mount(&m.mock)
+        .await;
+    assert_eq!(m.app.poll_all(&m.t.desks).await, 1);
+    let t =
+        m.t.store
+            .ticket(DeskId(1), TicketNo(1))
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(
+        t.ticket.description.contains("stops at page 3"),
+        "{}",
+        t.ticket.description
+    );
+    assert!(
+        t.ticket
+            .contact
+            .unwrap()
+            .label()
+            .contains("jane@acme.example")
+    );
+}
+
+#[tokio::test]
 async fn a_forward_sent_from_the_support_mailbox_itself_makes_no_ticket() {
     let m = MailTest::new().await;
     m.google_connected().await;
