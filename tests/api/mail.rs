@@ -212,6 +212,22 @@ impl MailTest {
     }
 
     /// Serves Gmail message `id` in `thread` with these RFC 822 bytes.
+    /// Gmail's history from `start` to `next`: the messages added, as (id, thread).
+    async fn gmail_history(&self, start: &str, next: &str, added: &[(&str, &str)]) {
+        let added: Vec<Value> = (added.iter())
+            .map(|(id, thread)| json!({"message": {"id": id, "threadId": thread}}))
+            .collect();
+        Mock::given(method("GET"))
+            .and(path("/gmail/v1/users/me/history"))
+            .and(query_param("startHistoryId", start))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "history": [{"id": next, "messagesAdded": added}],
+                "historyId": next
+            })))
+            .mount(&self.mock)
+            .await;
+    }
+
     async fn gmail_message(&self, id: &str, thread: &str, raw: &str) {
         self.ok(
             "GET",
@@ -314,15 +330,7 @@ async fn forwarded_gmail_becomes_a_ticket_of_the_original_sender_and_replies_fol
     let m = MailTest::new().await;
     m.t.slack("T1", "U1", "C1", "channel").await;
     m.google_connected().await;
-    Mock::given(method("GET"))
-        .and(path("/gmail/v1/users/me/history"))
-        .and(query_param("startHistoryId", "1000"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "history": [{"id": "1001", "messagesAdded": [{"message": {"id": "m1", "threadId": "t1"}}]}],
-            "historyId": "1001"
-        })))
-        .mount(&m.mock)
-        .await;
+    m.gmail_history("1000", "1001", &[("m1", "t1")]).await;
     m.gmail_message("m1", "t1", &forwarded("fwd1")).await;
     let taken = m.app.poll_all(&m.t.desks).await;
     assert_eq!(taken, 1);
@@ -793,15 +801,7 @@ async fn an_outlook_backlog_of_more_pages_than_one_poll_reads_goes_on_at_the_nex
 async fn a_gmail_message_too_large_to_read_whole_becomes_a_ticket_from_its_text() {
     let m = MailTest::new().await;
     m.google_connected().await;
-    Mock::given(method("GET"))
-        .and(path("/gmail/v1/users/me/history"))
-        .and(query_param("startHistoryId", "1000"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "history": [{"id": "1001", "messagesAdded": [{"message": {"id": "big", "threadId": "t7"}}]}],
-            "historyId": "1001"
-        })))
-        .mount(&m.mock)
-        .await;
+    m.gmail_history("1000", "1001", &[("big", "t7")]).await;
     // Eleven megabytes whole (a log file attached)…
     let raw = format!(
         "Message-ID: <big@acme.example>\nFrom: Jane Customer <jane@acme.example>\nTo: support@desk.example\n\
@@ -864,15 +864,7 @@ async fn a_gmail_message_too_large_to_read_whole_becomes_a_ticket_from_its_text(
 async fn a_forward_sent_from_the_support_mailbox_itself_makes_no_ticket() {
     let m = MailTest::new().await;
     m.google_connected().await;
-    Mock::given(method("GET"))
-        .and(path("/gmail/v1/users/me/history"))
-        .and(query_param("startHistoryId", "1000"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "history": [{"id": "1001", "messagesAdded": [{"message": {"id": "m1", "threadId": "t1"}}]}],
-            "historyId": "1001"
-        })))
-        .mount(&m.mock)
-        .await;
+    m.gmail_history("1000", "1001", &[("m1", "t1")]).await;
     // An agent forwards a vendor's email from the support mailbox (in its Sent mail).
     let ours = forwarded("fwd9").replace(
         "From: Agent Smith <agent@desk.example>",
