@@ -214,6 +214,33 @@ impl DiscordTest {
             .await;
     }
 
+    /// The requests made so far, once there are at least `n` (a deferred answer is sent after
+    /// the acknowledgement); after two seconds, whatever there is.
+    async fn requests_awaited(
+        &self,
+        http_method: &str,
+        path_prefix: &str,
+        n: usize,
+    ) -> Vec<(String, Value)> {
+        for _ in 0..100 {
+            let made = self.requests(http_method, path_prefix).await;
+            if made.len() >= n {
+                return made;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.requests(http_method, path_prefix).await
+    }
+
+    /// Discord accepts the edit of a deferred answer's placeholder.
+    async fn mock_edit_original(&self) {
+        Mock::given(method("PATCH"))
+            .and(path("/webhooks/1111/A_UNIQUE_TOKEN/messages/@original"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "1" })))
+            .mount(&self.mock)
+            .await;
+    }
+
     async fn requests(&self, http_method: &str, path_prefix: &str) -> Vec<(String, Value)> {
         self.mock
             .received_requests()
@@ -682,22 +709,11 @@ async fn with_a_bot_token_cards_are_posted_edited_and_rate_limits_are_honoured()
 #[tokio::test]
 async fn slow_work_is_answered_deferred_and_finished_by_a_followup() {
     let d = DiscordTest::with(false, Some(Duration::ZERO)).await;
-    Mock::given(method("PATCH"))
-        .and(path("/webhooks/1111/A_UNIQUE_TOKEN/messages/@original"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "1" })))
-        .mount(&d.mock)
-        .await;
+    d.mock_edit_original().await;
     let answer = d.command(ADMIN, &["list"], json!([])).await;
     assert_eq!(answer["type"], 5);
     assert!(ephemeral(&answer));
-    let mut followups = Vec::new();
-    for _ in 0..100 {
-        followups = d.requests("PATCH", "/webhooks/").await;
-        if !followups.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let followups = d.requests_awaited("PATCH", "/webhooks/", 1).await;
     assert_eq!(followups.len(), 1);
     assert!(
         followups[0].1["content"]
@@ -721,50 +737,24 @@ async fn slow_work_is_answered_deferred_and_finished_by_a_followup() {
     // the card it was clicked on is left as it was.
     let click = d.click(ADMIN, "start:1", None).await;
     assert_eq!(click["type"], 6, "a deferred update for a button");
-    let mut private = Vec::new();
-    for _ in 0..100 {
-        private = d.requests("POST", "/webhooks/1111/A_UNIQUE_TOKEN").await;
-        if !private.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let private = d
+        .requests_awaited("POST", "/webhooks/1111/A_UNIQUE_TOKEN", 1)
+        .await;
     assert_eq!(private.len(), 1);
     assert_eq!(private[0].1["flags"], 64, "{:?}", private[0].1);
     let said = private[0].1["content"].as_str().unwrap_or_default();
     assert!(said.contains("#1"), "{said}");
     // The list's answer and the two public ones edited their placeholders; the click's error
     // did not touch the card.
-    let mut edits = Vec::new();
-    for _ in 0..100 {
-        edits = d.requests("PATCH", "/webhooks/").await;
-        if edits.len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let edits = d.requests_awaited("PATCH", "/webhooks/", 3).await;
     assert_eq!(edits.len(), 3);
 }
 
 #[tokio::test]
 async fn a_slow_form_or_digest_button_is_answered_deferred_within_the_budget() {
     let d = DiscordTest::with(false, Some(Duration::ZERO)).await;
-    Mock::given(method("PATCH"))
-        .and(path("/webhooks/1111/A_UNIQUE_TOKEN/messages/@original"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "1" })))
-        .mount(&d.mock)
-        .await;
-    let d = &d;
-    let edits = |n: usize| async move {
-        for _ in 0..100 {
-            let edits = d.requests("PATCH", "/webhooks/").await;
-            if edits.len() >= n {
-                return edits;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        d.requests("PATCH", "/webhooks/").await
-    };
+    d.mock_edit_original().await;
+    let edits = |n: usize| d.requests_awaited("PATCH", "/webhooks/", n);
     // The new-ticket form: deferred in public, then the placeholder becomes the card.
     let fields = [("description", "Printer on fire")];
     let form = d
