@@ -202,10 +202,12 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// A stand-in for Slack's and Discord's APIs: answers every call at once.
-async fn stub_api() -> anyhow::Result<String> {
+/// A stand-in for Slack's and Discord's APIs: answers every call at once. Returns its address
+/// and the count of calls it answered.
+async fn stub_api() -> anyhow::Result<(String, Arc<AtomicU64>)> {
     // Every post gets its own message id, as on the real platforms.
     let next = Arc::new(AtomicU64::new(1));
+    let calls = next.clone();
     let app = axum::Router::new().fallback(move || {
         let n = next.fetch_add(1, Ordering::Relaxed);
         async move {
@@ -215,7 +217,7 @@ async fn stub_api() -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(format!("http://{addr}"))
+    Ok((format!("http://{addr}"), calls))
 }
 
 /// The floor: verifies the signature and answers a constant, like the real endpoint's first step.
@@ -453,7 +455,7 @@ async fn load(
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = db.unwrap_or_else(|| dir.path().join("bench.db"));
-    let api = stub_api().await?;
+    let (api, calls) = stub_api().await?;
     println!(
         "target {target:?}, {concurrency} connections, {seconds} s, database {}",
         db.display()
@@ -487,8 +489,10 @@ async fn load(
             }
         })
     };
+    let calls_before = calls.load(Ordering::Relaxed);
     let r = drive(server.port, target, concurrency, seconds).await;
     sampler.abort();
+    let made = calls.load(Ordering::Relaxed) - calls_before;
     row("piraja", &r, floor_run.as_ref());
     println!();
     println!(
@@ -512,6 +516,10 @@ async fn load(
         "outbox at the end: {} ({:.0} s of load)",
         states.join(", "),
         r.seconds
+    );
+    println!(
+        "platform API calls during the load: {made} ({:.2} a request)",
+        made as f64 / r.requests.max(1) as f64
     );
     Ok(())
 }
@@ -655,7 +663,7 @@ async fn queries(db: &Path, runs: usize) -> anyhow::Result<()> {
 }
 
 async fn startup(db: &Path) -> anyhow::Result<()> {
-    let api = stub_api().await?;
+    let (api, _) = stub_api().await?;
     let (server, took) = start_server(db, &api).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!(

@@ -203,9 +203,13 @@ impl StepCache {
 }
 
 /// Starts the change task for the store's writer; changes are sent to the returned queue.
-pub(super) fn spawn(writer: Conns, group: Arc<Group>) -> mpsc::Sender<Pending> {
+pub(super) fn spawn(
+    thread: &super::batches::WriterThread,
+    writer: Conns,
+    group: Arc<Group>,
+) -> mpsc::Sender<Pending> {
     let cache = Arc::new(Mutex::new(StepCache::default()));
-    super::batches::spawn(writer, group, move |writer, group, items| {
+    super::batches::spawn(thread, writer, group, move |writer, group, items| {
         let cache = cache.clone();
         async move { write_batch(&writer, &group, &cache, items).await }
     })

@@ -95,8 +95,12 @@ const WRITES: &str = concat!(
 
 /// Starts the create task for the store's writer; creates are sent to the returned queue. The
 /// task ends when every sender is gone.
-pub(super) fn spawn(writer: Conns, group: Arc<Group>) -> mpsc::Sender<Pending> {
-    super::batches::spawn(writer, group, |writer, group, items| async move {
+pub(super) fn spawn(
+    thread: &super::batches::WriterThread,
+    writer: Conns,
+    group: Arc<Group>,
+) -> mpsc::Sender<Pending> {
+    super::batches::spawn(thread, writer, group, |writer, group, items| async move {
         write_batch(&writer, &group, items).await;
     })
 }

@@ -44,6 +44,8 @@ pub struct SqliteStore {
     /// Creates and changes go to their batch writers (`creates.rs`, `changes.rs`).
     creates: tokio::sync::mpsc::Sender<creates::Pending>,
     changes: tokio::sync::mpsc::Sender<changes::Pending>,
+    /// Where the batch writers and the outbox's outcomes run (`batches.rs`).
+    thread: std::sync::Arc<batches::WriterThread>,
     /// The connection that checkpoints the WAL (a database file only).
     checkpointer: Option<Conns>,
 }
@@ -104,8 +106,9 @@ impl SqliteStore {
             None => None,
         };
         let group = std::sync::Arc::<group::Group>::default();
-        let creates = creates::spawn(writer.clone(), group.clone());
-        let changes = changes::spawn(writer.clone(), group.clone());
+        let thread = batches::WriterThread::start()?;
+        let creates = creates::spawn(&thread, writer.clone(), group.clone());
+        let changes = changes::spawn(&thread, writer.clone(), group.clone());
         Ok(SqliteStore {
             writer,
             reader,
@@ -113,6 +116,7 @@ impl SqliteStore {
             group,
             creates,
             changes,
+            thread,
             checkpointer,
         })
     }

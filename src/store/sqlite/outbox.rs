@@ -222,10 +222,14 @@ impl OutboxStore for SqliteStore {
             .collect::<Vec<_>>();
         let param = serde_json::to_string(&rows).map_err(corrupt)?;
         // The statements run with the one that opens the write's savepoint: one round trip
-        // under the round's lock.
-        let (tx, _) = self.group.write_first(&self.writer, SETTLE, param).await?;
-        tx.commit().await?;
-        Ok(())
+        // under the round's lock, taken on the writer thread as the batch writers take it.
+        let (group, writer) = (self.group.clone(), self.writer.clone());
+        self.thread
+            .run(async move {
+                let (tx, _) = group.write_first(&writer, SETTLE, param).await?;
+                tx.commit().await
+            })
+            .await
     }
 
     async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats> {
