@@ -368,12 +368,13 @@ impl Settings {
         let discord = match raw.discord_public_key {
             None => None,
             Some(key) => {
-                // 64 hex characters that are also a point of the curve: a key that would fail
-                // every request is refused here, at start-up.
+                // 64 hex characters that are also a point of the curve, and not a weak one (of
+                // small order, under which forged signatures verify): a key that would fail
+                // every request, or pass forged ones, is refused here, at start-up.
                 if crate::discord::verify::public_key(&key).is_none() {
                     return Err(bad(
                         "DISCORD_PUBLIC_KEY",
-                        "expected the application's public key (64 hex characters)",
+                        "expected the application's public key (64 hex characters, a valid Ed25519 key)",
                     ));
                 }
                 Some(DiscordSettings {

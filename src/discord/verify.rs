@@ -11,10 +11,13 @@ use ed25519_dalek::{Signature, VerifyingKey};
 pub use crate::http::signature::SignatureError;
 use crate::http::signature::fresh;
 
-/// Reads the application's public key (64 hex characters).
+/// Reads the application's public key (64 hex characters). A weak key (of small order, under
+/// which a signature can verify whatever the message) is refused.
 pub fn public_key(hex_key: &str) -> Option<VerifyingKey> {
     let bytes: [u8; 32] = hex::decode(hex_key.trim()).ok()?.try_into().ok()?;
-    VerifyingKey::from_bytes(&bytes).ok()
+    VerifyingKey::from_bytes(&bytes)
+        .ok()
+        .filter(|k| !k.is_weak())
 }
 
 /// Checks a request from Discord. `signature` is `X-Signature-Ed25519` (hex), `timestamp` is
@@ -96,5 +99,16 @@ mod tests {
             Err(SignatureError::Mismatch)
         );
         assert!(public_key("nothex").is_none());
+    }
+
+    #[test]
+    fn a_weak_public_key_is_refused() {
+        // The identity point, of small order: a signature whose R is the identity and whose
+        // s is zero verifies under it for any message.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert!(public_key(&hex::encode(identity)).is_none());
+        let f = fixture();
+        assert!(public_key(f["public_key_hex"].as_str().unwrap()).is_some());
     }
 }
