@@ -22,6 +22,9 @@ pub struct Line {
     pub created_at: DateTime<Utc>,
     /// The target that matters for this section, when one does.
     pub due: Option<DateTime<Utc>>,
+    /// When a breached ticket whose clock is paused (no `due` then) was found breached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breached_at: Option<DateTime<Utc>>,
 }
 
 /// A section: how many tickets there are, and the first few.
@@ -192,17 +195,18 @@ fn share(met: i64, total: i64) -> String {
 impl Line {
     /// The line's words for a section: "overdue by 2h", "1h 20m left", "open 3d", and for a
     /// ticket waiting on the customer, whose clock is paused (it has no due time then): "SLA
-    /// paused (waiting), open 3d".
+    /// paused (waiting), open 3d", or "SLA paused (waiting), breached 2h ago" once breached.
     pub fn when(&self, now: DateTime<Utc>) -> String {
         match self.due {
             Some(due) if due <= now => format!("overdue by {}", human(now - due)),
             Some(due) => format!("{} left", human(due - now)),
-            None if self.status == Status::Waiting => {
-                format!(
+            None if self.status == Status::Waiting => match self.breached_at {
+                Some(at) => format!("SLA paused (waiting), breached {} ago", human(now - at)),
+                None => format!(
                     "SLA paused (waiting), open {}",
                     human(now - self.created_at)
-                )
-            }
+                ),
+            },
             None => format!("open {}", human(now - self.created_at)),
         }
     }
@@ -229,6 +233,7 @@ pub fn sample() -> Digest {
         }),
         created_at: at - chrono::TimeDelta::days(n),
         due: due.map(|m| at + chrono::TimeDelta::minutes(m)),
+        breached_at: None,
     };
     let section = |base: i64, due: Option<i64>| Section {
         total: 2_500,
@@ -291,6 +296,8 @@ mod tests {
         assert_eq!(line.when(at), "open 3d");
         line.status = Status::Waiting;
         assert_eq!(line.when(at), "SLA paused (waiting), open 3d");
+        line.breached_at = Some(at - chrono::Duration::minutes(150));
+        assert_eq!(line.when(at), "SLA paused (waiting), breached 2h 30m ago");
     }
 
     #[test]

@@ -258,10 +258,19 @@ async fn a_breached_ticket_waiting_on_the_customer_stays_in_the_digests_breached
     // a paused clock sorted first would push the live breaches out of the listed few.
     let listed: Vec<i64> = d.breached.lines.iter().map(|l| l.no.0).collect();
     assert_eq!(listed, [2, 1]);
-    assert!(
-        d.breached.lines[1]
-            .when(t.clock.now())
-            .starts_with("SLA paused")
+    // It says how long ago its target was missed, which the watcher found at 241 min.
+    assert_eq!(
+        d.breached.lines[1].when(t.clock.now()),
+        "SLA paused (waiting), breached 0s ago"
+    );
+    t.clock.advance(Duration::minutes(95));
+    let reply = t.slack("T1", "U1", "C-support", "digest now").await;
+    let Reply::Digest(d) = &reply else {
+        panic!("not a digest: {reply:?}")
+    };
+    assert_eq!(
+        d.breached.lines[1].when(t.clock.now()),
+        "SLA paused (waiting), breached 1h 35m ago"
     );
     // Both missed targets count in the week's compliance, the paused one too.
     let urgent = d

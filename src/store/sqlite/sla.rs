@@ -21,6 +21,7 @@ struct LineRow {
     assignee_name: Option<String>,
     created_at: i64,
     due: Option<i64>,
+    breached_at: Option<i64>,
 }
 
 impl LineRow {
@@ -41,6 +42,7 @@ impl LineRow {
             assignee,
             created_at: at(self.created_at),
             due: self.due.map(at),
+            breached_at: self.breached_at.map(at),
         })
     }
 }
@@ -390,7 +392,10 @@ impl SlaStore for SqliteStore {
             LineRow,
             r#"SELECT t.no AS "no!", t.priority AS "priority!", t.status AS "status!", t.description AS "description!",
                       t.assignee, m.name AS assignee_name, t.created_at AS "created_at!",
-                      min(coalesce(t.first_due, t.resolution_due), coalesce(t.resolution_due, t.first_due)) AS "due: i64"
+                      min(coalesce(t.first_due, t.resolution_due), coalesce(t.resolution_due, t.first_due)) AS "due: i64",
+                      CASE WHEN t.first_due IS NULL AND t.resolution_due IS NULL THEN
+                        (SELECT min(a.at) FROM sla_alerts a WHERE a.ticket_id = t.id AND a.level = 'breached')
+                      END AS "breached_at: i64"
                FROM tickets t LEFT JOIN members m ON m.desk_id = t.desk_id AND m.user_ref = t.assignee
                WHERE t.desk_id = ?1 AND t.status IN ('open', 'in_progress', 'waiting') AND (?2 IS NULL OR t.assignee = ?2)
                  AND (t.first_due <= ?3 OR t.resolution_due <= ?3
@@ -420,7 +425,8 @@ impl SlaStore for SqliteStore {
             LineRow,
             r#"SELECT t.no AS "no!", t.priority AS "priority!", t.status AS "status!", t.description AS "description!",
                       t.assignee, m.name AS assignee_name, t.created_at AS "created_at!",
-                      min(coalesce(t.first_due, t.resolution_due), coalesce(t.resolution_due, t.first_due)) AS "due: i64"
+                      min(coalesce(t.first_due, t.resolution_due), coalesce(t.resolution_due, t.first_due)) AS "due: i64",
+                      NULL AS "breached_at: i64"
                FROM tickets t LEFT JOIN members m ON m.desk_id = t.desk_id AND m.user_ref = t.assignee
                WHERE t.desk_id = ?1 AND t.status IN ('open', 'in_progress', 'waiting') AND (?2 IS NULL OR t.assignee = ?2)
                  AND (t.first_level = 'at_risk' OR t.resolution_level = 'at_risk')
@@ -452,7 +458,8 @@ impl SlaStore for SqliteStore {
             sqlx::query_as!(
                 LineRow,
                 r#"SELECT no AS "no!", priority AS "priority!", status AS "status!", description AS "description!",
-                          assignee, NULL AS "assignee_name: String", created_at AS "created_at!", NULL AS "due: i64"
+                          assignee, NULL AS "assignee_name: String", created_at AS "created_at!", NULL AS "due: i64",
+                          NULL AS "breached_at: i64"
                    FROM tickets
                    WHERE desk_id = ? AND status IN ('open', 'in_progress', 'waiting') AND assignee IS NULL
                    ORDER BY CASE priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, no
@@ -467,7 +474,8 @@ impl SlaStore for SqliteStore {
         let oldest = sqlx::query_as!(
             LineRow,
             r#"SELECT t.no AS "no!", t.priority AS "priority!", t.status AS "status!", t.description AS "description!",
-                      t.assignee, m.name AS assignee_name, t.created_at AS "created_at!", NULL AS "due: i64"
+                      t.assignee, m.name AS assignee_name, t.created_at AS "created_at!", NULL AS "due: i64",
+                      NULL AS "breached_at: i64"
                FROM tickets t LEFT JOIN members m ON m.desk_id = t.desk_id AND m.user_ref = t.assignee
                WHERE t.desk_id = ?1 AND t.status IN ('open', 'in_progress', 'waiting') AND (?2 IS NULL OR t.assignee = ?2)
                ORDER BY t.created_at, t.no LIMIT 5"#,
