@@ -28,10 +28,10 @@ const QUEUE: usize = 4096;
 /// Why: a write holds the group commit's lock across each round trip to the connection's
 /// thread, and each answer wakes the task that waits for it. On the server's runtime that task
 /// waited its turn behind whatever requests the two workers were serving, and the lock with
-/// it: a batch of clicks took 3.3 ms, 77 µs more for each click it carried, against 0.35 of a
-/// core of the SQLite writer thread busy (BENCHMARKS.md, session 11). Here the wake is the only
-/// work of its thread, which the kernel runs at once (a thread that mostly sleeps is first in
-/// line for a core).
+/// it: a batch of 25 clicks took 3.4 ms, 77 µs more for each click it carried, while the
+/// machine still had a sixth of its CPU idle (BENCHMARKS.md, session 11). Here the writes are
+/// all the thread runs (the batches, the outbox's outcomes, and the commits and rollbacks of
+/// the rounds they open), so a wake-up is taken at once.
 pub(super) struct WriterThread {
     handle: tokio::runtime::Handle,
     /// Dropped with the last handle of the store: the thread's runtime then stops.
@@ -71,6 +71,21 @@ impl WriterThread {
             Err(e) if e.is_panic() => Err(corrupt("a write panicked on the writer thread")),
             Err(_) => Err(corrupt("the writer thread has stopped")),
         }
+    }
+}
+
+#[cfg(test)]
+impl WriterThread {
+    /// Holds the thread (its runtime runs nothing) until the returned sender is dropped.
+    pub(super) fn hold(&self) -> std::sync::mpsc::Sender<()> {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        self.handle.spawn(async move {
+            let _ = started.send(());
+            let _ = held.recv();
+        });
+        let _ = running.recv();
+        release
     }
 }
 

@@ -676,7 +676,8 @@ mod tests {
             ..request(1, Action::Note("call them back".into()), "noted", None)
         };
         // The same form submitted twice at once: one batch, one note.
-        let (a, b) = tokio::join!(
+        let ((), a, b) = tokio::join!(
+            store.one_batch(2),
             store.change_ticket(keyed("slack:V1")),
             store.change_ticket(keyed("slack:V1"))
         );
@@ -755,9 +756,10 @@ mod tests {
     #[tokio::test]
     async fn a_batch_applies_changes_in_order_and_keys_each_by_its_own_last_event() {
         let (_dir, store) = store().await;
-        // Sent together: one batch on this one-thread runtime.
+        // Sent together: one batch.
         let start = Action::Move(Status::InProgress, None);
-        let (a, b, c, d, e) = tokio::join!(
+        let ((), a, b, c, d, e) = tokio::join!(
+            store.one_batch(5),
             change(&store, 1, start.clone(), "started"),
             change(&store, 1, Action::SetPriority(Priority::Urgent), "urgent"),
             change(&store, 1, start.clone(), "again"),
@@ -960,7 +962,8 @@ mod tests {
             individual: Some((7, "given".into())),
             organization: None,
         };
-        let (linked, noted) = tokio::join!(
+        let ((), linked, noted) = tokio::join!(
+            store.one_batch(2),
             change(&store, 1, Action::LinkContact(link), "linked"),
             change(&store, 1, Action::Note("after".into()), "noted"),
         );
@@ -1101,7 +1104,8 @@ mod tests {
         assert_eq!(alerts(&store).await, 1);
         assert_eq!(sent(&store).await, 2);
         // Within one batch: alerted (the message goes) and then withdrawn (the record goes).
-        let (a, b) = tokio::join!(
+        let ((), a, b) = tokio::join!(
+            store.one_batch(2),
             store.change_ticket(request(
                 2,
                 prio(Priority::High),
@@ -1129,9 +1133,10 @@ mod tests {
     #[tokio::test]
     async fn a_second_change_in_a_batch_reads_the_first_ones_events_and_its_clocks_are_stored() {
         let (_dir, store) = store().await;
-        // Each priority change is a step. One batch on this one-thread runtime.
+        // Each priority change is a step. One batch.
         let prio = |p| Action::SetPriority(p);
-        let (a, b, c) = tokio::join!(
+        let ((), a, b, c) = tokio::join!(
+            store.one_batch(3),
             store.change_ticket(request(2, prio(Priority::High), "b", Some(breached(1)))),
             store.change_ticket(request(2, prio(Priority::Low), "c", None)),
             store.change_ticket(request(2, prio(Priority::Urgent), "d", Some(breached(3)))),
@@ -1148,7 +1153,8 @@ mod tests {
         assert_ne!(levels[0].1, "breached");
         assert_eq!(levels[1].1, "breached");
         // A last change without clocks leaves the stored ones to the caller.
-        let (d, e) = tokio::join!(
+        let ((), d, e) = tokio::join!(
+            store.one_batch(2),
             store.change_ticket(request(1, prio(Priority::High), "e", Some(breached(1)))),
             store.change_ticket(request(1, Action::Note("f".into()), "f", None)),
         );

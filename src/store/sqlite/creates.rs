@@ -372,8 +372,9 @@ mod tests {
     #[tokio::test]
     async fn a_retried_request_gets_its_ticket_back_in_the_same_batch_or_later() {
         let (_dir, _url, store) = store().await;
-        // Sent together: one batch on this one-thread runtime.
-        let (a, b, c) = tokio::join!(
+        // Sent together: one batch.
+        let ((), a, b, c) = tokio::join!(
+            store.one_batch(3),
             create(&store, 1, "first", Some("k1")),
             create(&store, 1, "first", Some("k1")),
             create(&store, 1, "second", Some("k2")),
@@ -397,8 +398,12 @@ mod tests {
     #[tokio::test]
     async fn a_create_for_a_missing_desk_fails_alone_and_another_writer_is_respected() {
         let (_dir, url, store) = store().await;
-        let (ok, missing) =
-            tokio::join!(create(&store, 1, "ok", None), create(&store, 9, "x", None));
+        // One batch.
+        let ((), ok, missing) = tokio::join!(
+            store.one_batch(2),
+            create(&store, 1, "ok", None),
+            create(&store, 9, "x", None)
+        );
         assert_eq!(ok.unwrap().ticket.no.0, 1);
         assert!(missing.is_err());
         // Another process writes desk 1's next ticket; the next create reads and follows it.

@@ -97,6 +97,8 @@ impl SqliteStore {
         } else {
             writer.clone()
         };
+        // Before the checkpointer: an error here must not leave its task running.
+        let thread = batches::WriterThread::start()?;
         let checkpointer = match path {
             Some(_) => {
                 let c = Conns::open(base.clone().pragma("cache_size", "-500"), 1).await?;
@@ -106,7 +108,6 @@ impl SqliteStore {
             None => None,
         };
         let group = std::sync::Arc::<group::Group>::default();
-        let thread = batches::WriterThread::start()?;
         let creates = creates::spawn(&thread, writer.clone(), group.clone());
         let changes = changes::spawn(&thread, writer.clone(), group.clone());
         Ok(SqliteStore {
@@ -172,6 +173,25 @@ impl SqliteStore {
     /// A read-only connection (the writer's, for an in-memory database).
     async fn read(&self) -> Result<conns::Conn> {
         self.reader.get().await
+    }
+}
+
+#[cfg(test)]
+impl SqliteStore {
+    /// Holds the batch writers until `n` requests wait for them, so those make one batch
+    /// (whatever the threads' timing): for tests of what a batch does with several requests.
+    pub(super) fn one_batch(&self, n: usize) -> impl Future<Output = ()> + '_ {
+        let held = self.thread.hold();
+        async move {
+            let queued = |room: usize, max: usize| max - room;
+            while queued(self.creates.capacity(), self.creates.max_capacity())
+                + queued(self.changes.capacity(), self.changes.max_capacity())
+                < n
+            {
+                tokio::task::yield_now().await;
+            }
+            drop(held);
+        }
     }
 }
 
