@@ -187,15 +187,64 @@ impl Drop for Tx {
         };
         match tokio::runtime::Handle::try_current() {
             // The task owns the connection until the rollback ran (after a failed `COMMIT`
-            // there may be nothing to roll back; that error is expected and ignored).
+            // there may be nothing to roll back; that error is expected and ignored), and
+            // puts it back only then. A task that never runs (its runtime is shutting down)
+            // closes it instead, which rolls back; the set opens a replacement.
             Ok(rt) => {
+                let raw = conn.conn.take();
                 rt.spawn(async move {
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    if let Some(mut raw) = raw {
+                        let _ = sqlx::query("ROLLBACK").execute(&mut raw).await;
+                        conn.conn = Some(raw);
+                    }
+                    drop(conn);
                 });
             }
             // No runtime to run it on: close the connection instead, which rolls back; the set
             // opens a replacement on the next checkout.
             Err(_) => drop(conn.conn.take()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transaction dropped while its runtime shuts down (its rollback task never runs) does
+    /// not go back to the set still open: the next checkout can begin a transaction.
+    #[test]
+    fn a_transaction_dropped_at_shutdown_is_not_reused_half_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("t.db"))
+            .create_if_missing(true);
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let first = runtime();
+        let conns = first.block_on(Conns::open(options, 1)).unwrap();
+        let mut tx = first.block_on(conns.for_transaction()).unwrap();
+        first
+            .block_on(sqlx::query("BEGIN IMMEDIATE").execute(&mut *tx))
+            .unwrap();
+        // Held by a task that never finishes: dropped when the runtime shuts down.
+        first.spawn(async move {
+            let _tx = tx;
+            std::future::pending::<()>().await;
+        });
+        drop(first);
+        let second = runtime();
+        second.block_on(async {
+            let mut conn = conns.get().await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
+        });
     }
 }
