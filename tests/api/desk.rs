@@ -59,12 +59,7 @@ async fn desk_b_never_sees_desk_a() {
     );
 
     // At the store level too: A's ticket id read through B's desk is nothing.
-    let a = t
-        .store
-        .ticket(DeskId(1), TicketNo(1))
-        .await
-        .unwrap()
-        .unwrap();
+    let a = t.first_ticket().await;
     assert_eq!(a.ticket.description, "secret of desk A");
     assert!(
         t.store
@@ -356,12 +351,7 @@ async fn odd_text_is_stored_verbatim() {
     let nasty = "Robert'); DROP TABLE tickets;-- ✓ 日本語 \u{1F525} \"quoted\"";
     let r = t.slack("T1", "U1", "C1", &format!("new {nasty}")).await;
     assert!(matches!(r, Reply::Created { .. }));
-    let stored = t
-        .store
-        .ticket(DeskId(1), TicketNo(1))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = t.first_ticket().await;
     assert_eq!(stored.ticket.description, nasty);
     let r = t.slack("T1", "U1", "C1", "new a\u{7}bell").await;
     assert!(
@@ -568,13 +558,19 @@ async fn joining_with_tickets_of_its_own_needs_a_merge_which_renumbers_and_keeps
     assert!(text(&created).contains("#4"), "{}", text(&created));
 }
 
-#[tokio::test]
-async fn a_surface_leaving_a_shared_desk_takes_nothing_from_the_side_that_stays() {
+/// A desk that workspace T1 shares with guild G1, with ticket #1 made on Slack.
+async fn shared_desk() -> TestDesks {
     let t = TestDesks::new().await;
     t.slack("T1", "U1", "C1", "new Shared printer").await;
     let code = link_code(&t.slack("T1", "U1", "C1", "desk link").await);
     t.discord("G1", "D1", true, &format!("desk join {code}"))
         .await;
+    t
+}
+
+#[tokio::test]
+async fn a_surface_leaving_a_shared_desk_takes_nothing_from_the_side_that_stays() {
+    let t = shared_desk().await;
     // The guild's channel has a digest of the shared desk, and so has the workspace's.
     t.discord("G1", "D1", true, "digest schedule \"0 9 * * *\"")
         .await;
@@ -673,12 +669,7 @@ async fn a_request_delivered_twice_changes_the_ticket_once_even_after_a_newer_ch
     t.slack("T1", "U1", "C1", "assign 1 <@U3>").await;
     let again = t.desks.execute(&event, me()).await;
     assert!(matches!(again, Reply::Card { .. }), "{again:?}");
-    let stored = t
-        .store
-        .ticket(DeskId(1), TicketNo(1))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = t.first_ticket().await;
     assert_eq!(
         stored.ticket.assignee.unwrap().id,
         "U3",
@@ -690,22 +681,13 @@ async fn a_request_delivered_twice_changes_the_ticket_once_even_after_a_newer_ch
         ..event
     };
     t.desks.execute(&command, me()).await;
-    let stored = t
-        .store
-        .ticket(DeskId(1), TicketNo(1))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = t.first_ticket().await;
     assert_eq!(stored.ticket.assignee.unwrap().id, "U1");
 }
 
 #[tokio::test]
 async fn a_note_on_a_shared_desk_names_on_discord_whom_it_mentions_on_slack() {
-    let t = TestDesks::new().await;
-    t.slack("T1", "U1", "C1", "new Shared printer").await;
-    let code = link_code(&t.slack("T1", "U1", "C1", "desk link").await);
-    t.discord("G1", "D1", true, &format!("desk join {code}"))
-        .await;
+    let t = shared_desk().await;
     t.slack("T1", "U1", "C1", "start 1").await;
     // Every queued message (the card posts go first, each refresh waits behind its post).
     let notes: Vec<(Platform, String)> = (t.queued().await.into_iter())

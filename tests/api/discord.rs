@@ -801,14 +801,7 @@ async fn a_bot_named_in_assign_is_refused_and_nothing_changes() {
         content(&answer).contains("a bot cannot be assigned"),
         "{answer}"
     );
-    use piraja::core::ticket::{DeskId, TicketNo};
-    use piraja::store::TicketStore;
-    let t =
-        d.t.store
-            .ticket(DeskId(1), TicketNo(1))
-            .await
-            .unwrap()
-            .unwrap();
+    let t = d.t.first_ticket().await;
     assert!(t.ticket.assignee.is_none());
 }
 

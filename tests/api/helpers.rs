@@ -64,6 +64,13 @@ impl TestDesks {
         }
     }
 
+    /// Ticket #1 of desk 1, as stored.
+    pub async fn first_ticket(&self) -> piraja::store::TicketRecord {
+        use piraja::core::ticket::{DeskId, TicketNo};
+        use piraja::store::TicketStore;
+        (self.store.ticket(DeskId(1), TicketNo(1)).await.unwrap()).unwrap()
+    }
+
     /// Every message ever queued in the outbox, oldest first (pending or not).
     pub async fn queued(&self) -> Vec<piraja::core::outgoing::Outgoing> {
         use sqlx::Connection;

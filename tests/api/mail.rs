@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
 use piraja::core::command::Provider;
 use piraja::core::outgoing::Outgoing;
-use piraja::core::ticket::{DeskId, Source, Status, TicketNo};
+use piraja::core::ticket::{DeskId, Source, Status};
 use piraja::desk::Reply;
 use piraja::http::{App, AppState};
 use piraja::mail::MailApp;
@@ -213,6 +213,27 @@ impl MailTest {
 
     /// Serves Gmail message `id` in `thread` with these RFC 822 bytes.
     /// Gmail's history from `start` to `next`: the messages added, as (id, thread).
+    /// Mocks a page of Graph's delta of mail folder `folder`, answered to requests that carry
+    /// the query parameter `query` (name, value) when one is given, at wiremock's `priority`
+    /// (1 is tried first, 5 is its default).
+    async fn graph_delta(
+        &self,
+        folder: &str,
+        query: Option<(&str, &str)>,
+        priority: u8,
+        page: Value,
+    ) {
+        let mut mock = Mock::given(method("GET"))
+            .and(path(format!("/me/mailFolders/{folder}/messages/delta")));
+        if let Some((name, value)) = query {
+            mock = mock.and(query_param(name, value));
+        }
+        mock.respond_with(ResponseTemplate::new(200).set_body_json(page))
+            .with_priority(priority)
+            .mount(&self.mock)
+            .await;
+    }
+
     async fn gmail_history(&self, start: &str, next: &str, added: &[(&str, &str)]) {
         let added: Vec<Value> = (added.iter())
             .map(|(id, thread)| json!({"message": {"id": id, "threadId": thread}}))
@@ -334,13 +355,7 @@ async fn forwarded_gmail_becomes_a_ticket_of_the_original_sender_and_replies_fol
     m.gmail_message("m1", "t1", &forwarded("fwd1")).await;
     let taken = m.app.poll_all(&m.t.desks).await;
     assert_eq!(taken, 1);
-    let t =
-        m.t.store
-            .ticket(DeskId(1), TicketNo(1))
-            .await
-            .unwrap()
-            .unwrap()
-            .ticket;
+    let t = m.t.first_ticket().await.ticket;
     assert_eq!(t.source, Source::Email);
     assert!(
         t.description.starts_with("Printer on fire"),
@@ -417,13 +432,7 @@ async fn forwarded_gmail_becomes_a_ticket_of_the_original_sender_and_replies_fol
     )
     .await;
     m.app.poll_all(&m.t.desks).await;
-    let t =
-        m.t.store
-            .ticket(DeskId(1), TicketNo(1))
-            .await
-            .unwrap()
-            .unwrap()
-            .ticket;
+    let t = m.t.first_ticket().await.ticket;
     assert_eq!(t.status, Status::Open, "reopened by the customer's reply");
     // One message to the assignee, and one note in the card's thread, for the reply.
     let queued = m.t.queued().await;
@@ -550,18 +559,9 @@ async fn outlook_connects_and_its_inbox_delta_becomes_tickets_with_the_rotated_t
     last["@odata.deltaLink"] = json!(format!(
         "{base}/me/mailFolders/inbox/messages/delta?$deltatoken=round2"
     ));
-    Mock::given(method("GET"))
-        .and(path("/me/mailFolders/inbox/messages/delta"))
-        .and(query_param("$skiptoken", "page2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(last))
-        .mount(&m.mock)
+    m.graph_delta("inbox", Some(("$skiptoken", "page2")), 5, last)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/me/mailFolders/inbox/messages/delta"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(first))
-        .with_priority(10)
-        .mount(&m.mock)
-        .await;
+    m.graph_delta("inbox", None, 10, first).await;
     // The delta pages carry no bodies: each message is read whole.
     let message: Value = serde_json::from_str(&fixture("msgraph-message-get.json")).unwrap();
     for (i, id) in [
@@ -582,13 +582,7 @@ async fn outlook_connects_and_its_inbox_delta_becomes_tickets_with_the_rotated_t
     assert_eq!(taken, 3);
     let list = text(&m.t.slack("T1", "U1", "C1", "list all").await);
     assert!(list.contains("(3)"), "{list}");
-    let t =
-        m.t.store
-            .ticket(DeskId(1), TicketNo(1))
-            .await
-            .unwrap()
-            .unwrap()
-            .ticket;
+    let t = m.t.first_ticket().await.ticket;
     assert!(
         t.contact
             .unwrap()
@@ -608,11 +602,7 @@ async fn outlook_connects_and_its_inbox_delta_becomes_tickets_with_the_rotated_t
     let mut evil: Value =
         serde_json::from_str(&fixture("msgraph-messages-delta-final-page.json")).unwrap();
     evil["@odata.nextLink"] = json!("https://attacker.example/steal");
-    Mock::given(method("GET"))
-        .and(path("/me/mailFolders/inbox/messages/delta"))
-        .and(query_param("$deltatoken", "round2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(evil))
-        .mount(&m.mock)
+    m.graph_delta("inbox", Some(("$deltatoken", "round2")), 5, evil)
         .await;
     m.app.poll_all(&m.t.desks).await;
     assert_eq!(
@@ -696,46 +686,34 @@ async fn outlook_replies_sent_from_the_mailbox_join_their_tickets_timeline_once(
         })
     };
     // First poll: the question in the inbox, the answer in Sent Items.
-    Mock::given(method("GET"))
-        .and(path("/me/mailFolders/inbox/messages/delta"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(delta("inbox", vec![asked])))
-        .with_priority(10)
-        .mount(&m.mock)
+    m.graph_delta("inbox", None, 10, delta("inbox", vec![asked]))
         .await;
-    Mock::given(method("GET"))
-        .and(path("/me/mailFolders/sentitems/messages/delta"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(delta("sentitems", vec![answered])))
-        .with_priority(10)
-        .mount(&m.mock)
+    m.graph_delta("sentitems", None, 10, delta("sentitems", vec![answered]))
         .await;
     m.app.poll_all(&m.t.desks).await;
     let shown = text(&m.t.slack("T1", "U1", "C1", "show 1").await);
     assert_eq!(shown.matches("We are on it.").count(), 1, "{shown}");
     assert!(shown.contains("support@contoso.example · email"), "{shown}");
-    let t =
-        m.t.store
-            .ticket(DeskId(1), TicketNo(1))
-            .await
-            .unwrap()
-            .unwrap()
-            .ticket;
+    let t = m.t.first_ticket().await.ticket;
     assert!(
         t.first_response_at.is_some(),
         "the emailed answer is the first response"
     );
     // Next poll: the copy in the inbox is the same email, already in the timeline.
-    Mock::given(method("GET"))
-        .and(path("/me/mailFolders/inbox/messages/delta"))
-        .and(query_param("$deltatoken", "inbox2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(delta("inbox", vec![copy])))
-        .mount(&m.mock)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/me/mailFolders/sentitems/messages/delta"))
-        .and(query_param("$deltatoken", "sentitems2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(delta("sentitems", vec![])))
-        .mount(&m.mock)
-        .await;
+    m.graph_delta(
+        "inbox",
+        Some(("$deltatoken", "inbox2")),
+        5,
+        delta("inbox", vec![copy]),
+    )
+    .await;
+    m.graph_delta(
+        "sentitems",
+        Some(("$deltatoken", "sentitems2")),
+        5,
+        delta("sentitems", vec![]),
+    )
+    .await;
     m.app.poll_all(&m.t.desks).await;
     let shown = text(&m.t.slack("T1", "U1", "C1", "show 1").await);
     assert_eq!(shown.matches("We are on it.").count(), 1, "{shown}");
@@ -771,20 +749,12 @@ async fn an_outlook_backlog_of_more_pages_than_one_poll_reads_goes_on_at_the_nex
         "value": [],
         "@odata.nextLink": format!("{base}/me/mailFolders/inbox/messages/delta?$skiptoken=more"),
     });
-    Mock::given(method("GET"))
-        .and(path("/me/mailFolders/inbox/messages/delta"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(more))
-        .mount(&m.mock)
-        .await;
+    m.graph_delta("inbox", None, 5, more).await;
     let done = json!({
         "value": [],
         "@odata.deltaLink": format!("{base}/me/mailFolders/sentitems/messages/delta?$deltatoken=s2"),
     });
-    Mock::given(method("GET"))
-        .and(path("/me/mailFolders/sentitems/messages/delta"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(done))
-        .mount(&m.mock)
-        .await;
+    m.graph_delta("sentitems", None, 5, done).await;
     m.app.poll_all(&m.t.desks).await;
     // The next poll starts after the pages read, not again from the first.
     let cursor: Value = serde_json::from_str(&m.mailbox().await.cursor.unwrap()).unwrap();
@@ -840,12 +810,7 @@ async fn a_gmail_message_too_large_to_read_whole_becomes_a_ticket_from_its_text(
         .mount(&m.mock)
         .await;
     assert_eq!(m.app.poll_all(&m.t.desks).await, 1);
-    let t =
-        m.t.store
-            .ticket(DeskId(1), TicketNo(1))
-            .await
-            .unwrap()
-            .unwrap();
+    let t = m.t.first_ticket().await;
     assert!(
         t.ticket.description.contains("stops at page 3"),
         "{}",
@@ -900,12 +865,7 @@ async fn linking_a_thread_to_a_resolved_ticket_neither_reopens_it_nor_pings_anyo
     let linked = m.t.slack("T1", "U7", "C1", "link 1 18c2b1a0f3e4d5c6").await;
     assert!(text(&linked).contains("1 message(s)"), "{}", text(&linked));
     // The customer's old message is history, not a new reply: the ticket stays completed.
-    let t =
-        m.t.store
-            .ticket(DeskId(1), TicketNo(1))
-            .await
-            .unwrap()
-            .unwrap();
+    let t = m.t.first_ticket().await;
     assert_eq!(t.ticket.status, Status::Completed);
     let pinged = (m.t.queued().await.into_iter())
         .filter(
@@ -959,13 +919,7 @@ async fn link_attaches_a_gmail_thread_by_url_and_an_outlook_conversation_and_ref
         )
         .await;
     assert!(text(&linked).contains("2 message(s)"), "{}", text(&linked));
-    let t =
-        m.t.store
-            .ticket(DeskId(1), TicketNo(1))
-            .await
-            .unwrap()
-            .unwrap()
-            .ticket;
+    let t = m.t.first_ticket().await.ticket;
     assert!(t.contact.unwrap().label().contains("jane@acme.example"));
     // The reply from the support mailbox counted as a response.
     assert!(t.first_response_at.is_some());

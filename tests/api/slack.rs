@@ -116,16 +116,6 @@ impl SlackTest {
         )
     }
 
-    /// Ticket #1 of the first desk, as stored.
-    async fn first_ticket(&self) -> piraja::store::TicketRecord {
-        self.t
-            .store
-            .ticket(DeskId(1), TicketNo(1))
-            .await
-            .unwrap()
-            .unwrap()
-    }
-
     fn clock(&self) -> &ManualClock {
         &self.t.clock
     }
@@ -456,7 +446,7 @@ async fn a_slash_command_creates_a_ticket_whose_card_is_posted_then_edited_in_pl
     click["response_url"] = json!(format!("{}/respond", s.mock.uri()));
     let (status, _) = s.interaction(&click).await;
     assert_eq!(status, StatusCode::OK);
-    let t = s.first_ticket().await;
+    let t = s.t.first_ticket().await;
     assert_eq!(t.ticket.status, piraja::core::ticket::Status::InProgress);
     s.deliver_all().await;
     let updates = s.calls("/chat.update").await;
@@ -506,7 +496,7 @@ async fn a_slash_command_creates_a_ticket_whose_card_is_posted_then_edited_in_pl
     click["actions"][0] =
         json!({"action_id": "menu", "type": "overflow", "selected_option": {"value": "close:1"}});
     s.interaction(&click).await;
-    let t = s.first_ticket().await;
+    let t = s.t.first_ticket().await;
     assert_eq!(
         (t.ticket.priority.as_str(), t.ticket.status.as_str()),
         ("urgent", "closed")
@@ -624,7 +614,7 @@ async fn a_member_cannot_set_the_forms_contact_or_assignee_and_then_nothing_is_c
     submit["view"]["state"]["values"]["contact"] = json!({});
     let (_, body) = s.interaction(&submit).await;
     assert_eq!(body, "");
-    assert!(s.first_ticket().await.ticket.contact.is_none());
+    assert!(s.t.first_ticket().await.ticket.contact.is_none());
 }
 
 #[tokio::test]
@@ -681,7 +671,7 @@ async fn reactions_on_a_card_work_the_ticket_and_a_retried_event_counts_once() {
     reaction["event"]["reaction"] = json!("eyes");
     let (status, _) = s.event(&reaction).await;
     assert_eq!(status, StatusCode::OK);
-    let t = s.first_ticket().await;
+    let t = s.t.first_ticket().await;
     assert_eq!(
         t.ticket.assignee.map(|a| a.to_string()).as_deref(),
         Some("slack:W111")
@@ -691,14 +681,14 @@ async fn reactions_on_a_card_work_the_ticket_and_a_retried_event_counts_once() {
     reaction["event"]["reaction"] = json!("white_check_mark");
     let (status, _) = s.event(&reaction).await;
     assert_eq!(status, StatusCode::OK);
-    let t = s.first_ticket().await;
+    let t = s.t.first_ticket().await;
     assert_eq!(t.ticket.status.as_str(), "open");
     reaction["event_id"] = json!("Ev222");
     s.event(&reaction).await;
     reaction["event_id"] = json!("Ev333");
     reaction["event"]["reaction"] = json!("rotating_light");
     s.event(&reaction).await;
-    let t = s.first_ticket().await;
+    let t = s.t.first_ticket().await;
     assert_eq!(
         (t.ticket.status.as_str(), t.ticket.priority.as_str()),
         ("completed", "urgent")
@@ -720,7 +710,7 @@ async fn reactions_on_a_card_work_the_ticket_and_a_retried_event_counts_once() {
         text.starts_with("Your :eyes: on #1 did nothing: Only agents"),
         "{text}"
     );
-    assert_eq!(s.first_ticket().await.ticket.assignee.unwrap().id, "W111");
+    assert_eq!(s.t.first_ticket().await.ticket.assignee.unwrap().id, "W111");
 }
 
 #[tokio::test]
@@ -739,20 +729,20 @@ async fn an_event_that_fails_in_the_store_is_retried_by_slack_and_then_takes_eff
         .await;
     let (status, _) = s.event(&reaction).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(s.first_ticket().await.ticket.assignee.is_none());
+    assert!(s.t.first_ticket().await.ticket.assignee.is_none());
 
     // Slack's retry of the same event, once the store is back, takes effect…
     s.t.rename_table("card_messages_away", "card_messages")
         .await;
     let (status, _) = s.event(&reaction).await;
     assert_eq!(status, StatusCode::OK);
-    let t = s.first_ticket().await;
+    let t = s.t.first_ticket().await;
     assert_eq!(t.ticket.assignee.unwrap().id, "W111");
     // …and is then remembered: a further delivery of it does nothing.
     reaction["event"]["reaction"] = json!("white_check_mark");
     let (status, _) = s.event(&reaction).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(s.first_ticket().await.ticket.status.as_str(), "open");
+    assert_eq!(s.t.first_ticket().await.ticket.status.as_str(), "open");
 }
 
 #[tokio::test]
@@ -1270,7 +1260,7 @@ async fn digest_now_posts_in_the_channel_and_its_assign_button_answers_privately
     let (status, _) = s.interaction(&click).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        s.first_ticket().await.ticket.assignee.unwrap().id,
+        s.t.first_ticket().await.ticket.assignee.unwrap().id,
         click["user"]["id"].as_str().unwrap()
     );
     let mut responded = Vec::new();
