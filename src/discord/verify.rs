@@ -41,9 +41,14 @@ pub fn verify(
     let mut message = Vec::with_capacity(timestamp.len() + body.len());
     message.extend_from_slice(timestamp.as_bytes());
     message.extend_from_slice(body);
-    // verify_strict refuses the malleable and small-order forms plain verify lets through.
-    key.verify_strict(&message, &signature)
-        .map_err(|_| SignatureError::Mismatch)
+    // Plain (cofactorless) verification, as serenity's `Verifier` and Discord's own examples
+    // (tweetnacl) do. It refuses a non-canonical `s` (`s + ℓ`, the malleable form) and compares
+    // the encoding of the R it computes, so a non-canonical R never matches; with the weak keys
+    // refused in `public_key`, nobody without the private key can make a signature pass
+    // (strong unforgeability). `verify_strict` adds a check that R is not of small order, which
+    // decompresses R: about 8 µs more a request here (49 against 40 µs, BENCHMARKS.md) for no
+    // forgery it stops under a key that is not weak.
+    ed25519_dalek::Verifier::verify(key, &message, &signature).map_err(|_| SignatureError::Mismatch)
 }
 
 #[cfg(test)]
@@ -99,6 +104,38 @@ mod tests {
             Err(SignatureError::Mismatch)
         );
         assert!(public_key("nothex").is_none());
+    }
+
+    #[test]
+    fn a_signature_made_malleable_is_refused() {
+        // s + ℓ verifies the same equation; RFC 8032 requires s < ℓ, and so do we.
+        let f = fixture();
+        let key = public_key(f["public_key_hex"].as_str().unwrap()).unwrap();
+        let ts = f["x_signature_timestamp"].as_str().unwrap();
+        let body = f["raw_body"].as_str().unwrap().as_bytes();
+        let mut sig = hex::decode(f["x_signature_ed25519"].as_str().unwrap()).unwrap();
+        // ℓ = 2^252 + 27742317777372353535851937790883648493, little-endian.
+        let order: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut carry = 0u16;
+        for (b, l) in sig[32..].iter_mut().zip(order) {
+            let sum = u16::from(*b) + u16::from(l) + carry;
+            *b = sum as u8;
+            carry = sum >> 8;
+        }
+        assert_eq!(carry, 0, "s + ℓ fits in 32 bytes for this fixture");
+        assert_eq!(
+            verify(
+                &key,
+                Some(ts),
+                Some(&hex::encode(sig)),
+                body,
+                at(1_700_000_000)
+            ),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
