@@ -190,11 +190,7 @@ impl DiscordTest {
     }
 
     async fn deliver_all(&self) {
-        for _ in 0..20 {
-            if self.worker.tick().await == 0 {
-                break;
-            }
-        }
+        self.t.deliver_all(&self.worker).await;
     }
 
     /// Discord posts every message in the channel as 7001 and edits it.

@@ -65,6 +65,24 @@ impl TestDesks {
     }
 
     /// Ticket #1 of desk 1, as stored.
+    /// Delivers everything queued, as the worker would in time: what is due now, then, with
+    /// the clock moved on, the card refreshes paced to later in the second.
+    pub async fn deliver_all(&self, worker: &piraja::outbox::Worker) {
+        use piraja::store::OutboxStore;
+        for _ in 0..20 {
+            if worker.tick().await > 0 {
+                continue;
+            }
+            let now = self.clock.now();
+            match self.store.outbox_next_due().await.unwrap() {
+                Some(next) if next > now && next - now <= chrono::Duration::seconds(1) => {
+                    self.clock.advance(next - now);
+                }
+                _ => break,
+            }
+        }
+    }
+
     pub async fn first_ticket(&self) -> piraja::store::TicketRecord {
         use piraja::core::ticket::{DeskId, TicketNo};
         use piraja::store::TicketStore;

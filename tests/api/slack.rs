@@ -235,11 +235,7 @@ impl SlackTest {
     }
 
     async fn deliver_all(&self) {
-        for _ in 0..20 {
-            if self.worker.tick().await == 0 {
-                break;
-            }
-        }
+        self.t.deliver_all(&self.worker).await;
     }
 
     async fn calls(&self, api_path: &str) -> Vec<Value> {
@@ -855,6 +851,50 @@ async fn a_card_copy_in_an_archived_channel_is_skipped_and_the_other_copy_still_
     assert_eq!(updated.len(), 2, "{updated:?}");
     assert!(updated.contains(&"CNOTIFY".to_owned()), "{updated:?}");
     // The change went out to the other copy and nothing is dead or waiting.
+    let stats = piraja::store::OutboxStore::outbox_stats(s.t.store.as_ref(), s.clock().now())
+        .await
+        .unwrap();
+    assert_eq!((stats.pending, stats.dead), (0, 0));
+}
+
+#[tokio::test]
+async fn changes_within_a_second_refresh_the_card_at_once_then_once_more_with_their_notes_joined() {
+    let s = SlackTest::new().await;
+    s.mock_ok("chat.postMessage", posted("C111", "1.1")).await;
+    s.mock_ok("chat.update", json!({"ok": true})).await;
+    s.command("W111", "new Printer on fire").await;
+    s.deliver_all().await;
+    // Three changes in the same second: the first edits the card at once.
+    s.command("W111", "start 1").await;
+    assert_eq!(s.worker.tick().await, 1);
+    assert_eq!(s.calls("/chat.update").await.len(), 1);
+    s.command("W111", "priority 1 urgent").await;
+    s.command("W111", "note 1 called the vendor").await;
+    assert_eq!(
+        s.worker.tick().await,
+        0,
+        "the others wait for the second to end"
+    );
+    // Then one edit shows the card as it is now, and one message in its thread says both.
+    s.clock().advance(chrono::Duration::seconds(1));
+    assert_eq!(s.worker.tick().await, 1);
+    assert_eq!(s.worker.tick().await, 0);
+    let updates = s.calls("/chat.update").await;
+    assert_eq!(updates.len(), 2);
+    assert!(
+        updates[1]["text"].as_str().unwrap().contains("urgent"),
+        "{:#?}",
+        updates[1]
+    );
+    let notes: Vec<String> = (s.calls("/chat.postMessage").await.into_iter())
+        .filter(|c| c["thread_ts"] == "1.1")
+        .map(|c| c["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    assert!(
+        notes[1].contains("urgent") && notes[1].contains("called the vendor"),
+        "{notes:#?}"
+    );
     let stats = piraja::store::OutboxStore::outbox_stats(s.t.store.as_ref(), s.clock().now())
         .await
         .unwrap();

@@ -26,6 +26,7 @@ use super::group::{Group, Write};
 use super::tickets::{TicketRow, parse_steps};
 use super::writes::{Cause, EventJson, OutboxJson, TicketJson, events_json, outbox_json};
 use super::{SqliteStore, at, corrupt, ms};
+use crate::core::outgoing::Outgoing;
 use crate::core::sla::Step;
 use crate::core::ticket::{Action, DeskId, Ticket, TicketNo};
 use crate::store::{ChangeOutcome, Changed, Result, SlaAlert, SlaState, StoreError, TicketChange};
@@ -94,7 +95,7 @@ const WRITES: &str = concat!(
        FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.changes') AS c JOIN jsonb_each(c.value, '$[3]') AS e
       ORDER BY c.key, e.key;
      INSERT INTO outbox (desk_id, destination, idempotency_key, payload, next_attempt_at, created_at)
-     SELECT c.value ->> 0, o.value ->> 0, o.value ->> 1, o.value ->> 2, c.value ->> 2, c.value ->> 2
+     SELECT c.value ->> 0, o.value ->> 0, o.value ->> 1, o.value ->> 2, coalesce(o.value ->> 3, c.value ->> 2), c.value ->> 2
        FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.changes') AS c JOIN jsonb_each(c.value, '$[4]') AS o
       WHERE true ORDER BY c.key, o.key
      ON CONFLICT (idempotency_key) DO NOTHING"
@@ -209,9 +210,10 @@ pub(super) fn spawn(
     group: Arc<Group>,
 ) -> mpsc::Sender<Pending> {
     let cache = Arc::new(Mutex::new(StepCache::default()));
+    let pace = Arc::new(Mutex::new(Pace::default()));
     super::batches::spawn(thread, writer, group, move |writer, group, items| {
-        let cache = cache.clone();
-        async move { write_batch(&writer, &group, &cache, items).await }
+        let (cache, pace) = (cache.clone(), pace.clone());
+        async move { write_batch(&writer, &group, &cache, &pace, items).await }
     })
 }
 
@@ -222,6 +224,7 @@ async fn write_batch(
     writer: &Conns,
     group: &Group,
     cache: &Arc<Mutex<StepCache>>,
+    pace: &Mutex<Pace>,
     items: Vec<Pending>,
 ) {
     let (changes, dones): (Vec<TicketChange>, Vec<_>) =
@@ -255,11 +258,18 @@ async fn write_batch(
         }
         let mut recorded: Vec<(i64, String, i64)> = Vec::new();
         let mut outcomes = Vec::with_capacity(changes.len());
+        // Taken for the loop (a lock guard cannot be held across the writes' await); a batch
+        // that fails half-way forgets the pace, which only lets the next refreshes go at once.
+        let mut paced = std::mem::take(
+            &mut *pace
+                .lock()
+                .map_err(|_| corrupt("the refresh pace is poisoned"))?,
+        );
         for (n, c) in changes.into_iter().enumerate() {
             let key = c.key.clone().map(|k| (c.desk.0, k));
             let replayed = key.as_ref().is_some_and(|k| seen.contains(k));
             let now = ms(c.now);
-            let outcome = batch.apply(n, c, replayed)?;
+            let outcome = batch.apply(n, c, replayed, &mut paced)?;
             if let (
                 Some(key),
                 Ok(ChangeOutcome {
@@ -273,6 +283,9 @@ async fn write_batch(
             }
             outcomes.push(outcome);
         }
+        *pace
+            .lock()
+            .map_err(|_| corrupt("the refresh pace is poisoned"))? = paced;
         if let Some(writes) = batch.writes()? {
             sqlx::query(WRITES).bind(writes).execute(&mut *w).await?;
         }
@@ -314,6 +327,44 @@ async fn write_batch(
             let e = e.to_string();
             for done in dones {
                 let _ = done.send(Err(StoreError::Batch(e.clone())));
+            }
+        }
+    }
+}
+
+/// How often a ticket's cards are refreshed at most, in milliseconds.
+const PACE_MS: i64 = 1_000;
+
+/// How many destinations the pace keeps before it forgets those whose second is over.
+const PACE_KEPT: usize = 4096;
+
+/// When each destination's card refreshes are due: the first at once, and those that follow
+/// within [`PACE_MS`] together, [`PACE_MS`] after it.
+#[derive(Default)]
+struct Pace {
+    /// Each destination's latest refresh: when it is (or was) due.
+    scheduled: HashMap<String, i64>,
+}
+
+impl Pace {
+    /// The due time of a refresh of `destination` queued at `now`: `None` is at once.
+    fn due(&mut self, destination: &str, now: i64) -> Option<i64> {
+        if self.scheduled.len() >= PACE_KEPT {
+            self.scheduled.retain(|_, at| *at + PACE_MS > now);
+        }
+        match self.scheduled.get_mut(destination) {
+            Some(at) if *at > now => Some(*at),
+            Some(at) if *at + PACE_MS > now => {
+                *at += PACE_MS;
+                Some(*at)
+            }
+            Some(at) => {
+                *at = now;
+                None
+            }
+            None => {
+                self.scheduled.insert(destination.to_owned(), now);
+                None
             }
         }
     }
@@ -417,6 +468,7 @@ impl Batch {
         n: usize,
         c: TicketChange,
         replayed: bool,
+        pace: &mut Pace,
     ) -> Result<Result<ChangeOutcome>> {
         let slot_no = self.index[&(c.desk, c.no)];
         let Some(slot) = &mut self.slots[slot_no] else {
@@ -449,7 +501,13 @@ impl Batch {
             .collect();
         let last_event = self.next_event - 1;
         slot.last_event = slot.last_event.max(last_event);
-        let mut outbox = outbox_json(c.desk, Cause::Event(last_event), &(c.out)(&t))?;
+        let out = (c.out)(&t);
+        let mut outbox = outbox_json(c.desk, Cause::Event(last_event), &out)?;
+        for (row, msg) in outbox.iter_mut().zip(&out) {
+            if matches!(msg, Outgoing::UpdateCards { .. }) {
+                row.3 = pace.due(&row.0, now);
+            }
+        }
         slot.steps.extend(applied.events.iter().filter_map(|e| {
             Step::of(
                 e.kind,
@@ -699,6 +757,91 @@ mod tests {
         assert_eq!(notes, 3);
         let keys = count(&store, "SELECT count(*) FROM request_keys").await;
         assert_eq!(keys, 3);
+    }
+
+    #[test]
+    fn a_destinations_refreshes_go_at_once_then_together_once_a_second() {
+        let mut pace = Pace::default();
+        assert_eq!(
+            pace.due("ticket:1:slack:T1", 10_000),
+            None,
+            "the first at once"
+        );
+        // Those within the second after it wait for its end, together.
+        assert_eq!(pace.due("ticket:1:slack:T1", 10_200), Some(11_000));
+        assert_eq!(pace.due("ticket:1:slack:T1", 10_999), Some(11_000));
+        // Another destination is paced on its own.
+        assert_eq!(pace.due("ticket:2:slack:T1", 10_500), None);
+        // Queued while the waiting refresh is due but within its second: the next second.
+        assert_eq!(pace.due("ticket:1:slack:T1", 11_000), Some(12_000));
+        assert_eq!(pace.due("ticket:1:slack:T1", 11_400), Some(12_000));
+        // A second after the last one was due: at once again.
+        assert_eq!(pace.due("ticket:1:slack:T1", 13_000), None);
+        assert_eq!(pace.due("ticket:1:slack:T1", 13_001), Some(14_000));
+    }
+
+    #[test]
+    fn the_pace_forgets_destinations_whose_second_is_over() {
+        let mut pace = Pace::default();
+        for i in 0..PACE_KEPT {
+            pace.due(&format!("ticket:{i}:slack:T1"), 0);
+        }
+        assert_eq!(pace.scheduled.len(), PACE_KEPT);
+        // One more, a second later: those over are dropped before it is kept.
+        assert_eq!(pace.due("ticket:x:slack:T1", PACE_MS), None);
+        assert_eq!(pace.scheduled.len(), 1);
+        // Still kept while their second lasts.
+        for i in 0..PACE_KEPT {
+            pace.due(&format!("ticket:{i}:slack:T1"), PACE_MS + 1);
+        }
+        assert_eq!(pace.scheduled.len(), PACE_KEPT + 1);
+    }
+
+    #[tokio::test]
+    async fn a_tickets_card_refreshes_are_queued_at_once_then_for_the_end_of_the_second() {
+        let (_dir, store) = store().await;
+        let t0 = Utc::now();
+        let at = |ms: i64| t0 + chrono::Duration::milliseconds(ms);
+        let change_at = |ms: i64, action: Action, note: &str| TicketChange {
+            now: at(ms),
+            ..request(1, action, note, None)
+        };
+        let changes = [
+            (0, Action::Note("one".into()), "started"),
+            (300, Action::Note("two".into()), "completed"),
+            (600, Action::Note("three".into()), "reopened"),
+            (2_500, Action::Note("four".into()), "started again"),
+        ];
+        for (ms, action, note) in changes {
+            store
+                .change_ticket(change_at(ms, action, note))
+                .await
+                .unwrap();
+        }
+        // Ticket 2's refresh is not held back by ticket 1's.
+        store
+            .change_ticket(TicketChange {
+                now: at(300),
+                ..request(2, Action::Note("five".into()), "other", None)
+            })
+            .await
+            .unwrap();
+        let due: Vec<(i64, String)> = rows(
+            &store,
+            "SELECT next_attempt_at - created_at, payload ->> 'note' FROM outbox
+              WHERE payload ->> 'kind' = 'update_cards' ORDER BY id",
+        )
+        .await;
+        assert_eq!(
+            due,
+            [
+                (0, "started".to_owned()),
+                (700, "completed".to_owned()),
+                (400, "reopened".to_owned()),
+                (0, "started again".to_owned()),
+                (0, "other".to_owned()),
+            ]
+        );
     }
 
     async fn change(store: &SqliteStore, no: i64, action: Action, note: &str) -> Result<Changed> {

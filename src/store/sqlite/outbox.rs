@@ -30,47 +30,62 @@ const CARD: &str = concat!(
 /// first, so the round's outcomes are always recorded. One statement per
 /// outcome held the round's lock for two round trips per delivery, and deliveries run beside
 /// every create (BENCHMARKS.md). `?1` is the JSON array of [`SettledRow`]s.
-const SETTLE: &str = "UPDATE outbox
+const SETTLE: &str = concat!(
+    super::writes::parse_batch_once!(),
+    "UPDATE outbox
         SET state = s.value ->> 'state',
             attempts = coalesce(s.value ->> 'attempts', outbox.attempts + 1),
             next_attempt_at = coalesce(s.value ->> 'next', outbox.next_attempt_at),
             last_error = s.value ->> 'error',
             done_at = s.value ->> 'done',
             progress = s.value ->> 'progress'
-       FROM jsonb_each(?1) AS s
+       FROM jsonb_each((SELECT v FROM temp.piraja_batch)) AS s
       WHERE outbox.id = s.value ->> 'id';
      DELETE FROM card_messages
       WHERE (platform, channel, message_id) IN
             (SELECT s.value ->> 'card_platform', s.value ->> 'card_channel', s.value ->> 'card_message'
-               FROM jsonb_each(?1) AS s
+               FROM jsonb_each((SELECT v FROM temp.piraja_batch)) AS s
               WHERE s.value ->> 'card_ticket' IS NOT NULL);
      INSERT INTO card_messages (desk_id, ticket_id, platform, surface_id, channel, message_id, created_at)
      SELECT s.value ->> 'desk', s.value ->> 'card_ticket', s.value ->> 'card_platform',
             s.value ->> 'card_surface', s.value ->> 'card_channel', s.value ->> 'card_message',
             s.value ->> 'done'
-       FROM jsonb_each(?1) AS s
+       FROM jsonb_each((SELECT v FROM temp.piraja_batch)) AS s
       WHERE s.value ->> 'card_ticket' IS NOT NULL
       ORDER BY s.key
      ON CONFLICT (ticket_id, platform, channel) DO UPDATE SET message_id = excluded.message_id
-     ON CONFLICT DO NOTHING";
+     ON CONFLICT DO NOTHING"
+);
 
 /// One outcome as [`SETTLE`] reads it: `attempts` absent counts one more attempt, `next`
-/// absent keeps the row's time, and the `card_` fields are the message a delivery posted.
+/// absent keeps the row's time, and the `card_` fields are the message a delivery posted. Fields
+/// that are `None` are left out (`->>` reads an absent key as NULL): a round settles up to 64
+/// deliveries, each with the rows it carried, so the parameter stays small.
 #[derive(serde::Serialize)]
 struct SettledRow<'a> {
     id: i64,
     desk: i64,
     state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     attempts: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     done: Option<i64>,
     /// [`crate::store::Progress`] as JSON text.
+    #[serde(skip_serializing_if = "Option::is_none")]
     progress: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     card_ticket: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     card_platform: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     card_surface: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     card_channel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     card_message: Option<&'a str>,
 }
 
@@ -166,11 +181,11 @@ impl OutboxStore for SqliteStore {
                                 WHERE state = 'pending' AND destination = o.destination AND id > o.id
                                 ORDER BY id LIMIT ?3) AS f)
                     END AS "behind: String"
-             FROM outbox o INDEXED BY outbox_pending_by_id
+             FROM outbox o INDEXED BY outbox_due
              WHERE o.state = 'pending' AND o.next_attempt_at <= ?1
                AND NOT EXISTS (SELECT 1 FROM outbox p
                                WHERE p.state = 'pending' AND p.destination = o.destination AND p.id < o.id)
-             ORDER BY o.id LIMIT ?2"#,
+             ORDER BY o.next_attempt_at, o.id LIMIT ?2"#,
             now,
             limit,
             behind
@@ -204,9 +219,13 @@ impl OutboxStore for SqliteStore {
 
     async fn outbox_next_due(&self) -> Result<Option<DateTime<Utc>>> {
         let next = sqlx::query_scalar!(
-            r#"SELECT MIN(next_attempt_at) AS "next: i64" FROM outbox WHERE state = 'pending'"#
+            r#"SELECT o.next_attempt_at AS "next: i64" FROM outbox o INDEXED BY outbox_due
+                WHERE o.state = 'pending'
+                  AND NOT EXISTS (SELECT 1 FROM outbox p
+                                  WHERE p.state = 'pending' AND p.destination = o.destination AND p.id < o.id)
+                ORDER BY o.next_attempt_at, o.id LIMIT 1"#
         )
-        .fetch_one(&mut *self.read().await?)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         Ok(next.map(at))
     }
@@ -447,6 +466,75 @@ mod tests {
         }
         w.commit().await.unwrap();
         (dir, store)
+    }
+
+    #[tokio::test]
+    async fn rows_go_in_the_order_they_fall_due_and_a_row_waiting_behind_another_is_not_due() {
+        let (_dir, store) = store_with_tickets(&[7]).await;
+        let surface = SurfaceRef::new(Platform::Slack, "T1");
+        let t0 = Utc::now();
+        let dm = |user: &str, text: &str| Outgoing::DirectMessage {
+            surface: surface.clone(),
+            user: UserRef::slack(user),
+            text: text.into(),
+            ticket: None,
+        };
+        // U1 gets two messages; U2 one, queued later.
+        store
+            .enqueue(DeskId(1), "a", &[dm("U1", "first")], t0)
+            .await
+            .unwrap();
+        store
+            .enqueue(DeskId(1), "b", &[dm("U1", "second")], t0)
+            .await
+            .unwrap();
+        store
+            .enqueue(DeskId(1), "c", &[dm("U2", "other")], t0)
+            .await
+            .unwrap();
+        let due = store.outbox_due(t0, 10).await.unwrap();
+        let texts = |due: &[OutboxItem]| -> Vec<String> {
+            due.iter()
+                .map(|i| match &i.message {
+                    Outgoing::DirectMessage { text, .. } => text.clone(),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(texts(&due), ["first", "other"], "one row a destination");
+        // U1's first is held for 30 s and U2's for 10 s: U1's second waits behind its first.
+        let (later, sooner) = (
+            t0 + chrono::Duration::seconds(30),
+            t0 + chrono::Duration::seconds(10),
+        );
+        let retry = |item: &OutboxItem, at| Settled {
+            id: item.id,
+            desk: item.desk,
+            outcome: Outcome::Retry {
+                attempts: 1,
+                at,
+                error: "429".into(),
+                progress: None,
+            },
+        };
+        store
+            .outbox_settle(&[retry(&due[0], later), retry(&due[1], sooner)], t0)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .outbox_due(t0 + chrono::Duration::seconds(5), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // The next due is the first row of a destination that falls due first: not the row
+        // waiting (due since t0), which would wake the worker for nothing until then.
+        let next = store.outbox_next_due().await.unwrap().unwrap();
+        assert_eq!(ms(next), ms(sooner));
+        // At 30 s both heads are due, in the order they fell due (U2's has the larger id).
+        let due = store.outbox_due(later, 10).await.unwrap();
+        assert_eq!(texts(&due), ["other", "first"]);
     }
 
     #[tokio::test]

@@ -284,8 +284,9 @@ pub(super) type EventJson<'a> = (
     &'a Option<String>,
 );
 
-/// One outbox row as the inserts read it: `[destination, idempotency key, payload]`.
-pub(super) type OutboxJson = (String, Option<String>, String);
+/// One outbox row as the inserts read it: `[destination, idempotency key, payload, due]`;
+/// `due` absent is at once (the write's own time).
+pub(super) type OutboxJson = (String, Option<String>, String, Option<i64>);
 
 /// Events as the JSON array of `[actor, kind, old, new, note]` the batches read.
 pub(super) fn events_json(events: &[NewEvent]) -> Vec<EventJson<'_>> {
@@ -348,7 +349,7 @@ pub(super) fn outbox_json(
                 (_, Cause::LastEvent) => None,
             };
             let payload = serde_json::to_string(msg).map_err(corrupt)?;
-            Ok((msg.destination(), key, payload))
+            Ok((msg.destination(), key, payload, None))
         })
         .collect()
 }
