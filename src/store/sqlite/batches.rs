@@ -135,11 +135,25 @@ pub(super) async fn submit<P, T>(
 /// Commits the batch's round at once and calls `answer` with the outcome (every answer waits
 /// for the commit: a retried request's ticket, or a ticket changed twice, may be of this very
 /// round). The next batch would wait for this commit anyway, for the round's lock.
+///
+/// `last`: the batch's last writes (a constant and its parameter), which go with the commit as
+/// one command; if they fail, the batch fails and the round goes on without it.
 pub(super) async fn commit_and_answer(
     w: Write,
+    last: Option<(&'static str, String)>,
     answer: impl FnOnce(std::result::Result<(), String>),
 ) {
-    answer(w.commit_round().await.map_err(|e| e.to_string()));
+    let committed = match last {
+        None => w.commit_round().await.map_err(|e| e.to_string()),
+        Some((sql, param)) => match w.write_and_commit_round(sql, param).await {
+            Ok(committed) => committed,
+            Err(e) => {
+                tracing::warn!(error = %e, "A batch's writes failed.");
+                Err(e.to_string())
+            }
+        },
+    };
+    answer(committed);
 }
 
 #[cfg(test)]

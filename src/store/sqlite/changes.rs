@@ -286,24 +286,28 @@ async fn write_batch(
         *pace
             .lock()
             .map_err(|_| corrupt("the refresh pace is poisoned"))? = paced;
-        if let Some(writes) = batch.writes()? {
-            sqlx::query(WRITES).bind(writes).execute(&mut *w).await?;
+        let mut last = batch.writes()?.map(|writes| (WRITES, writes));
+        // The writes go with the commit, unless keys are recorded or links read after them.
+        if !recorded.is_empty() || !batch.linked.is_empty() {
+            if let Some((sql, writes)) = last.take() {
+                sqlx::query(sql).bind(writes).execute(&mut *w).await?;
+            }
+            if !recorded.is_empty() {
+                let param = serde_json::to_string(&recorded).map_err(corrupt)?;
+                sqlx::query(RECORD_KEYS)
+                    .bind(param)
+                    .execute(&mut *w)
+                    .await?;
+            }
+            batch.read_links(&mut w, &keys, &mut outcomes).await?;
         }
-        if !recorded.is_empty() {
-            let param = serde_json::to_string(&recorded).map_err(corrupt)?;
-            sqlx::query(RECORD_KEYS)
-                .bind(param)
-                .execute(&mut *w)
-                .await?;
-        }
-        batch.read_links(&mut w, &keys, &mut outcomes).await?;
-        Ok((w, outcomes, batch.fresh()))
+        Ok((w, last, outcomes, batch.fresh()))
     }
     .await;
     match written {
-        Ok((w, outcomes, fresh)) => {
+        Ok((w, last, outcomes, fresh)) => {
             let cache = cache.clone();
-            commit_and_answer(w, move |committed| {
+            commit_and_answer(w, last, move |committed| {
                 if committed.is_ok()
                     && let Ok(mut cache) = cache.lock()
                 {

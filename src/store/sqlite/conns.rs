@@ -166,6 +166,14 @@ impl Tx {
     }
 }
 
+impl Tx {
+    /// The transaction was committed by a statement of its own (`…; COMMIT`): the connection
+    /// goes back as it is, with nothing to roll back.
+    pub(crate) fn committed(mut self) {
+        self.conn = None;
+    }
+}
+
 impl Deref for Tx {
     type Target = SqliteConnection;
 

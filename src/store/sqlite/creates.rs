@@ -141,14 +141,20 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
             return Err(corrupt("a create batch read the wrong number of rows"));
         }
         let (mut outcomes, rows) = plan(&items, &heads);
-        if !rows.is_empty() {
-            sqlx::query(WRITES)
-                .bind(format!("[{}]", rows.join(",")))
-                .execute(&mut *w)
-                .await?;
-        }
+        let mut last = (!rows.is_empty()).then(|| (WRITES, format!("[{}]", rows.join(","))));
         // Tickets this batch hands back but did not build: a retried request's, and new ones
-        // linked to a contact, whose label is the view's to build.
+        // linked to a contact, whose label is the view's to build. Without them, the writes go
+        // with the commit.
+        let read_back = |(outcome, item): (&Outcome, &Pending)| match outcome {
+            Outcome::Seen(_) => true,
+            Outcome::New(_) => item.new.individual.is_some(),
+            _ => false,
+        };
+        if outcomes.iter().zip(&items).any(read_back)
+            && let Some((sql, writes)) = last.take()
+        {
+            sqlx::query(sql).bind(writes).execute(&mut *w).await?;
+        }
         for (outcome, item) in outcomes.iter_mut().zip(&items) {
             let no = match outcome {
                 Outcome::Seen(no) => *no,
@@ -164,12 +170,12 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
                 _ => Outcome::New(stored),
             };
         }
-        Ok((w, outcomes))
+        Ok((w, last, outcomes))
     }
     .await;
     match written {
-        Ok((w, outcomes)) => {
-            commit_and_answer(w, move |committed| answer(items, outcomes, committed)).await;
+        Ok((w, last, outcomes)) => {
+            commit_and_answer(w, last, move |committed| answer(items, outcomes, committed)).await;
         }
         Err(e) => {
             tracing::warn!(error = %e, creates = items.len(), "A batch of creates failed.");

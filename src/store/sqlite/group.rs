@@ -323,6 +323,61 @@ impl Write {
         result.map_err(|e| corrupt(format!("the commit failed: {e}")))
     }
 
+    /// Runs `sql` (constant statements reading the one parameter `param`) and commits the round
+    /// in the same command: one round trip to the connection's thread less than the writes and
+    /// then [`Write::commit_round`], for a batch writer whose writes are its last statements.
+    ///
+    /// `Err` is the writes' failure: `COMMIT` did not run, and the round goes on without this
+    /// write (its savepoint is undone, as for any write dropped unfinished). `Ok` holds the
+    /// commit's outcome, told to every member as [`Write::commit_round`] tells it.
+    pub(crate) async fn write_and_commit_round(
+        mut self,
+        sql: &'static str,
+        param: String,
+    ) -> Result<std::result::Result<(), String>> {
+        use futures_util::TryStreamExt;
+        use sqlx::Executor;
+        let g = &mut *self.guard;
+        let generation = g.generation;
+        // The statements before `COMMIT` (ours hold no `;` but between statements).
+        let sql = sql.trim_end().trim_end_matches(';');
+        let statements = sql.matches(';').count() + 1;
+        let tx =
+            g.tx.as_mut()
+                .ok_or_else(|| corrupt("no group transaction"))?;
+        // Both parts are constants of ours: nothing from a request.
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!("{sql}; COMMIT"))).bind(param);
+        let mut done = 0;
+        let result: Result<()> = async {
+            let mut results = (&mut **tx).fetch_many(query);
+            while let Some(item) = results.try_next().await? {
+                if item.is_left() {
+                    done += 1;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let outcome = match result {
+            Ok(()) => {
+                // Committed: the transaction is over, with nothing left to roll back.
+                if let Some(tx) = g.tx.take() {
+                    tx.committed();
+                }
+                Ok(())
+            }
+            // The writes failed: dropping `self` leaves the savepoint to be undone.
+            Err(e) if done < statements => return Err(e),
+            // The commit itself failed: the transaction is rolled back as it is dropped.
+            Err(e) => {
+                g.tx = None;
+                Err(e.to_string())
+            }
+        };
+        g.ended(generation, outcome.clone());
+        Ok(outcome)
+    }
+
     /// Ends a write that read but wrote nothing: its savepoint is released with the next
     /// statement, and there is no commit to wait for.
     pub(crate) fn unchanged(mut self) {
@@ -580,5 +635,51 @@ mod tests {
         last.commit_round().await.unwrap();
         next.await.unwrap().unwrap();
         assert_eq!(desks(&store).await, ["batch", "next", "last"]);
+    }
+
+    #[tokio::test]
+    async fn writes_sent_with_the_commit_land_with_the_round_and_failing_ones_leave_it_going() {
+        let (_dir, store) = store().await;
+        let mut told = store.group.state.lock().await.done.subscribe();
+        // An earlier member of the round, then a batch whose last writes go with the commit.
+        let mut first = store.write().await.unwrap();
+        add(&mut first, "first").await;
+        let first = tokio::spawn(first.finish());
+        let batch = store.write().await.unwrap();
+        let committed = batch
+            .write_and_commit_round(
+                "INSERT INTO desks (name, created_at) VALUES (?1, 0);
+                 INSERT INTO desks (name, created_at) VALUES (?1 || ' again', 0);",
+                "batch".into(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(committed, Ok(()));
+        first.await.unwrap().unwrap();
+        assert_eq!(desks(&store).await, ["first", "batch", "batch again"]);
+        // The round is over and its members were told (the first may have had a round of its
+        // own, committed by that round's committer before the batch took the lock).
+        let g = store.group.state.lock().await;
+        assert!(g.tx.is_none());
+        assert_eq!(told.borrow_and_update().of(g.generation - 1), Some(Ok(())));
+        drop(g);
+        // Writes that fail half-way: nothing of them lands, the commit did not run, and the
+        // round goes on with its other members, committed by the round's committer.
+        let mut next = store.write().await.unwrap();
+        add(&mut next, "next").await;
+        let next = tokio::spawn(next.finish());
+        let failing = store.write().await.unwrap();
+        let failed = failing
+            .write_and_commit_round(
+                "INSERT INTO desks (name, created_at) VALUES (?1, 0); INSERT INTO no_such_table VALUES (1)",
+                "half".into(),
+            )
+            .await;
+        assert!(failed.is_err());
+        next.await.unwrap().unwrap();
+        assert_eq!(
+            desks(&store).await,
+            ["first", "batch", "batch again", "next"]
+        );
     }
 }
