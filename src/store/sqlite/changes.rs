@@ -150,13 +150,13 @@ struct Slot {
     last_event: i64,
 }
 
-/// How much the [`StepCache`] keeps, in steps of 16 bytes, an entry counting as four more
-/// (its key and header): about 4 MB.
-const CACHED_STEPS: usize = 250_000;
+/// How much the [`StepCache`] keeps, in steps of 16 bytes (a step's room in its vector, used or
+/// not), an entry counting as four more (its key and header): about 12 MB.
+const CACHED_STEPS: usize = 750_000;
 
 /// What an entry of the [`StepCache`] counts against [`CACHED_STEPS`].
 fn cost(c: &Cached) -> usize {
-    c.steps.len() + 4
+    c.steps.capacity() + 4
 }
 
 /// The change task's memory of tickets' steps, so a batch reads only the events after those it
@@ -184,17 +184,31 @@ impl StepCache {
         Some(cached)
     }
 
-    /// Keeps `cached` unless a later state of the ticket is kept already; forgets everything
-    /// when full (the next batch of each ticket reads it whole).
+    /// Keeps `cached` unless a later state of the ticket is kept already (or it alone would take
+    /// a quarter of the room). When full, it forgets entries in the map's order, which is no
+    /// order of use, until a quarter of the room is free: the next batch of each ticket
+    /// forgotten reads it whole. (Forgetting everything at once, a desk whose busy tickets
+    /// held more steps than the room read every ticket whole on every change from then on.)
     fn put(&mut self, key: (DeskId, TicketNo), cached: Cached) {
-        if self.steps + cost(&cached) > CACHED_STEPS {
-            self.entries.clear();
-            self.steps = 0;
-        }
         if let Some(kept) = self.entries.get(&key)
             && kept.last_event >= cached.last_event
         {
             return;
+        }
+        if cost(&cached) > CACHED_STEPS / 4 {
+            return;
+        }
+        if self.steps + cost(&cached) > CACHED_STEPS {
+            let mut over = (self.steps + cost(&cached)).saturating_sub(CACHED_STEPS / 4 * 3);
+            let steps = &mut self.steps;
+            self.entries.retain(|_, c| {
+                if over == 0 {
+                    return true;
+                }
+                over = over.saturating_sub(cost(c));
+                *steps -= cost(c);
+                false
+            });
         }
         self.steps += cost(&cached);
         if let Some(old) = self.entries.insert(key, cached) {
@@ -1059,7 +1073,7 @@ mod tests {
     }
 
     #[test]
-    fn the_step_cache_keeps_the_latest_state_and_forgets_all_when_full() {
+    fn the_step_cache_keeps_the_latest_state_and_forgets_a_quarter_when_full() {
         let at = chrono::DateTime::from_timestamp(0, 0).unwrap();
         let step = Step::Status {
             to: Status::Open,
@@ -1079,11 +1093,31 @@ mod tests {
         assert_eq!(cache.steps, 2 + 4);
         cache.put(key, entry(6, 3));
         assert_eq!(cache.steps, 3 + 4);
-        cache.put((DeskId(1), TicketNo(2)), entry(1, CACHED_STEPS - 4));
-        assert_eq!((cache.entries.len(), cache.steps), (1, CACHED_STEPS));
-        assert!(cache.take(key).is_none());
-        assert_eq!(cache.take((DeskId(1), TicketNo(2))).unwrap().last_event, 1);
-        assert_eq!(cache.steps, 0);
+        // The room a vector holds counts, used or not.
+        let mut roomy = entry(7, 1);
+        roomy.steps.reserve_exact(99);
+        cache.put(key, roomy);
+        assert_eq!(cache.steps, 100 + 4);
+        // A timeline that would take a quarter of the room is not kept.
+        cache.put((DeskId(1), TicketNo(9)), entry(1, CACHED_STEPS / 4));
+        assert!(cache.take((DeskId(1), TicketNo(9))).is_none());
+        // Full: entries are forgotten until a quarter of the room is free, not all of them.
+        let each = CACHED_STEPS / 100 - 4;
+        for no in 2..=120 {
+            cache.put((DeskId(1), TicketNo(no)), entry(1, each));
+        }
+        assert!(cache.steps <= CACHED_STEPS);
+        let kept = cache.entries.len();
+        assert!((75..=100).contains(&kept), "{kept} kept");
+        assert!(
+            cache.steps >= CACHED_STEPS / 2,
+            "{} steps kept",
+            cache.steps
+        );
+        let counted: usize = cache.entries.values().map(cost).sum();
+        assert_eq!(counted, cache.steps);
+        let last = cache.take((DeskId(1), TicketNo(120))).unwrap();
+        assert_eq!(last.steps.len(), each);
     }
 
     #[tokio::test]

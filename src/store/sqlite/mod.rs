@@ -87,10 +87,11 @@ impl SqliteStore {
         }
         // An in-memory database is private to its connection: read through the writer then.
         let reader = if path.is_some() {
-            // Four readers with a 4 MiB page cache each, beside the writer's 16 MiB, keep the
-            // process's memory bounded under load (BENCHMARKS.md).
+            // Four readers with a 2 MiB page cache each, beside the writer's 16 MiB, keep the
+            // process's memory bounded under load (BENCHMARKS.md). A reader's cache is dropped
+            // whenever the WAL changed since its last read, so under writes it holds little.
             Conns::open(
-                base.clone().read_only(true).pragma("cache_size", "-4000"),
+                base.clone().read_only(true).pragma("cache_size", "-2000"),
                 4,
             )
             .await?
