@@ -18,7 +18,9 @@
 //! write dropped while its savepoint was being opened leaves the round `uncertain` (which of
 //! `BEGIN`, `RELEASE`, `SAVEPOINT` ran is unknown): the next holder of the lock rolls the whole
 //! round back and tells its members it failed, rather than build on a savepoint that may not be
-//! there.
+//! there. So does a batch writer dropped while its writes and `COMMIT` were under way
+//! ([`Write::write_and_commit_round`]): the round may have committed, and its members are told
+//! it failed (a false failure, which a keyed retry repairs, never a false success).
 //!
 //! Every member learns its own round's outcome: the failures are kept by round (the last
 //! [`KEPT_FAILURES`]), so a member that wakes after later rounds committed is not told their
@@ -113,15 +115,16 @@ impl State {
         self.done.send_modify(|o| o.record(generation, result));
     }
 
-    /// Ends the round at once if a write was dropped while opening its savepoint: its
-    /// transaction is dropped (rolled back) and its members told it failed.
+    /// Ends the round at once if a write was dropped while opening its savepoint (or while its
+    /// writes and `COMMIT` ran): its transaction is dropped (rolled back, if it is still open)
+    /// and its members told it failed.
     fn end_if_uncertain(&mut self) {
         if self.uncertain {
             self.tx = None;
             let generation = self.generation;
             self.ended(
                 generation,
-                Err("a write was cancelled while it began; the round was rolled back".into()),
+                Err("a write was cancelled while it began or committed; the round is reported failed".into()),
             );
         }
     }
@@ -347,6 +350,9 @@ impl Write {
                 .ok_or_else(|| corrupt("no group transaction"))?;
         // Both parts are constants of ours: nothing from a request.
         let query = sqlx::query(sqlx::AssertSqlSafe(format!("{sql}; COMMIT"))).bind(param);
+        // Until the outcome is known, a drop of this future leaves the round's state unknown
+        // (the command may still commit): the next holder of the lock ends the round as failed.
+        g.uncertain = true;
         let mut done = 0;
         let result: Result<()> = async {
             let mut results = (&mut **tx).fetch_many(query);
@@ -358,6 +364,7 @@ impl Write {
             Ok(())
         }
         .await;
+        g.uncertain = false;
         let outcome = match result {
             Ok(()) => {
                 // Committed: the transaction is over, with nothing left to roll back.
@@ -521,6 +528,37 @@ mod tests {
         add(&mut next, "next").await;
         next.commit().await.unwrap();
         assert_eq!(desks(&store).await, ["kept", "next"]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_cut_off_while_its_writes_and_commit_run_is_reported_failed() {
+        let (_dir, store) = store().await;
+        let mut told = store.group.state.lock().await.done.subscribe();
+        // A batch dropped after one poll, while its (slow) writes and COMMIT are with the
+        // connection's thread: whether its round committed is unknown.
+        use futures_util::FutureExt;
+        let slow = "WITH RECURSIVE c(x) AS
+                      (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < CAST(?1 AS INTEGER))
+                    INSERT INTO desks (name, created_at) SELECT 'batch', count(*) FROM c";
+        let batch = store.write().await.unwrap();
+        let generation = store_generation(&batch);
+        let cut = batch
+            .write_and_commit_round(slow, "300000".into())
+            .now_or_never();
+        assert!(cut.is_none(), "the batch was not cut off");
+        // The next write finds the round uncertain: its members are told it failed (never
+        // that it committed), and the next round starts afresh.
+        let mut next = store.write().await.unwrap();
+        add(&mut next, "next").await;
+        next.commit().await.unwrap();
+        let outcome = told.borrow_and_update().of(generation);
+        assert!(matches!(outcome, Some(Err(_))), "{outcome:?}");
+        // The connection's thread stopped at the dropped answer: the COMMIT did not run.
+        assert_eq!(desks(&store).await, ["next"]);
+    }
+
+    fn store_generation(w: &super::Write) -> u64 {
+        w.guard.generation
     }
 
     #[tokio::test]
