@@ -425,11 +425,16 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
+            let ticked = self.clock.now();
             let attempted = self.tick().await;
             if attempted > 0 {
                 continue;
             }
             let wait = match self.store.outbox_next_due().await {
+                // Due when the round read the outbox, yet not handed out: that read failed (a
+                // row it cannot decode, a database in trouble). Not again at once: the worker
+                // would spin.
+                Ok(Some(next)) if next <= ticked => Duration::from_secs(1),
                 Ok(Some(next)) => (next - self.clock.now())
                     .to_std()
                     .unwrap_or_default()

@@ -484,7 +484,9 @@ pub trait OutboxStore: Send + Sync {
     ) -> Result<()>;
     /// Up to `limit` due messages, each the oldest pending one of its destination.
     async fn outbox_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OutboxItem>>;
-    /// When the next pending message falls due, if any.
+    /// When the next message that [`OutboxStore::outbox_due`] could hand out falls due: the
+    /// earliest due time of a destination's oldest pending message (a message waiting behind
+    /// an earlier one of its destination is not due before it), if any is pending.
     async fn outbox_next_due(&self) -> Result<Option<DateTime<Utc>>>;
     /// Records what became of delivery attempts, all in one transaction (one commit for a
     /// whole round of deliveries): delivered messages are marked sent with the cards they

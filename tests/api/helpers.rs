@@ -64,7 +64,6 @@ impl TestDesks {
         }
     }
 
-    /// Ticket #1 of desk 1, as stored.
     /// Delivers everything queued, as the worker would in time: what is due now, then, with
     /// the clock moved on, the card refreshes paced to later in the second.
     pub async fn deliver_all(&self, worker: &piraja::outbox::Worker) {
@@ -83,6 +82,7 @@ impl TestDesks {
         }
     }
 
+    /// Ticket #1 of desk 1, as stored.
     pub async fn first_ticket(&self) -> piraja::store::TicketRecord {
         use piraja::core::ticket::{DeskId, TicketNo};
         use piraja::store::TicketStore;

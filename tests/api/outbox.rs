@@ -384,3 +384,41 @@ async fn housekeeping_prunes_week_old_sent_messages_and_request_keys_and_nothing
     assert_eq!(create("slack:new").await, (2, true));
     assert_eq!(create("slack:old").await, (3, false));
 }
+
+#[tokio::test]
+async fn a_worker_whose_read_fails_waits_before_it_reads_again() {
+    let t = TestDesks::new().await;
+    t.slack("T1", "U1", "C1", "help").await;
+    // A pending row the worker cannot decode: every read of due messages fails.
+    {
+        use sqlx::Connection;
+        let path = t._dir.path().join("test.db");
+        let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO outbox (desk_id, destination, idempotency_key, payload, state,
+                                 next_attempt_at, created_at)
+             VALUES (1, 'slack:T1:channel:C1', 'broken', 'not json', 'pending', 0, 0)",
+        )
+        .execute(&mut db)
+        .await
+        .unwrap();
+    }
+    // The worker's clock counts its readings: one pass of the loop reads it twice.
+    let readings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = readings.clone();
+    let now = t.clock.now();
+    let clock = piraja::desk::Clock::from_fn(move || {
+        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        now
+    });
+    let worker = Worker::new(t.store.clone(), clock, t.desks.outbox_wake.clone());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(worker.run(stopped));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    let passes = readings.load(std::sync::atomic::Ordering::Relaxed) / 2;
+    assert!(passes <= 2, "{passes} passes over the outbox in 300 ms");
+}

@@ -362,13 +362,18 @@ const PACE_KEPT: usize = 4096;
 struct Pace {
     /// Each destination's latest refresh: when it is (or was) due.
     scheduled: HashMap<String, i64>,
+    /// The size at which those whose second is over are next forgotten: [`PACE_KEPT`], or
+    /// twice what the last pass kept, so that many live destinations are not walked on
+    /// every refresh.
+    prune_at: usize,
 }
 
 impl Pace {
     /// The due time of a refresh of `destination` queued at `now`: `None` is at once.
     fn due(&mut self, destination: &str, now: i64) -> Option<i64> {
-        if self.scheduled.len() >= PACE_KEPT {
+        if self.scheduled.len() >= self.prune_at.max(PACE_KEPT) {
             self.scheduled.retain(|_, at| *at + PACE_MS > now);
+            self.prune_at = self.scheduled.len() * 2;
         }
         match self.scheduled.get_mut(destination) {
             Some(at) if *at > now => Some(*at),
@@ -808,11 +813,21 @@ mod tests {
         // One more, a second later: those over are dropped before it is kept.
         assert_eq!(pace.due("ticket:x:slack:T1", PACE_MS), None);
         assert_eq!(pace.scheduled.len(), 1);
-        // Still kept while their second lasts.
+        // Still kept while their second lasts, and not walked again until the map doubles.
         for i in 0..PACE_KEPT {
             pace.due(&format!("ticket:{i}:slack:T1"), PACE_MS + 1);
         }
         assert_eq!(pace.scheduled.len(), PACE_KEPT + 1);
+        // That pass kept them all: the next waits until the map has doubled.
+        assert_eq!(pace.prune_at, 2 * PACE_KEPT);
+        for i in PACE_KEPT..2 * PACE_KEPT - 1 {
+            pace.due(&format!("ticket:{i}:slack:T1"), 3 * PACE_MS);
+        }
+        assert_eq!(pace.scheduled.len(), 2 * PACE_KEPT);
+        // Then it forgets all whose second is over, here all but the last few.
+        pace.due("ticket:y:slack:T1", 3 * PACE_MS);
+        assert_eq!(pace.scheduled.len(), PACE_KEPT);
+        assert_eq!(pace.prune_at, 2 * (PACE_KEPT - 1));
     }
 
     #[tokio::test]

@@ -326,9 +326,10 @@ impl Write {
         result.map_err(|e| corrupt(format!("the commit failed: {e}")))
     }
 
-    /// Runs `sql` (constant statements reading the one parameter `param`) and commits the round
-    /// in the same command: one round trip to the connection's thread less than the writes and
-    /// then [`Write::commit_round`], for a batch writer whose writes are its last statements.
+    /// Runs `sql` (constant statements reading the one parameter `param`, returning no rows) and
+    /// commits the round in the same command: one round trip to the connection's thread less
+    /// than the writes and then [`Write::commit_round`], for a batch writer whose writes are its
+    /// last statements.
     ///
     /// `Err` is the writes' failure: `COMMIT` did not run, and the round goes on without this
     /// write (its savepoint is undone, as for any write dropped unfinished). `Ok` holds the
@@ -342,29 +343,30 @@ impl Write {
         use sqlx::Executor;
         let g = &mut *self.guard;
         let generation = g.generation;
-        // The statements before `COMMIT` (ours hold no `;` but between statements).
-        let sql = sql.trim_end().trim_end_matches(';');
-        let statements = sql.matches(';').count() + 1;
-        let tx =
-            g.tx.as_mut()
-                .ok_or_else(|| corrupt("no group transaction"))?;
-        // Both parts are constants of ours: nothing from a request.
-        let query = sqlx::query(sqlx::AssertSqlSafe(format!("{sql}; COMMIT"))).bind(param);
         // Until the outcome is known, a drop of this future leaves the round's state unknown
         // (the command may still commit): the next holder of the lock ends the round as failed.
         g.uncertain = true;
-        let mut done = 0;
+        let tx =
+            g.tx.as_mut()
+                .ok_or_else(|| corrupt("no group transaction"))?;
+        // Both parts are constants of ours: nothing from a request. The row of `SELECT 1`
+        // says the writes all ran, so a failure after it is the commit's.
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{}; SELECT 1; COMMIT",
+            sql.trim_end().trim_end_matches(';')
+        )))
+        .bind(param);
+        let mut written = false;
         let result: Result<()> = async {
             let mut results = (&mut **tx).fetch_many(query);
             while let Some(item) = results.try_next().await? {
-                if item.is_left() {
-                    done += 1;
+                if item.is_right() {
+                    written = true;
                 }
             }
             Ok(())
         }
         .await;
-        g.uncertain = false;
         let outcome = match result {
             Ok(()) => {
                 // Committed: the transaction is over, with nothing left to roll back.
@@ -374,7 +376,10 @@ impl Write {
                 Ok(())
             }
             // The writes failed: dropping `self` leaves the savepoint to be undone.
-            Err(e) if done < statements => return Err(e),
+            Err(e) if !written => {
+                g.uncertain = false;
+                return Err(e);
+            }
             // The commit itself failed: the transaction is rolled back as it is dropped.
             Err(e) => {
                 g.tx = None;
