@@ -164,9 +164,7 @@ impl Tx {
         self.conn = None;
         Ok(())
     }
-}
 
-impl Tx {
     /// The transaction was committed by a statement of its own (`…; COMMIT`): the connection
     /// goes back as it is, with nothing to roll back.
     pub(crate) fn committed(mut self) {

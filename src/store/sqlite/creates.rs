@@ -145,27 +145,24 @@ async fn write_batch(writer: &Conns, group: &Group, items: Vec<Pending>) {
         // Tickets this batch hands back but did not build: a retried request's, and new ones
         // linked to a contact, whose label is the view's to build. Without them, the writes go
         // with the commit.
-        let read_back = |(outcome, item): (&Outcome, &Pending)| match outcome {
-            Outcome::Seen(_) => true,
-            Outcome::New(_) => item.new.individual.is_some(),
-            _ => false,
-        };
-        if outcomes.iter().zip(&items).any(read_back)
+        let read_back: Vec<(usize, TicketNo)> = (outcomes.iter().zip(&items).enumerate())
+            .filter_map(|(i, (outcome, item))| match outcome {
+                Outcome::Seen(no) => Some((i, *no)),
+                Outcome::New(t) if item.new.individual.is_some() => Some((i, t.no)),
+                _ => None,
+            })
+            .collect();
+        if !read_back.is_empty()
             && let Some((sql, writes)) = last.take()
         {
             sqlx::query(sql).bind(writes).execute(&mut *w).await?;
         }
-        for (outcome, item) in outcomes.iter_mut().zip(&items) {
-            let no = match outcome {
-                Outcome::Seen(no) => *no,
-                Outcome::New(t) if item.new.individual.is_some() => t.no,
-                _ => continue,
-            };
-            let stored = SqliteStore::ticket_in(&mut w, item.desk, no)
+        for (i, no) in read_back {
+            let stored = SqliteStore::ticket_in(&mut w, items[i].desk, no)
                 .await?
                 .ok_or(StoreError::NoTicket(no))?
                 .ticket;
-            *outcome = match outcome {
+            outcomes[i] = match outcomes[i] {
                 Outcome::Seen(_) => Outcome::Replayed(stored),
                 _ => Outcome::New(stored),
             };
