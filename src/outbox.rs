@@ -334,9 +334,9 @@ impl Worker {
         count
     }
 
-    /// What to record of one attempt (recorded for the whole round at once). The rows the
-    /// delivery carried with its own (`OutboxItem::merged`) were sent, or are dead, with it; on
-    /// a retry they stay queued as they were, to be carried again.
+    /// What to record of one attempt (recorded for the whole round at once), of its own row and
+    /// of the rows it carried with it (`OutboxItem::merged`), with how many refreshes joined to
+    /// each it read (`OutboxItem::joins`).
     fn settle(&self, item: &OutboxItem, outcome: Delivery, settled: &mut Vec<Settled>) {
         let now = self.clock.now();
         let attempts = item.attempts + 1;
@@ -386,23 +386,26 @@ impl Worker {
                 Outcome::Dead { attempts, error }
             }
         };
+        // The rows carried with it are sent, or dead, with it; on a retry they stay queued as
+        // they were, to be carried again (only what joined them since the read is moved).
         let carried = match &outcome {
-            Outcome::Sent(_) => Some(Outcome::Sent(None)),
-            Outcome::Dead { .. } => Some(outcome.clone()),
-            Outcome::Retry { .. } => None,
+            Outcome::Sent(_) => Outcome::Sent(None),
+            Outcome::Dead { .. } => outcome.clone(),
+            Outcome::Retry { .. } | Outcome::Carried => Outcome::Carried,
         };
+        let joins = |id: i64| item.joins.iter().find(|j| j.0 == id).map(|j| j.1);
         settled.push(Settled {
             id: item.id,
             desk: item.desk,
             outcome,
+            joins: joins(item.id),
         });
-        if let Some(outcome) = carried {
-            settled.extend(item.merged.iter().map(|&id| Settled {
-                id,
-                desk: item.desk,
-                outcome: outcome.clone(),
-            }));
-        }
+        settled.extend(item.merged.iter().map(|&id| Settled {
+            id,
+            desk: item.desk,
+            outcome: carried.clone(),
+            joins: joins(id),
+        }));
     }
 
     async fn observe(&self) {

@@ -159,6 +159,10 @@ pub struct Settled {
     pub id: i64,
     pub desk: DeskId,
     pub outcome: Outcome,
+    /// How many of the refreshes joined to the row ([`Joined`]) the delivery carried: any
+    /// joined after the row was read are moved to a row of their own, so they are neither lost
+    /// with the row's settling nor said twice. `None`: the row was not read with its joins.
+    pub joins: Option<usize>,
 }
 
 /// How a delivery attempt ended, as recorded.
@@ -175,6 +179,9 @@ pub enum Outcome {
     },
     /// Given up on (dead-lettered).
     Dead { attempts: i64, error: String },
+    /// Carried by a delivery that is to be tried again: the row stays as it is (its own
+    /// delivery carries it again), only what was joined to it since it was read is moved.
+    Carried,
 }
 
 /// How far the attempts at a card refresh got before one failed: the copies they finished (edited
@@ -205,6 +212,19 @@ pub struct OutboxItem {
     pub merged: Vec<i64>,
     /// What earlier attempts finished, when one failed part-way.
     pub progress: Option<Progress>,
+    /// How many refreshes joined to each row carried (its own, then `merged`) were read with
+    /// it; what the delivery says of them is in `message`.
+    pub joins: Vec<(i64, usize)>,
+}
+
+/// A card refresh that joined a refresh waiting for its second (it has no row of its own): its
+/// note and the card its request's answer replaced, in the `joined` list of the row it joined.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Joined {
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(default)]
+    pub answered: Option<String>,
 }
 
 /// A pending outbox row queued behind a delivery's own, as [`OutboxItem::absorb`] reads it.
@@ -216,6 +236,13 @@ pub struct Queued {
     pub note: Option<String>,
     #[serde(default)]
     pub answered: Option<String>,
+    /// The refreshes joined to it, in order.
+    #[serde(default)]
+    pub joined: Vec<Joined>,
+    /// Not due yet: a refresh the pace holds to the end of its second, which a delivery does
+    /// not carry early (later refreshes of that second join it).
+    #[serde(default)]
+    pub held: bool,
 }
 
 /// The most rows one delivery carries: its own and the card refreshes it absorbs.
@@ -226,47 +253,58 @@ pub const MERGE_MAX: usize = 50;
 pub const MERGED_NOTE_CHARS: usize = 1_000;
 
 impl OutboxItem {
-    /// Takes in the card refreshes queued behind this one for the same ticket and surface
-    /// (`later`: the destination's next pending rows). Cards are rendered from the ticket as it
+    /// Takes in the card refreshes joined to this row (`own`, in order), then those queued
+    /// behind it for the same ticket and surface (`later`: the destination's next pending rows,
+    /// each whole with its own joined refreshes), and records how many joined refreshes of
+    /// each row it read ([`OutboxItem::joins`]). Cards are rendered from the ticket as it
     /// is at delivery time, so one edit shows what every queued refresh would have shown; their
     /// notes are said in one thread message, a line each, in the order they were written.
     /// Stops at the first row that is not a card refresh (a card post keeps its place in the
-    /// order), at [`MERGE_MAX`] rows, where the joined note would pass [`MERGED_NOTE_CHARS`],
-    /// or past the rows an earlier, part-way attempt carried ([`Progress::through`]). Only a card refresh absorbs anything. The card a request's
+    /// order) or is not due yet ([`Queued::held`]), at [`MERGE_MAX`] rows, where the joined note would pass [`MERGED_NOTE_CHARS`],
+    /// or past the rows an earlier, part-way attempt carried ([`Progress::through`]). Only a
+    /// card refresh absorbs anything. The card a request's
     /// answer replaced is left alone only when that request's row is the last one carried (an
     /// answer shows its own change, not those after it).
-    pub fn absorb(&mut self, mut later: Vec<Queued>) {
+    pub fn absorb(&mut self, own: Vec<Joined>, mut later: Vec<Queued>) {
+        self.joins = vec![(self.id, own.len())];
         let Outgoing::UpdateCards { note, answered, .. } = &mut self.message else {
             return;
         };
+        // The refreshes joined to this row are part of it (the pace kept them within the
+        // bounds below when it joined them).
+        let mut chars = note.as_deref().map_or(0, |n| n.chars().count());
+        for j in own {
+            chars += say_too(note, j.note.as_deref(), chars);
+            *answered = j.answered;
+        }
         later.sort_by_key(|q| q.id);
         // A retry of a refresh that got part-way carries what it carried then, and no more.
         let through = self.progress.as_ref().map_or(i64::MAX, |p| p.through);
-        let mut chars = note.as_deref().map_or(0, |n| n.chars().count());
         for q in later {
             if q.kind != "update_cards"
+                || q.held
                 || q.id <= self.id
                 || q.id > through
                 || self.merged.len() + 1 >= MERGE_MAX
             {
                 break;
             }
-            if let Some(add) = q.note.as_deref().filter(|n| !n.is_empty()) {
-                let more = add.chars().count() + usize::from(chars > 0);
-                if chars + more > MERGED_NOTE_CHARS {
-                    break;
-                }
-                chars += more;
-                match note {
-                    Some(n) if !n.is_empty() => {
-                        n.push('\n');
-                        n.push_str(add);
-                    }
-                    _ => *note = Some(add.to_owned()),
-                }
+            let notes = || {
+                std::iter::once(q.note.as_deref())
+                    .chain(q.joined.iter().map(|j| j.note.as_deref()))
+                    .flatten()
+                    .filter(|n| !n.is_empty())
+            };
+            let more: usize = notes().map(|n| n.chars().count() + 1).sum();
+            if chars + more > MERGED_NOTE_CHARS + usize::from(chars == 0 && more > 0) {
+                break;
+            }
+            for n in notes() {
+                chars += say_too(note, Some(n), chars);
             }
             self.merged.push(q.id);
-            *answered = q.answered;
+            self.joins.push((q.id, q.joined.len()));
+            *answered = q.joined.last().map_or(q.answered, |j| j.answered.clone());
         }
     }
 
@@ -284,6 +322,22 @@ impl OutboxItem {
             }
         }
     }
+}
+
+/// Adds `add` (if any) to a delivery's joined `note` (`chars` long so far), a line of its own;
+/// returns the characters it added.
+fn say_too(note: &mut Option<String>, add: Option<&str>, chars: usize) -> usize {
+    let Some(add) = add.filter(|a| !a.is_empty()) else {
+        return 0;
+    };
+    match note {
+        Some(n) if !n.is_empty() => {
+            n.push('\n');
+            n.push_str(add);
+        }
+        _ => *note = Some(add.to_owned()),
+    }
+    add.chars().count() + usize::from(chars > 0)
 }
 
 /// How the outbox is doing, for metrics.
@@ -883,6 +937,7 @@ mod tests {
             surface_revoked: false,
             merged: Vec::new(),
             progress: None,
+            joins: Vec::new(),
         }
     }
 
@@ -892,6 +947,8 @@ mod tests {
             kind: kind.into(),
             note: note.map(str::to_owned),
             answered: None,
+            joined: Vec::new(),
+            held: false,
         }
     }
 
@@ -909,18 +966,18 @@ mod tests {
             *answered = Some("m1".into());
         }
         let mut alone = item.clone();
-        alone.absorb(Vec::new());
+        alone.absorb(Vec::new(), Vec::new());
         assert_eq!(answered(&alone), Some("m1"));
         let by_click = |id, message: Option<&str>| Queued {
             answered: message.map(str::to_owned),
             ..queued(id, "update_cards", Some("b"))
         };
         let mut last_clicked = item.clone();
-        last_clicked.absorb(vec![by_click(2, None), by_click(3, Some("m2"))]);
+        last_clicked.absorb(Vec::new(), vec![by_click(2, None), by_click(3, Some("m2"))]);
         assert_eq!(answered(&last_clicked), Some("m2"));
         // A change after the click: the clicked card's answer does not show it.
         let mut changed_after = item;
-        changed_after.absorb(vec![by_click(2, Some("m2")), by_click(3, None)]);
+        changed_after.absorb(Vec::new(), vec![by_click(2, Some("m2")), by_click(3, None)]);
         assert_eq!(answered(&changed_after), None);
     }
 
@@ -934,25 +991,50 @@ mod tests {
     #[test]
     fn a_refresh_absorbs_the_refreshes_behind_it_in_order_up_to_a_post() {
         let mut item = refresh(1, None);
-        item.absorb(vec![
-            queued(4, "post_card", None),
-            queued(3, "update_cards", Some("second")),
-            queued(2, "update_cards", Some("first")),
-            queued(5, "update_cards", Some("after the post")),
-        ]);
+        item.absorb(
+            Vec::new(),
+            vec![
+                queued(4, "post_card", None),
+                queued(3, "update_cards", Some("second")),
+                queued(2, "update_cards", Some("first")),
+                queued(5, "update_cards", Some("after the post")),
+            ],
+        );
         assert_eq!(item.merged, [2, 3]);
         assert_eq!(note(&item), Some("first\nsecond"));
+    }
+
+    #[test]
+    fn a_refresh_does_not_carry_one_held_to_a_later_time_nor_what_follows_it() {
+        let mut item = refresh(1, Some("now"));
+        let held = Queued {
+            held: true,
+            ..queued(3, "update_cards", Some("within the second"))
+        };
+        item.absorb(
+            Vec::new(),
+            vec![
+                queued(2, "update_cards", Some("due")),
+                held,
+                queued(4, "update_cards", None),
+            ],
+        );
+        assert_eq!(item.merged, [2]);
+        assert_eq!(note(&item), Some("now\ndue"));
     }
 
     #[test]
     fn the_joined_note_and_the_rows_carried_are_bounded() {
         let long = "x".repeat(MERGED_NOTE_CHARS / 2);
         let mut item = refresh(1, Some(&long));
-        item.absorb(vec![
-            queued(2, "update_cards", None),
-            queued(3, "update_cards", Some(&long)),
-            queued(4, "update_cards", None),
-        ]);
+        item.absorb(
+            Vec::new(),
+            vec![
+                queued(2, "update_cards", None),
+                queued(3, "update_cards", Some(&long)),
+                queued(4, "update_cards", None),
+            ],
+        );
         assert_eq!(
             item.merged,
             [2],
@@ -962,6 +1044,7 @@ mod tests {
 
         let mut item = refresh(1, Some("a"));
         item.absorb(
+            Vec::new(),
             (2..200)
                 .map(|id| queued(id, "update_cards", Some("b")))
                 .collect(),
@@ -974,14 +1057,14 @@ mod tests {
             channel: "C1".into(),
             ticket: TicketId(1),
         };
-        post.absorb(vec![queued(2, "update_cards", Some("b"))]);
+        post.absorb(Vec::new(), vec![queued(2, "update_cards", Some("b"))]);
         assert!(post.merged.is_empty(), "only a refresh carries others");
     }
 
     #[test]
     fn a_retry_of_a_part_way_refresh_carries_the_same_rows_and_adds_its_own_copies() {
         let mut first = refresh(1, Some("a"));
-        first.absorb(vec![queued(2, "update_cards", Some("b"))]);
+        first.absorb(Vec::new(), vec![queued(2, "update_cards", Some("b"))]);
         assert_eq!(first.progress_after(Vec::new()), None, "nothing finished");
         let progress = first.progress_after(vec!["m1".into()]).unwrap();
         assert_eq!(
@@ -994,10 +1077,13 @@ mod tests {
         // Queued meanwhile: row 3. The retry says "a", "b" again, not "c".
         let mut retry = refresh(1, Some("a"));
         retry.progress = Some(progress);
-        retry.absorb(vec![
-            queued(2, "update_cards", Some("b")),
-            queued(3, "update_cards", Some("c")),
-        ]);
+        retry.absorb(
+            Vec::new(),
+            vec![
+                queued(2, "update_cards", Some("b")),
+                queued(3, "update_cards", Some("c")),
+            ],
+        );
         assert_eq!(retry.merged, [2]);
         assert_eq!(note(&retry), Some("a\nb"));
         // Failing again, it keeps what the first finished.

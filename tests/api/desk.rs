@@ -409,6 +409,7 @@ async fn changes_queue_card_posts_updates_and_assignment_messages() {
                 id: item.id,
                 desk: item.desk,
                 outcome: Outcome::Sent(None),
+                joins: None,
             });
         }
         t.store

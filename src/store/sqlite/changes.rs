@@ -24,12 +24,15 @@ use super::batches::commit_and_answer;
 use super::conns::Conns;
 use super::group::{Group, Write};
 use super::tickets::{TicketRow, parse_steps};
-use super::writes::{Cause, EventJson, OutboxJson, TicketJson, events_json, outbox_json};
+use super::writes::{Cause, EventJson, TicketJson, events_json, outbox_json};
 use super::{SqliteStore, at, corrupt, ms};
 use crate::core::outgoing::Outgoing;
 use crate::core::sla::Step;
 use crate::core::ticket::{Action, DeskId, Ticket, TicketNo};
-use crate::store::{ChangeOutcome, Changed, Result, SlaAlert, SlaState, StoreError, TicketChange};
+use crate::store::{
+    ChangeOutcome, Changed, MERGE_MAX, MERGED_NOTE_CHARS, Result, SlaAlert, SlaState, StoreError,
+    TicketChange,
+};
 
 /// A change waiting for the next batch.
 pub(super) struct Pending {
@@ -61,12 +64,24 @@ const HEAD: &str =
       ORDER BY c.key";
 
 /// Every write of a batch, as one command. `?1` is
-/// `{"tickets": [...], "sla": [...], "withdrawn": [...], "alerts": [...], "changes": [...]}`:
+/// `{"tickets": [...], "sla": [...], "withdrawn": [...], "alerts": [...], "changes": [...],
+/// "joins": [...]}`:
 /// each changed ticket once, as it is after the batch's last change of it ([`TicketJson`]); the
 /// clocks of those whose last change brought them ([`SlaJson`]); the alerts that no longer
 /// stand (their clock fell back below their level: [`AlertKey`]), removed before the alerts
 /// queued are added; and each change's rows
 /// ([`ChangeJson`]) in arrival order.
+///
+/// A card refresh that joins the row waiting for its second ([`Paced::Join`]) is appended to
+/// that row's `joined` if the row can still be joined: pending, never attempted, and its
+/// destination's last pending row, with no part-way delivery before it (so the refreshes of a
+/// destination are said in the order they were written). Otherwise it is written as a row of
+/// its own, in its place: the insert that follows the joins writes each refresh the joins did
+/// not take (each joined refresh is recorded by its own key, found in the row's `joined` text:
+/// a note's quotes are escaped there, so `"key":"…"` is only ever a key). `?1`'s `joins` are
+/// `[[key of the row joined, its joined refreshes as JSON objects, comma-separated]]`, one
+/// for each row joined, so the joins append text and never parse JSON. They find their rows by
+/// key (`+state`: through the index of pending rows the update read every one of them).
 const WRITES: &str = concat!(
     super::writes::parse_batch_once!(),
     "UPDATE tickets SET priority = n.value ->> 'priority', status = n.value ->> 'status',
@@ -94,10 +109,22 @@ const WRITES: &str = concat!(
             e.value ->> '$[1][4]', c.value ->> 2
        FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.changes') AS c JOIN jsonb_each(c.value, '$[3]') AS e
       ORDER BY c.key, e.key;
+     UPDATE outbox
+        SET joined = CASE WHEN joined IS NULL THEN '[' || (j.value ->> 1) || ']'
+                     ELSE substr(joined, 1, length(joined) - 1) || ',' || (j.value ->> 1) || ']' END
+       FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.joins') AS j
+      WHERE outbox.idempotency_key = j.value ->> 0 AND +outbox.state = 'pending' AND outbox.attempts = 0
+        AND NOT EXISTS (SELECT 1 FROM outbox AS l INDEXED BY outbox_pending
+                         WHERE l.state = 'pending' AND l.destination = outbox.destination
+                           AND (l.id > outbox.id OR l.progress IS NOT NULL));
      INSERT INTO outbox (desk_id, destination, idempotency_key, payload, next_attempt_at, created_at)
      SELECT c.value ->> 0, o.value ->> 0, o.value ->> 1, o.value ->> 2, coalesce(o.value ->> 3, c.value ->> 2), c.value ->> 2
        FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.changes') AS c JOIN jsonb_each(c.value, '$[4]') AS o
-      WHERE true ORDER BY c.key, o.key
+      WHERE o.value ->> 4 IS NULL
+         OR NOT EXISTS (SELECT 1 FROM outbox AS x
+                         WHERE x.idempotency_key = o.value ->> 4
+                           AND instr(x.joined, '\"key\":' || json_quote(o.value ->> 1)) > 0)
+      ORDER BY c.key, o.key
      ON CONFLICT (idempotency_key) DO NOTHING"
 );
 
@@ -114,7 +141,10 @@ const RECORD_KEYS: &str = "INSERT INTO request_keys (desk_id, key, created_at)
      ON CONFLICT (desk_id, key) DO NOTHING";
 
 /// One change's rows: `[desk, ticket, now, events as `[id, event]`, outbox rows]`.
-type ChangeJson<'a> = (i64, i64, i64, Vec<(i64, EventJson<'a>)>, Vec<OutboxJson>);
+type ChangeJson<'a> = (i64, i64, i64, Vec<(i64, EventJson<'a>)>, Vec<RowJson>);
+
+/// A change's outbox row: [`super::writes::OutboxJson`] and the key of the row it joins ([`Paced::Join`]).
+type RowJson = (String, Option<String>, String, Option<i64>, Option<String>);
 
 /// A ticket's clocks: `[desk, ticket, first due, resolution due, paused, first level,
 /// resolution level, next check]`.
@@ -357,38 +387,107 @@ const PACE_MS: i64 = 1_000;
 const PACE_KEPT: usize = 4096;
 
 /// When each destination's card refreshes are due: the first at once, and those that follow
-/// within [`PACE_MS`] together, [`PACE_MS`] after it.
+/// within [`PACE_MS`] together, [`PACE_MS`] after it. The first of those is written as a row
+/// that waits for its time; the rest join it ([`Paced::Join`]), as long as the joined notes stay
+/// within what one delivery says ([`MERGE_MAX`], [`MERGED_NOTE_CHARS`]).
 #[derive(Default)]
 struct Pace {
-    /// Each destination's latest refresh: when it is (or was) due.
-    scheduled: HashMap<String, i64>,
+    /// Each destination's latest refresh and the row waiting for it.
+    scheduled: HashMap<String, Scheduled>,
     /// The size at which those whose second is over are next forgotten: [`PACE_KEPT`], or
     /// twice what the last pass kept, so that many live destinations are not walked on
     /// every refresh.
     prune_at: usize,
 }
 
+struct Scheduled {
+    /// When the latest refresh is (or was) due.
+    at: i64,
+    /// The row written for that time, which later refreshes of the same time may join.
+    waiting: Option<Waiting>,
+}
+
+struct Waiting {
+    /// Its idempotency key.
+    key: String,
+    /// The refreshes it says: its own and those joined.
+    rows: usize,
+    /// The characters of their joined notes.
+    chars: usize,
+}
+
+/// A card refresh joined to a waiting row, as that row's `joined` keeps it (see
+/// [`crate::store::Joined`]); `key` is the idempotency key its own row would have had.
+#[derive(serde::Serialize)]
+struct Joined<'a> {
+    key: &'a str,
+    note: &'a Option<String>,
+    answered: &'a Option<String>,
+}
+
+/// When a card refresh goes.
+#[derive(Debug, PartialEq, Eq)]
+enum Paced {
+    /// At once, a row of its own.
+    Now,
+    /// At this time, a row of its own that later refreshes may join.
+    At(i64),
+    /// At this time, joined to the row with this key (written as a row of its own if that row
+    /// can no longer be joined: see [`WRITES`]).
+    Join(i64, String),
+}
+
 impl Pace {
-    /// The due time of a refresh of `destination` queued at `now`: `None` is at once.
-    fn due(&mut self, destination: &str, now: i64) -> Option<i64> {
+    /// When a refresh of `destination` queued at `now` goes: `key` is the idempotency key its
+    /// row would have, `note` what it says.
+    fn due(&mut self, destination: &str, now: i64, key: &str, note: Option<&str>) -> Paced {
         if self.scheduled.len() >= self.prune_at.max(PACE_KEPT) {
-            self.scheduled.retain(|_, at| *at + PACE_MS > now);
+            self.scheduled.retain(|_, s| s.at + PACE_MS > now);
             self.prune_at = self.scheduled.len() * 2;
         }
-        match self.scheduled.get_mut(destination) {
-            Some(at) if *at > now => Some(*at),
-            Some(at) if *at + PACE_MS > now => {
-                *at += PACE_MS;
-                Some(*at)
+        let chars = note.map_or(0, |n| n.chars().count());
+        let waiting = || {
+            Some(Waiting {
+                key: key.to_owned(),
+                rows: 1,
+                chars,
+            })
+        };
+        let Some(s) = self.scheduled.get_mut(destination) else {
+            let s = Scheduled {
+                at: now,
+                waiting: None,
+            };
+            self.scheduled.insert(destination.to_owned(), s);
+            return Paced::Now;
+        };
+        if s.at > now {
+            if let Some(w) = &mut s.waiting {
+                let more = chars + usize::from(w.chars > 0 && chars > 0);
+                if w.rows + 1 < MERGE_MAX && w.chars + more <= MERGED_NOTE_CHARS {
+                    w.rows += 1;
+                    w.chars += more;
+                    return Paced::Join(s.at, w.key.clone());
+                }
             }
-            Some(at) => {
-                *at = now;
-                None
-            }
-            None => {
-                self.scheduled.insert(destination.to_owned(), now);
-                None
-            }
+            s.waiting = waiting();
+            Paced::At(s.at)
+        } else if s.at + PACE_MS > now {
+            s.at += PACE_MS;
+            s.waiting = waiting();
+            Paced::At(s.at)
+        } else {
+            s.at = now;
+            s.waiting = None;
+            Paced::Now
+        }
+    }
+
+    /// Another row of `destination` was written: a refresh queued after it must not join a row
+    /// written before it.
+    fn interrupt(&mut self, destination: &str) {
+        if let Some(s) = self.scheduled.get_mut(destination) {
+            s.waiting = None;
         }
     }
 }
@@ -410,6 +509,8 @@ struct Batch {
     changed: Vec<usize>,
     /// (slot, change) where a contact was linked.
     linked: Vec<(usize, usize)>,
+    /// The refreshes joined to each waiting row ([`WRITES`]' `joins`), by the row's key.
+    joins: Vec<(String, String)>,
 }
 
 impl Batch {
@@ -443,6 +544,7 @@ impl Batch {
             withdrawn: Vec::new(),
             changed: Vec::new(),
             linked: Vec::new(),
+            joins: Vec::new(),
         };
         Ok((batch, param, known))
     }
@@ -525,10 +627,35 @@ impl Batch {
         let last_event = self.next_event - 1;
         slot.last_event = slot.last_event.max(last_event);
         let out = (c.out)(&t);
-        let mut outbox = outbox_json(c.desk, Cause::Event(last_event), &out)?;
+        let mut outbox: Vec<RowJson> = outbox_json(c.desk, Cause::Event(last_event), &out)?
+            .into_iter()
+            .map(|(dest, key, payload, due)| (dest, key, payload, due, None))
+            .collect();
         for (row, msg) in outbox.iter_mut().zip(&out) {
-            if matches!(msg, Outgoing::UpdateCards { .. }) {
-                row.3 = pace.due(&row.0, now);
+            match (msg, &row.1) {
+                (Outgoing::UpdateCards { note, answered, .. }, Some(key)) => {
+                    match pace.due(&row.0, now, key, note.as_deref()) {
+                        Paced::Now => {}
+                        Paced::At(due) => row.3 = Some(due),
+                        Paced::Join(due, to) => {
+                            let joined = Joined {
+                                key,
+                                note,
+                                answered,
+                            };
+                            let joined = serde_json::to_string(&joined).map_err(corrupt)?;
+                            match self.joins.iter_mut().find(|(k, _)| *k == to) {
+                                Some((_, all)) => {
+                                    all.push(',');
+                                    all.push_str(&joined);
+                                }
+                                None => self.joins.push((to.clone(), joined)),
+                            }
+                            (row.3, row.4) = (Some(due), Some(to));
+                        }
+                    }
+                }
+                _ => pace.interrupt(&row.0),
             }
         }
         slot.steps.extend(applied.events.iter().filter_map(|e| {
@@ -594,12 +721,13 @@ impl Batch {
             .filter_map(|s| s.sla.as_ref().map(|state| sla_json(&s.ticket, state)))
             .collect();
         Ok(Some(format!(
-            r#"{{"tickets":{},"sla":{},"withdrawn":{},"alerts":{},"changes":[{}]}}"#,
+            r#"{{"tickets":{},"sla":{},"withdrawn":{},"alerts":{},"changes":[{}],"joins":{}}}"#,
             serde_json::to_string(&tickets).map_err(corrupt)?,
             serde_json::to_string(&sla).map_err(corrupt)?,
             serde_json::to_string(&self.withdrawn).map_err(corrupt)?,
             serde_json::to_string(&self.alerts).map_err(corrupt)?,
-            self.rows.join(",")
+            self.rows.join(","),
+            serde_json::to_string(&self.joins).map_err(corrupt)?
         )))
     }
 
@@ -680,7 +808,7 @@ fn queue_alerts(
     due: Vec<SlaAlert>,
     now: i64,
     alerts: &mut Vec<AlertJson>,
-    outbox: &mut Vec<OutboxJson>,
+    outbox: &mut Vec<RowJson>,
 ) -> Result<Vec<&'static str>> {
     let mut queued = Vec::new();
     for alert in due {
@@ -690,7 +818,11 @@ fn queue_alerts(
         }
         slot.alerted.push(key);
         let cause = super::sla::alert_cause(t.id, alert.target, alert.level, now);
-        outbox.extend(outbox_json(t.desk, Cause::Other(&cause), &alert.out)?);
+        outbox.extend(
+            outbox_json(t.desk, Cause::Other(&cause), &alert.out)?
+                .into_iter()
+                .map(|(dest, key, payload, due)| (dest, key, payload, due, None)),
+        );
         alerts.push((t.desk.0, t.id.0, alert.target, alert.level, now));
         queued.push(alert.level);
     }
@@ -785,49 +917,94 @@ mod tests {
     #[test]
     fn a_destinations_refreshes_go_at_once_then_together_once_a_second() {
         let mut pace = Pace::default();
+        let d1 = "ticket:1:slack:T1";
+        let join = |at, key: &str| Paced::Join(at, key.to_owned());
         assert_eq!(
-            pace.due("ticket:1:slack:T1", 10_000),
-            None,
+            pace.due(d1, 10_000, "k1", Some("a")),
+            Paced::Now,
             "the first at once"
         );
-        // Those within the second after it wait for its end, together.
-        assert_eq!(pace.due("ticket:1:slack:T1", 10_200), Some(11_000));
-        assert_eq!(pace.due("ticket:1:slack:T1", 10_999), Some(11_000));
+        // Those within the second after it wait for its end, together: the first as a row,
+        // the rest joined to it.
+        assert_eq!(pace.due(d1, 10_200, "k2", Some("b")), Paced::At(11_000));
+        assert_eq!(pace.due(d1, 10_999, "k3", None), join(11_000, "k2"));
         // Another destination is paced on its own.
-        assert_eq!(pace.due("ticket:2:slack:T1", 10_500), None);
+        assert_eq!(
+            pace.due("ticket:2:slack:T1", 10_500, "k4", None),
+            Paced::Now
+        );
         // Queued while the waiting refresh is due but within its second: the next second.
-        assert_eq!(pace.due("ticket:1:slack:T1", 11_000), Some(12_000));
-        assert_eq!(pace.due("ticket:1:slack:T1", 11_400), Some(12_000));
+        assert_eq!(pace.due(d1, 11_000, "k5", None), Paced::At(12_000));
+        assert_eq!(pace.due(d1, 11_400, "k6", None), join(12_000, "k5"));
+        // Another row of the destination (a card post) comes between: no joining across it.
+        pace.interrupt(d1);
+        assert_eq!(pace.due(d1, 11_500, "k7", None), Paced::At(12_000));
+        assert_eq!(pace.due(d1, 11_600, "k8", None), join(12_000, "k7"));
         // A second after the last one was due: at once again.
-        assert_eq!(pace.due("ticket:1:slack:T1", 13_000), None);
-        assert_eq!(pace.due("ticket:1:slack:T1", 13_001), Some(14_000));
+        assert_eq!(pace.due(d1, 13_000, "k9", None), Paced::Now);
+        assert_eq!(pace.due(d1, 13_001, "k10", None), Paced::At(14_000));
+    }
+
+    #[test]
+    fn a_waiting_refresh_is_joined_only_within_what_one_delivery_says() {
+        let mut pace = Pace::default();
+        let d = "ticket:1:slack:T1";
+        pace.due(d, 0, "k0", None);
+        let long = "x".repeat(MERGED_NOTE_CHARS / 2);
+        assert_eq!(pace.due(d, 1, "k1", Some(&long)), Paced::At(PACE_MS));
+        // The two notes and the line between them would pass the bound.
+        assert_eq!(pace.due(d, 2, "k2", Some(&long)), Paced::At(PACE_MS));
+        assert_eq!(
+            pace.due(d, 3, "k3", Some(&long[1..])),
+            Paced::Join(PACE_MS, "k2".into())
+        );
+        // Refreshes without a note count as rows only, up to what one delivery carries.
+        for i in 4..MERGE_MAX + 1 {
+            assert_eq!(
+                pace.due(d, 4, &format!("k{i}"), None),
+                Paced::Join(PACE_MS, "k2".into())
+            );
+        }
+        assert_eq!(pace.due(d, 5, "last", None), Paced::At(PACE_MS));
     }
 
     #[test]
     fn the_pace_forgets_destinations_whose_second_is_over() {
         let mut pace = Pace::default();
+        let due = |pace: &mut Pace, d: &str, at| pace.due(d, at, "k", None);
         for i in 0..PACE_KEPT {
-            pace.due(&format!("ticket:{i}:slack:T1"), 0);
+            due(&mut pace, &format!("ticket:{i}:slack:T1"), 0);
         }
         assert_eq!(pace.scheduled.len(), PACE_KEPT);
         // One more, a second later: those over are dropped before it is kept.
-        assert_eq!(pace.due("ticket:x:slack:T1", PACE_MS), None);
+        assert_eq!(due(&mut pace, "ticket:x:slack:T1", PACE_MS), Paced::Now);
         assert_eq!(pace.scheduled.len(), 1);
         // Still kept while their second lasts, and not walked again until the map doubles.
         for i in 0..PACE_KEPT {
-            pace.due(&format!("ticket:{i}:slack:T1"), PACE_MS + 1);
+            due(&mut pace, &format!("ticket:{i}:slack:T1"), PACE_MS + 1);
         }
         assert_eq!(pace.scheduled.len(), PACE_KEPT + 1);
         // That pass kept them all: the next waits until the map has doubled.
         assert_eq!(pace.prune_at, 2 * PACE_KEPT);
         for i in PACE_KEPT..2 * PACE_KEPT - 1 {
-            pace.due(&format!("ticket:{i}:slack:T1"), 3 * PACE_MS);
+            due(&mut pace, &format!("ticket:{i}:slack:T1"), 3 * PACE_MS);
         }
         assert_eq!(pace.scheduled.len(), 2 * PACE_KEPT);
         // Then it forgets all whose second is over, here all but the last few.
-        pace.due("ticket:y:slack:T1", 3 * PACE_MS);
+        due(&mut pace, "ticket:y:slack:T1", 3 * PACE_MS);
         assert_eq!(pace.scheduled.len(), PACE_KEPT);
         assert_eq!(pace.prune_at, 2 * (PACE_KEPT - 1));
+    }
+
+    /// The card refreshes in the outbox, in order: `(due - queued, note, joined notes)`.
+    async fn refreshes(store: &SqliteStore) -> Vec<(i64, String, Option<String>)> {
+        rows(
+            store,
+            "SELECT next_attempt_at - created_at, payload ->> 'note',
+                    (SELECT group_concat(j.value ->> 'note', '|') FROM json_each(joined) AS j)
+               FROM outbox WHERE payload ->> 'kind' = 'update_cards' ORDER BY id",
+        )
+        .await
     }
 
     #[tokio::test]
@@ -843,7 +1020,8 @@ mod tests {
             (0, Action::Note("one".into()), "started"),
             (300, Action::Note("two".into()), "completed"),
             (600, Action::Note("three".into()), "reopened"),
-            (2_500, Action::Note("four".into()), "started again"),
+            (700, Action::Note("four".into()), "noted"),
+            (2_500, Action::Note("five".into()), "started again"),
         ];
         for (ms, action, note) in changes {
             store
@@ -855,24 +1033,72 @@ mod tests {
         store
             .change_ticket(TicketChange {
                 now: at(300),
-                ..request(2, Action::Note("five".into()), "other", None)
+                ..request(2, Action::Note("six".into()), "other", None)
             })
             .await
             .unwrap();
-        let due: Vec<(i64, String)> = rows(
-            &store,
-            "SELECT next_attempt_at - created_at, payload ->> 'note' FROM outbox
-              WHERE payload ->> 'kind' = 'update_cards' ORDER BY id",
-        )
-        .await;
+        let s = |n: &str| n.to_owned();
         assert_eq!(
-            due,
+            refreshes(&store).await,
             [
-                (0, "started".to_owned()),
-                (700, "completed".to_owned()),
-                (400, "reopened".to_owned()),
-                (0, "started again".to_owned()),
-                (0, "other".to_owned()),
+                (0, s("started"), None),
+                (700, s("completed"), Some(s("reopened|noted"))),
+                (0, s("started again"), None),
+                (0, s("other"), None),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refresh_whose_waiting_row_cannot_be_joined_is_written_in_its_place() {
+        let (_dir, store) = store().await;
+        let t0 = Utc::now();
+        let change_at = |ms: i64, note: &str| TicketChange {
+            now: t0 + chrono::Duration::milliseconds(ms),
+            ..request(1, Action::Note(note.into()), note, None)
+        };
+        let sql = |q: &'static str| {
+            let store = store.clone();
+            async move {
+                let mut w = store.write().await.unwrap();
+                sqlx::query(q).execute(&mut *w).await.unwrap();
+                w.commit().await.unwrap();
+            }
+        };
+        store.change_ticket(change_at(0, "a")).await.unwrap();
+        store.change_ticket(change_at(100, "b")).await.unwrap();
+        // The waiting row was tried (and failed): what follows is a row of its own.
+        sql("UPDATE outbox SET attempts = 1 WHERE payload ->> 'note' = 'b'").await;
+        store.change_ticket(change_at(200, "c")).await.unwrap();
+        // The next second's: joined while it is the destination's last pending row, and not
+        // once another row is queued after it.
+        store.change_ticket(change_at(1_100, "d")).await.unwrap();
+        store.change_ticket(change_at(1_200, "e")).await.unwrap();
+        sql("INSERT INTO outbox (desk_id, destination, idempotency_key, payload, next_attempt_at, created_at)
+             SELECT desk_id, destination, 'other', payload, 0, 0 FROM outbox WHERE payload ->> 'note' = 'a'")
+        .await;
+        store.change_ticket(change_at(1_300, "f")).await.unwrap();
+        // The second after: delivered (and settled) before the refresh is written.
+        store.change_ticket(change_at(2_100, "g")).await.unwrap();
+        sql("UPDATE outbox SET state = 'sent' WHERE idempotency_key = 'other' OR payload ->> 'note' = 'g'").await;
+        store.change_ticket(change_at(2_200, "h")).await.unwrap();
+        let notes: Vec<(String, Option<String>)> = refreshes(&store)
+            .await
+            .into_iter()
+            .map(|(_, note, joined)| (note, joined))
+            .collect();
+        let s = |n: &str| n.to_owned();
+        assert_eq!(
+            notes,
+            [
+                (s("a"), None),
+                (s("b"), None),
+                (s("c"), None),
+                (s("d"), Some(s("e"))),
+                (s("a"), None),
+                (s("f"), None),
+                (s("g"), None),
+                (s("h"), None),
             ]
         );
     }
@@ -922,7 +1148,10 @@ mod tests {
         (dir, store)
     }
 
-    async fn rows(store: &SqliteStore, sql: &'static str) -> Vec<(i64, String)> {
+    async fn rows<T>(store: &SqliteStore, sql: &'static str) -> Vec<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin,
+    {
         sqlx::query_as(sql)
             .fetch_all(&mut *store.read().await.unwrap())
             .await
@@ -968,7 +1197,7 @@ mod tests {
         let other = store.ticket(DeskId(2), TicketNo(1)).await.unwrap().unwrap();
         assert_eq!(other.ticket.status, Status::Open);
         // Each change's rows are keyed by its own last event.
-        let events = rows(
+        let events: Vec<(i64, String)> = rows(
             &store,
             "SELECT id, kind FROM events WHERE ticket_id = 1 AND kind != 'created' ORDER BY id",
         )
@@ -1317,7 +1546,7 @@ mod tests {
         );
         assert_eq!(a.unwrap().sla, Some(vec!["breached"]));
         assert_eq!(b.unwrap().sla, Some(vec![]));
-        let kept = rows(
+        let kept: Vec<(i64, String)> = rows(
             &store,
             "SELECT ticket_id, level FROM sla_alerts ORDER BY ticket_id",
         )
@@ -1341,7 +1570,7 @@ mod tests {
         assert_eq!(a.unwrap().sla, Some(vec!["breached"]));
         assert!(b.unwrap().sla.is_none());
         assert_eq!(c.unwrap().sla, Some(vec![]));
-        let levels = rows(
+        let levels: Vec<(i64, String)> = rows(
             &store,
             "SELECT no, coalesce(first_level, 'none') FROM tickets WHERE desk_id = 1 ORDER BY no",
         )
@@ -1355,7 +1584,7 @@ mod tests {
             store.change_ticket(request(1, Action::Note("f".into()), "f", None)),
         );
         assert!(d.unwrap().sla.is_some() && e.unwrap().sla.is_none());
-        let levels = rows(
+        let levels: Vec<(i64, String)> = rows(
             &store,
             "SELECT no, coalesce(first_level, 'none') FROM tickets WHERE desk_id = 1 ORDER BY no",
         )

@@ -9,8 +9,8 @@ use crate::core::outgoing::Outgoing;
 use crate::core::people::SurfaceRef;
 use crate::core::ticket::{DeskId, TicketId};
 use crate::store::{
-    CardMessage, MERGE_MAX, OutboxItem, OutboxStats, OutboxStore, Outcome, Queued, Result, Settled,
-    TicketRecord,
+    CardMessage, Joined, MERGE_MAX, OutboxItem, OutboxStats, OutboxStore, Outcome, Queued, Result,
+    Settled, TicketRecord,
 };
 
 /// A ticket's card and where it shows, as one command: the ticket by desk and id, then its
@@ -24,7 +24,9 @@ const CARD: &str = concat!(
 );
 
 /// A round's delivery outcomes, as one command to the writer's thread (see `writes.rs` on
-/// batches): the rows' new state, then the card messages they posted. A message id is one
+/// batches): the refreshes joined to a row after the delivery read it moved to a row of their
+/// own (after the row's other rows; its key is the row's and the number read), the rows' new
+/// state, then the card messages they posted. A message id is one
 /// card's: a post that came back with the id of a message stored for another ticket (a platform
 /// never does this; a stand-in might) takes it over, and two such posts in one round keep the
 /// first, so the round's outcomes are always recorded. One statement per
@@ -32,7 +34,22 @@ const CARD: &str = concat!(
 /// every create (BENCHMARKS.md). `?1` is the JSON array of [`SettledRow`]s.
 const SETTLE: &str = concat!(
     super::writes::parse_batch_once!(),
-    "UPDATE outbox
+    "INSERT INTO outbox (desk_id, destination, idempotency_key, payload, joined, next_attempt_at, created_at)
+     SELECT o.desk_id, o.destination, o.idempotency_key || '+' || (s.value ->> 'joins'),
+            json_set(o.payload, '$.note', NULL, '$.answered', NULL),
+            (SELECT json_group_array(json(j.value) ORDER BY j.key) FROM json_each(o.joined) AS j
+              WHERE j.key >= s.value ->> 'joins'),
+            s.value ->> 'now', s.value ->> 'now'
+       FROM jsonb_each((SELECT v FROM temp.piraja_batch)) AS s JOIN outbox AS o ON o.id = s.value ->> 'id'
+      WHERE json_array_length(o.joined) > s.value ->> 'joins'
+      ORDER BY o.id
+     ON CONFLICT (idempotency_key) DO NOTHING;
+     UPDATE outbox
+        SET joined = (SELECT json_group_array(json(j.value) ORDER BY j.key) FROM json_each(outbox.joined) AS j
+                       WHERE j.key < s.value ->> 'joins')
+       FROM jsonb_each((SELECT v FROM temp.piraja_batch)) AS s
+      WHERE outbox.id = s.value ->> 'id' AND json_array_length(outbox.joined) > s.value ->> 'joins';
+     UPDATE outbox
         SET state = s.value ->> 'state',
             attempts = coalesce(s.value ->> 'attempts', outbox.attempts + 1),
             next_attempt_at = coalesce(s.value ->> 'next', outbox.next_attempt_at),
@@ -40,7 +57,7 @@ const SETTLE: &str = concat!(
             done_at = s.value ->> 'done',
             progress = s.value ->> 'progress'
        FROM jsonb_each((SELECT v FROM temp.piraja_batch)) AS s
-      WHERE outbox.id = s.value ->> 'id';
+      WHERE outbox.id = s.value ->> 'id' AND s.value ->> 'state' IS NOT NULL;
      DELETE FROM card_messages
       WHERE (platform, channel, message_id) IN
             (SELECT s.value ->> 'card_platform', s.value ->> 'card_channel', s.value ->> 'card_message'
@@ -65,7 +82,13 @@ const SETTLE: &str = concat!(
 struct SettledRow<'a> {
     id: i64,
     desk: i64,
-    state: &'static str,
+    now: i64,
+    /// Absent: the row stays as it is ([`Outcome::Carried`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'static str>,
+    /// How many refreshes joined to the row the delivery read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    joins: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attempts: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,7 +117,9 @@ impl<'a> SettledRow<'a> {
         let row = SettledRow {
             id: s.id,
             desk: s.desk.0,
-            state: "pending",
+            now,
+            state: Some("pending"),
+            joins: s.joins,
             attempts: None,
             next: None,
             error: None,
@@ -108,7 +133,7 @@ impl<'a> SettledRow<'a> {
         };
         match &s.outcome {
             Outcome::Sent(card) => SettledRow {
-                state: "sent",
+                state: Some("sent"),
                 done: Some(now),
                 card_ticket: card.as_ref().map(|c| c.ticket.0),
                 card_platform: card.as_ref().map(|c| c.surface.platform.as_str()),
@@ -131,8 +156,9 @@ impl<'a> SettledRow<'a> {
                     .and_then(|p| serde_json::to_string(p).ok()),
                 ..row
             },
+            Outcome::Carried => SettledRow { state: None, ..row },
             Outcome::Dead { attempts, error } => SettledRow {
-                state: "dead",
+                state: Some("dead"),
                 attempts: Some(*attempts),
                 error: Some(error),
                 done: Some(now),
@@ -165,10 +191,11 @@ impl OutboxStore for SqliteStore {
         // the planner would otherwise sort every due row first. Whether the message's surface
         // revoked the app's token is read with it (one read a round, not one a delivery).
         // A card refresh comes with the rows queued behind it for the same destination (id,
-        // kind, note and answered card only), which it may carry in the same delivery (`OutboxItem::absorb`).
+        // kind, note, answered card and joined refreshes only), which it may carry in the same
+        // delivery (`OutboxItem::absorb`), as it carries the refreshes joined to it.
         let behind = (MERGE_MAX - 1) as i64;
         let rows = sqlx::query!(
-            r#"SELECT o.id AS "id!", o.desk_id, o.destination, o.idempotency_key, o.payload, o.attempts, o.created_at, o.progress,
+            r#"SELECT o.id AS "id!", o.desk_id, o.destination, o.idempotency_key, o.payload, o.attempts, o.created_at, o.progress, o.joined,
                     EXISTS (SELECT 1 FROM surfaces s
                              WHERE s.platform = o.payload ->> '$.surface.platform'
                                AND s.external_id = o.payload ->> '$.surface.external_id'
@@ -176,8 +203,10 @@ impl OutboxStore for SqliteStore {
                     CASE WHEN o.payload ->> '$.kind' = 'update_cards' THEN
                       (SELECT json_group_array(json_object('id', f.id, 'kind', f.payload ->> '$.kind',
                                                            'note', f.payload ->> '$.note',
-                                                           'answered', f.payload ->> '$.answered'))
-                         FROM (SELECT id, payload FROM outbox INDEXED BY outbox_pending
+                                                           'answered', f.payload ->> '$.answered',
+                                                           'joined', json(coalesce(f.joined, '[]')),
+                                                           'held', json(iif(f.next_attempt_at > ?1, 'true', 'false'))))
+                         FROM (SELECT id, payload, joined, next_attempt_at FROM outbox INDEXED BY outbox_pending
                                 WHERE state = 'pending' AND destination = o.destination AND id > o.id
                                 ORDER BY id LIMIT ?3) AS f)
                     END AS "behind: String"
@@ -208,10 +237,19 @@ impl OutboxStore for SqliteStore {
                         .map(serde_json::from_str)
                         .transpose()
                         .map_err(corrupt)?,
+                    joins: Vec::new(),
                 };
-                if let Some(behind) = r.behind {
-                    item.absorb(serde_json::from_str::<Vec<Queued>>(&behind).map_err(corrupt)?);
-                }
+                let own: Vec<Joined> = (r.joined.as_deref())
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .map_err(corrupt)?
+                    .unwrap_or_default();
+                let behind: Vec<Queued> = (r.behind.as_deref())
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .map_err(corrupt)?
+                    .unwrap_or_default();
+                item.absorb(own, behind);
                 Ok(item)
             })
             .collect()
@@ -508,6 +546,7 @@ mod tests {
             t0 + chrono::Duration::seconds(10),
         );
         let retry = |item: &OutboxItem, at| Settled {
+            joins: None,
             id: item.id,
             desk: item.desk,
             outcome: Outcome::Retry {
@@ -581,6 +620,7 @@ mod tests {
             .iter()
             .zip(outcomes)
             .map(|(item, outcome)| Settled {
+                joins: None,
                 id: item.id,
                 desk: item.desk,
                 outcome,
@@ -619,6 +659,7 @@ mod tests {
         // It comes back with what its attempt finished.
         assert_eq!(due[0].progress.as_ref().unwrap().done, ["9.9"]);
         let settled = [Settled {
+            joins: None,
             id: due[0].id,
             desk: DeskId(1),
             outcome: Outcome::Sent(Some(card("2.2"))),
@@ -650,6 +691,86 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn refreshes_joined_after_a_delivery_read_its_row_get_a_row_of_their_own() {
+        let (_dir, store) = store_with_tickets(&[7]).await;
+        let surface = SurfaceRef::new(Platform::Slack, "T1");
+        let t0 = Utc::now();
+        let refresh = |note: &str| Outgoing::UpdateCards {
+            surface: surface.clone(),
+            ticket: TicketId(7),
+            note: Some(note.into()),
+            answered: None,
+        };
+        let sql = |q: &'static str| {
+            let store = store.clone();
+            async move {
+                let mut w = store.write().await.unwrap();
+                sqlx::query(q).execute(&mut *w).await.unwrap();
+                w.commit().await.unwrap();
+            }
+        };
+        store
+            .enqueue(DeskId(1), "first", &[refresh("a")], t0)
+            .await
+            .unwrap();
+        store
+            .enqueue(DeskId(1), "second", &[refresh("b")], t0)
+            .await
+            .unwrap();
+        let joined = |key: &str| {
+            format!(
+                r#"UPDATE outbox SET joined = json_insert(coalesce(joined, '[]'), '$[#]',
+                     json_object('key', '{key}', 'note', '{key}', 'answered', 'm-{key}'))
+                    WHERE idempotency_key = '1:{}:0'"#,
+                if key < "c" { "first" } else { "second" }
+            )
+        };
+        for key in ["a1", "a2", "c1"] {
+            let q: &'static str = Box::leak(joined(key).into_boxed_str());
+            sql(q).await;
+        }
+        // The delivery says each row's note, then what joined it, in order; the card its last
+        // joined refresh answered with is left alone.
+        let due = store.outbox_due(t0, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        let item = &due[0];
+        let Outgoing::UpdateCards { note, answered, .. } = &item.message else {
+            panic!("{item:?}");
+        };
+        assert_eq!(note.as_deref(), Some("a\na1\na2\nb\nc1"));
+        assert_eq!(answered.as_deref(), Some("m-c1"));
+        assert_eq!(item.joins, [(item.id, 2), (item.merged[0], 1)]);
+        // Joined to both while the delivery ran.
+        for key in ["a3", "c2"] {
+            let q: &'static str = Box::leak(joined(key).into_boxed_str());
+            sql(q).await;
+        }
+        let settled: Vec<Settled> = item
+            .joins
+            .iter()
+            .map(|&(id, joins)| Settled {
+                id,
+                desk: DeskId(1),
+                outcome: Outcome::Sent(None),
+                joins: Some(joins),
+            })
+            .collect();
+        store.outbox_settle(&settled, t0).await.unwrap();
+        // Only they are said next, in the order the rows were: nothing lost, nothing twice.
+        let due = store.outbox_due(t0, 10).await.unwrap();
+        let notes: Vec<_> = due
+            .iter()
+            .map(|i| match &i.message {
+                Outgoing::UpdateCards { note, .. } => note.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notes, [Some("a3\nc2".to_owned())]);
+        let stats = store.outbox_stats(t0).await.unwrap();
+        assert_eq!(stats.pending, 2);
+    }
+
+    #[tokio::test]
     async fn a_message_id_posted_again_for_another_ticket_does_not_stop_the_round() {
         let (_dir, store) = store_with_tickets(&[7, 8, 9]).await;
         let surface = SurfaceRef::new(Platform::Slack, "T1");
@@ -667,6 +788,7 @@ mod tests {
         assert_eq!(due.len(), 4);
         // A stand-in that answers every post with the same ts: rounds one and two.
         let posted = |item: &OutboxItem, ticket: i64| Settled {
+            joins: None,
             id: item.id,
             desk: DeskId(1),
             outcome: Outcome::Sent(Some(CardMessage {
