@@ -768,6 +768,35 @@ mod tests {
         assert_eq!(notes, [Some("a3\nc2".to_owned())]);
         let stats = store.outbox_stats(t0).await.unwrap();
         assert_eq!(stats.pending, 2);
+        // A delivery to be retried leaves the rows it carried as they were, less what joined
+        // them after it read them.
+        let item = &due[0];
+        let merged = item.merged[0];
+        sql(Box::leak(
+            format!(
+                r#"UPDATE outbox SET joined = json_insert(joined, '$[#]', json_object('key', 'c3', 'note', 'c3'))
+                    WHERE id = {merged}"#
+            )
+            .into_boxed_str(),
+        ))
+        .await;
+        let carried = Settled {
+            id: merged,
+            desk: DeskId(1),
+            outcome: Outcome::Carried,
+            joins: Some(1),
+        };
+        store.outbox_settle(&[carried], t0).await.unwrap();
+        let kept: (String, i64, String) = sqlx::query_as(
+            "SELECT state, attempts, joined ->> '$[#-1].note' FROM outbox WHERE id = ?",
+        )
+        .bind(merged)
+        .fetch_one(&mut *store.read().await.unwrap())
+        .await
+        .unwrap();
+        assert_eq!(kept, ("pending".into(), 0, "c2".into()));
+        let stats = store.outbox_stats(t0).await.unwrap();
+        assert_eq!(stats.pending, 3, "c3 in a row of its own");
     }
 
     #[tokio::test]
