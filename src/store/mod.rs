@@ -260,11 +260,11 @@ impl OutboxItem {
     /// is at delivery time, so one edit shows what every queued refresh would have shown; their
     /// notes are said in one thread message, a line each, in the order they were written.
     /// Stops at the first row that is not a card refresh (a card post keeps its place in the
-    /// order) or is not due yet ([`Queued::held`]), at [`MERGE_MAX`] rows, where the joined note would pass [`MERGED_NOTE_CHARS`],
-    /// or past the rows an earlier, part-way attempt carried ([`Progress::through`]). Only a
-    /// card refresh absorbs anything. The card a request's
-    /// answer replaced is left alone only when that request's row is the last one carried (an
-    /// answer shows its own change, not those after it).
+    /// order) or is not due yet ([`Queued::held`]), at [`MERGE_MAX`] rows, where the joined
+    /// note would pass [`MERGED_NOTE_CHARS`], or past the rows an earlier, part-way attempt
+    /// carried ([`Progress::through`]). Only a card refresh absorbs anything. The card a
+    /// request's answer replaced is left alone only when that request's row is the last one
+    /// carried (an answer shows its own change, not those after it).
     pub fn absorb(&mut self, own: Vec<Joined>, mut later: Vec<Queued>) {
         self.joins = vec![(self.id, own.len())];
         let Outgoing::UpdateCards { note, answered, .. } = &mut self.message else {

@@ -850,7 +850,7 @@ mod tests {
     use crate::core::people::{Platform, SurfaceRef, UserRef};
     use crate::core::sla::{Level, SlaDue};
     use crate::core::ticket::{ContactLink, Priority, Source, Status};
-    use crate::store::sqlite::testing::count;
+    use crate::store::sqlite::testing::{count, execute};
     use crate::store::{NewTicket, OwnedOut, SlaPlan, TicketStore};
     use chrono::Utc;
 
@@ -1057,30 +1057,26 @@ mod tests {
             now: t0 + chrono::Duration::milliseconds(ms),
             ..request(1, Action::Note(note.into()), note, None)
         };
-        let sql = |q: &'static str| {
-            let store = store.clone();
-            async move {
-                let mut w = store.write().await.unwrap();
-                sqlx::query(q).execute(&mut *w).await.unwrap();
-                w.commit().await.unwrap();
-            }
-        };
         store.change_ticket(change_at(0, "a")).await.unwrap();
         store.change_ticket(change_at(100, "b")).await.unwrap();
         // The waiting row was tried (and failed): what follows is a row of its own.
-        sql("UPDATE outbox SET attempts = 1 WHERE payload ->> 'note' = 'b'").await;
+        execute(
+            &store,
+            "UPDATE outbox SET attempts = 1 WHERE payload ->> 'note' = 'b'",
+        )
+        .await;
         store.change_ticket(change_at(200, "c")).await.unwrap();
         // The next second's: joined while it is the destination's last pending row, and not
         // once another row is queued after it.
         store.change_ticket(change_at(1_100, "d")).await.unwrap();
         store.change_ticket(change_at(1_200, "e")).await.unwrap();
-        sql("INSERT INTO outbox (desk_id, destination, idempotency_key, payload, next_attempt_at, created_at)
+        execute(&store, "INSERT INTO outbox (desk_id, destination, idempotency_key, payload, next_attempt_at, created_at)
              SELECT desk_id, destination, 'other', payload, 0, 0 FROM outbox WHERE payload ->> 'note' = 'a'")
         .await;
         store.change_ticket(change_at(1_300, "f")).await.unwrap();
         // The second after: delivered (and settled) before the refresh is written.
         store.change_ticket(change_at(2_100, "g")).await.unwrap();
-        sql("UPDATE outbox SET state = 'sent' WHERE idempotency_key = 'other' OR payload ->> 'note' = 'g'").await;
+        execute(&store, "UPDATE outbox SET state = 'sent' WHERE idempotency_key = 'other' OR payload ->> 'note' = 'g'").await;
         store.change_ticket(change_at(2_200, "h")).await.unwrap();
         let notes: Vec<(String, Option<String>)> = refreshes(&store)
             .await

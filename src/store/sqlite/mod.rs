@@ -253,6 +253,16 @@ mod testing {
             .await
             .unwrap()
     }
+
+    /// Runs `sql` in a write of its own (a test's change behind the store's back).
+    pub(super) async fn execute(store: &SqliteStore, sql: &str) {
+        let mut w = store.write().await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut *w)
+            .await
+            .unwrap();
+        w.commit().await.unwrap();
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ const CARD: &str = concat!(
 
 /// A round's delivery outcomes, as one command to the writer's thread (see `writes.rs` on
 /// batches): the refreshes joined to a row after the delivery read it moved to a row of their
-/// own (after the row's other rows; its key is the row's and the number read), the rows' new
+/// own at the end of the queue (keyed by the row's key and the number read), the rows' new
 /// state, then the card messages they posted. A message id is one
 /// card's: a post that came back with the id of a message stored for another ticket (a platform
 /// never does this; a stand-in might) takes it over, and two such posts in one round keep the
@@ -436,6 +436,7 @@ mod tests {
     use super::*;
     use crate::core::people::{Platform, UserRef};
     use crate::store::DeskStore;
+    use crate::store::sqlite::testing::execute;
 
     #[tokio::test]
     async fn the_migration_moves_pending_card_rows_to_the_new_destination_form() {
@@ -701,14 +702,6 @@ mod tests {
             note: Some(note.into()),
             answered: None,
         };
-        let sql = |q: &'static str| {
-            let store = store.clone();
-            async move {
-                let mut w = store.write().await.unwrap();
-                sqlx::query(q).execute(&mut *w).await.unwrap();
-                w.commit().await.unwrap();
-            }
-        };
         store
             .enqueue(DeskId(1), "first", &[refresh("a")], t0)
             .await
@@ -726,8 +719,7 @@ mod tests {
             )
         };
         for key in ["a1", "a2", "c1"] {
-            let q: &'static str = Box::leak(joined(key).into_boxed_str());
-            sql(q).await;
+            execute(&store, &joined(key)).await;
         }
         // The delivery says each row's note, then what joined it, in order; the card its last
         // joined refresh answered with is left alone.
@@ -742,8 +734,7 @@ mod tests {
         assert_eq!(item.joins, [(item.id, 2), (item.merged[0], 1)]);
         // Joined to both while the delivery ran.
         for key in ["a3", "c2"] {
-            let q: &'static str = Box::leak(joined(key).into_boxed_str());
-            sql(q).await;
+            execute(&store, &joined(key)).await;
         }
         let settled: Vec<Settled> = item
             .joins
@@ -772,13 +763,13 @@ mod tests {
         // them after it read them.
         let item = &due[0];
         let merged = item.merged[0];
-        sql(Box::leak(
-            format!(
+        execute(
+            &store,
+            &format!(
                 r#"UPDATE outbox SET joined = json_insert(joined, '$[#]', json_object('key', 'c3', 'note', 'c3'))
                     WHERE id = {merged}"#
-            )
-            .into_boxed_str(),
-        ))
+            ),
+        )
         .await;
         let carried = Settled {
             id: merged,
