@@ -24,7 +24,7 @@ use super::batches::commit_and_answer;
 use super::conns::Conns;
 use super::group::{Group, Write};
 use super::tickets::{TicketRow, parse_steps};
-use super::writes::{Cause, EventJson, TicketJson, events_json, outbox_json};
+use super::writes::{Cause, EventJson, OutboxJson, TicketJson, events_json, outbox_json};
 use super::{SqliteStore, at, corrupt, ms};
 use crate::core::outgoing::Outgoing;
 use crate::core::sla::Step;
@@ -141,10 +141,7 @@ const RECORD_KEYS: &str = "INSERT INTO request_keys (desk_id, key, created_at)
      ON CONFLICT (desk_id, key) DO NOTHING";
 
 /// One change's rows: `[desk, ticket, now, events as `[id, event]`, outbox rows]`.
-type ChangeJson<'a> = (i64, i64, i64, Vec<(i64, EventJson<'a>)>, Vec<RowJson>);
-
-/// A change's outbox row: [`super::writes::OutboxJson`] and the key of the row it joins ([`Paced::Join`]).
-type RowJson = (String, Option<String>, String, Option<i64>, Option<String>);
+type ChangeJson<'a> = (i64, i64, i64, Vec<(i64, EventJson<'a>)>, Vec<OutboxJson>);
 
 /// A ticket's clocks: `[desk, ticket, first due, resolution due, paused, first level,
 /// resolution level, next check]`.
@@ -419,7 +416,7 @@ struct Waiting {
 /// A card refresh joined to a waiting row, as that row's `joined` keeps it (see
 /// [`crate::store::Joined`]); `key` is the idempotency key its own row would have had.
 #[derive(serde::Serialize)]
-struct Joined<'a> {
+struct JoinedJson<'a> {
     key: &'a str,
     note: &'a Option<String>,
     answered: &'a Option<String>,
@@ -627,10 +624,7 @@ impl Batch {
         let last_event = self.next_event - 1;
         slot.last_event = slot.last_event.max(last_event);
         let out = (c.out)(&t);
-        let mut outbox: Vec<RowJson> = outbox_json(c.desk, Cause::Event(last_event), &out)?
-            .into_iter()
-            .map(|(dest, key, payload, due)| (dest, key, payload, due, None))
-            .collect();
+        let mut outbox = outbox_json(c.desk, Cause::Event(last_event), &out)?;
         for (row, msg) in outbox.iter_mut().zip(&out) {
             match (msg, &row.1) {
                 (Outgoing::UpdateCards { note, answered, .. }, Some(key)) => {
@@ -638,7 +632,7 @@ impl Batch {
                         Paced::Now => {}
                         Paced::At(due) => row.3 = Some(due),
                         Paced::Join(due, to) => {
-                            let joined = Joined {
+                            let joined = JoinedJson {
                                 key,
                                 note,
                                 answered,
@@ -808,7 +802,7 @@ fn queue_alerts(
     due: Vec<SlaAlert>,
     now: i64,
     alerts: &mut Vec<AlertJson>,
-    outbox: &mut Vec<RowJson>,
+    outbox: &mut Vec<OutboxJson>,
 ) -> Result<Vec<&'static str>> {
     let mut queued = Vec::new();
     for alert in due {
@@ -818,11 +812,7 @@ fn queue_alerts(
         }
         slot.alerted.push(key);
         let cause = super::sla::alert_cause(t.id, alert.target, alert.level, now);
-        outbox.extend(
-            outbox_json(t.desk, Cause::Other(&cause), &alert.out)?
-                .into_iter()
-                .map(|(dest, key, payload, due)| (dest, key, payload, due, None)),
-        );
+        outbox.extend(outbox_json(t.desk, Cause::Other(&cause), &alert.out)?);
         alerts.push((t.desk.0, t.id.0, alert.target, alert.level, now));
         queued.push(alert.level);
     }

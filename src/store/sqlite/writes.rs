@@ -284,9 +284,11 @@ pub(super) type EventJson<'a> = (
     &'a Option<String>,
 );
 
-/// One outbox row as the inserts read it: `[destination, idempotency key, payload, due]`;
-/// `due` absent is at once (the write's own time).
-pub(super) type OutboxJson = (String, Option<String>, String, Option<i64>);
+/// One outbox row as the inserts read it: `[destination, idempotency key, payload, due, joins]`;
+/// `due` absent is at once (the write's own time); `joins`, the key of the row waiting for
+/// that time which a change's card refresh joins instead (`changes.rs`, `Paced::Join`), is
+/// absent everywhere else.
+pub(super) type OutboxJson = (String, Option<String>, String, Option<i64>, Option<String>);
 
 /// Events as the JSON array of `[actor, kind, old, new, note]` the batches read.
 pub(super) fn events_json(events: &[NewEvent]) -> Vec<EventJson<'_>> {
@@ -349,7 +351,7 @@ pub(super) fn outbox_json(
                 (_, Cause::LastEvent) => None,
             };
             let payload = serde_json::to_string(msg).map_err(corrupt)?;
-            Ok((msg.destination(), key, payload, None))
+            Ok((msg.destination(), key, payload, None, None))
         })
         .collect()
 }
