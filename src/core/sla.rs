@@ -705,43 +705,62 @@ impl Clocks {
 }
 
 /// Running state of one clock while replaying events.
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 struct Track {
     used: TimeDelta,
-    /// Stretches during which the clock ran: start and business time used.
-    segments: Vec<(DateTime<Utc>, TimeDelta)>,
+    /// Stretches during which the clock ran: start and business time used. `None` in a
+    /// [`Memo`]'s replay, which keeps no history: a clock that needs it (one used up) is
+    /// replayed whole.
+    segments: Option<Vec<(DateTime<Utc>, TimeDelta)>>,
     /// When it was met and the target in force then.
     met: Option<(DateTime<Utc>, TimeDelta)>,
 }
 
 impl Track {
+    fn new(record: bool) -> Track {
+        Track {
+            segments: record.then(Vec::new),
+            ..Track::default()
+        }
+    }
+
     fn run(&mut self, cal: &Calendar, from: DateTime<Utc>, to: DateTime<Utc>) {
         if self.met.is_some() {
             return;
         }
         let w = cal.working_time(from, to);
         if w > ZERO {
-            self.segments.push((from, w));
+            if let Some(segments) = &mut self.segments {
+                segments.push((from, w));
+            }
             self.used = sat_add(self.used, w);
         }
     }
 
-    /// The instant the used time reached `target` (assumes it did).
-    fn crossing(&self, cal: &Calendar, target: TimeDelta, start: DateTime<Utc>) -> DateTime<Utc> {
+    /// The instant the used time reached `target` (assumes it did); `None` without the
+    /// stretches to find it in.
+    fn crossing(
+        &self,
+        cal: &Calendar,
+        target: TimeDelta,
+        start: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let segments = self.segments.as_ref()?;
         if target <= ZERO {
-            return start;
+            return Some(start);
         }
         let mut acc = ZERO;
-        for &(s, w) in &self.segments {
+        for &(s, w) in segments {
             let next = sat_add(acc, w);
             if next >= target {
-                return cal.add_working(s, sat_sub(target, acc));
+                return Some(cal.add_working(s, sat_sub(target, acc)));
             }
             acc = next;
         }
-        start
+        Some(start)
     }
 
+    /// The clock at `now`; `None` when it was used up and this track kept no stretches.
     fn finish(
         &self,
         policy: &Policy,
@@ -750,18 +769,18 @@ impl Track {
         paused: bool,
         created: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Clock {
+    ) -> Option<Clock> {
         let used = self.used;
         if let Some((met_at, target)) = self.met {
-            let late = used >= target && self.crossing(cal, target, created) < met_at;
-            return Clock {
+            let late = used >= target && self.crossing(cal, target, created)? < met_at;
+            return Some(Clock {
                 target,
                 used,
                 due: None,
                 met_at: Some(met_at),
                 paused: false,
                 level: if late { Level::MetLate } else { Level::Met },
-            };
+            });
         }
         let level = if used >= target {
             Level::Breached
@@ -775,16 +794,90 @@ impl Track {
         } else if used < target {
             Some(cal.add_working(now, sat_sub(target, used)))
         } else {
-            Some(self.crossing(cal, target, created))
+            Some(self.crossing(cal, target, created)?)
         };
-        Clock {
+        Some(Clock {
             target,
             used,
             due,
             met_at: None,
             paused,
             level,
+        })
+    }
+}
+
+/// Both clocks replayed up to the event at `t`.
+#[derive(Debug, Clone)]
+struct Replay {
+    created: DateTime<Utc>,
+    status: Status,
+    priority: Priority,
+    t: DateTime<Utc>,
+    fr: Track,
+    res: Track,
+}
+
+impl Replay {
+    fn start(created: DateTime<Utc>, priority: Priority, record: bool) -> Replay {
+        Replay {
+            created,
+            status: Status::Open,
+            priority,
+            t: created,
+            fr: Track::new(record),
+            res: Track::new(record),
         }
+    }
+
+    /// Replays one event, at or after the last.
+    fn step(&mut self, policy: &Policy, cal: &Calendar, e: &SlaEvent) {
+        if self.status != Status::Waiting {
+            self.fr.run(cal, self.t, e.at);
+            self.res.run(cal, self.t, e.at);
+        }
+        self.t = e.at;
+        let targets = policy.get(self.priority);
+        match e.kind {
+            SlaEventKind::Created { .. } => {}
+            SlaEventKind::Priority { to } => self.priority = to,
+            SlaEventKind::FirstResponse => {
+                if self.fr.met.is_none() {
+                    self.fr.met = Some((e.at, targets.first_response));
+                }
+            }
+            SlaEventKind::Status { to } => {
+                match to {
+                    Status::Completed | Status::Closed => {
+                        if self.res.met.is_none() {
+                            self.res.met = Some((e.at, targets.resolution));
+                            if self.fr.met.is_none() {
+                                self.fr.met = Some((e.at, targets.first_response));
+                            }
+                        }
+                    }
+                    Status::Open | Status::InProgress | Status::Waiting => self.res.met = None,
+                }
+                self.status = to;
+            }
+        }
+    }
+
+    /// Both clocks at `now` (not before the last event); `None` when one was used up and the
+    /// replay kept no stretches.
+    fn finish(&self, policy: &Policy, cal: &Calendar, now: DateTime<Utc>) -> Option<Clocks> {
+        let (mut fr, mut res) = (self.fr.clone(), self.res.clone());
+        let paused = self.status == Status::Waiting;
+        if !paused {
+            fr.run(cal, self.t, now);
+            res.run(cal, self.t, now);
+        }
+        let targets = policy.get(self.priority);
+        let created = self.created;
+        Some(Clocks {
+            first_response: fr.finish(policy, cal, targets.first_response, paused, created, now)?,
+            resolution: res.finish(policy, cal, targets.resolution, paused, created, now)?,
+        })
     }
 }
 
@@ -800,68 +893,144 @@ impl Track {
 /// changes switch targets and keep used time; a met clock keeps the target it
 /// was met against.
 pub fn clocks(policy: &Policy, cal: &Calendar, events: &[SlaEvent], now: DateTime<Utc>) -> Clocks {
+    replay(policy, cal, events, now, true)
+        .and_then(|r| r.finish(policy, cal, now))
+        .unwrap_or_default()
+}
+
+/// [`clocks`]' replay of `events` up to `now` (`None` without a `Created`), keeping each
+/// clock's stretches if `record`.
+fn replay(
+    policy: &Policy,
+    cal: &Calendar,
+    events: &[SlaEvent],
+    now: DateTime<Utc>,
+    record: bool,
+) -> Option<Replay> {
     let mut evs: Vec<&SlaEvent> = events.iter().filter(|e| e.at <= now).collect();
     evs.sort_by_key(|e| e.at);
-    let Some((start, created, mut priority)) =
-        evs.iter().enumerate().find_map(|(i, e)| match e.kind {
-            SlaEventKind::Created { priority } => Some((i, e.at, priority)),
-            _ => None,
-        })
-    else {
-        return Clocks::default();
-    };
-
-    let mut status = Status::Open;
-    let mut t = created;
-    let mut fr = Track::default();
-    let mut res = Track::default();
+    let (start, created, priority) = evs.iter().enumerate().find_map(|(i, e)| match e.kind {
+        SlaEventKind::Created { priority } => Some((i, e.at, priority)),
+        _ => None,
+    })?;
+    let mut r = Replay::start(created, priority, record);
     // Events at the creation instant count even if listed before Created.
-    let later = evs
+    for (_, e) in evs
         .iter()
         .enumerate()
         .filter(|&(i, e)| i != start && e.at >= created)
-        .map(|(_, e)| e);
-    for e in later {
-        if status != Status::Waiting {
-            fr.run(cal, t, e.at);
-            res.run(cal, t, e.at);
+    {
+        r.step(policy, cal, e);
+    }
+    Some(r)
+}
+
+/// What a ticket's clocks were last computed from, so that the next computation replays only
+/// the steps added since ([`clocks_of`]). A busy ticket's timeline grows with every change; a
+/// change batch keeps this beside the ticket's steps, and replaying the whole timeline on every
+/// change cost a quarter of the change task's time once the bench's tickets had some hundred
+/// steps (BENCHMARKS.md, session 15).
+#[derive(Debug, Clone)]
+pub struct Memo {
+    policy: Policy,
+    calendar: std::sync::Arc<Calendar>,
+    /// How many of the timeline's steps are in, and the last of them.
+    steps: usize,
+    last: Option<Step>,
+    /// The priority the ticket was created with, as [`events_of`] reads it.
+    initial: Priority,
+    /// The first response replayed, if any.
+    first_response: Option<DateTime<Utc>>,
+    replay: Replay,
+}
+
+impl Memo {
+    /// The steps of `timeline` that the memo's replay does not hold, as events in the order
+    /// [`clocks`] would replay them after it (the ticket's first response among them if it is
+    /// new); `None` when the memo cannot be carried on: other rules, another prefix, or an
+    /// event that [`clocks`] would order before one replayed already or leave out at `now`.
+    fn rest(
+        &self,
+        policy: &Policy,
+        cal: &std::sync::Arc<Calendar>,
+        ticket: &super::ticket::Ticket,
+        timeline: &[Step],
+        initial: Priority,
+        now: DateTime<Utc>,
+    ) -> Option<Vec<SlaEvent>> {
+        let same_rules = self.policy == *policy
+            && (std::sync::Arc::ptr_eq(&self.calendar, cal) || *self.calendar == **cal);
+        let same_start = self.replay.created == ticket.created_at
+            && self.initial == initial
+            && self.steps <= timeline.len()
+            && self.last == self.steps.checked_sub(1).map(|i| timeline[i]);
+        if !same_rules || !same_start || now < self.replay.t {
+            return None;
         }
-        t = e.at;
-        let targets = policy.get(priority);
-        match e.kind {
-            SlaEventKind::Created { .. } => {}
-            SlaEventKind::Priority { to } => priority = to,
-            SlaEventKind::FirstResponse => {
-                if fr.met.is_none() {
-                    fr.met = Some((e.at, targets.first_response));
-                }
-            }
-            SlaEventKind::Status { to } => {
-                match to {
-                    Status::Completed | Status::Closed => {
-                        if res.met.is_none() {
-                            res.met = Some((e.at, targets.resolution));
-                            if fr.met.is_none() {
-                                fr.met = Some((e.at, targets.first_response));
-                            }
-                        }
-                    }
-                    Status::Open | Status::InProgress | Status::Waiting => res.met = None,
-                }
-                status = to;
-            }
+        let mut rest: Vec<SlaEvent> = timeline[self.steps..].iter().map(Step::event).collect();
+        match (self.first_response, ticket.first_response_at) {
+            (replayed, stored) if replayed == stored => {}
+            (None, Some(at)) => rest.push(SlaEvent {
+                at,
+                kind: SlaEventKind::FirstResponse,
+            }),
+            _ => return None,
         }
+        rest.sort_by_key(|e| e.at);
+        // [`clocks`] sorts the whole history by time, the first response after the steps of
+        // its instant: an event before the last replayed, or beside a replayed first response
+        // at that instant, would go elsewhere there.
+        let t = self.replay.t;
+        let ordered =
+            (rest.iter()).all(|e| e.at > t || (e.at == t && self.first_response != Some(t)));
+        (ordered && rest.iter().all(|e| e.at <= now)).then_some(rest)
     }
-    let paused = status == Status::Waiting;
-    if !paused {
-        fr.run(cal, t, now);
-        res.run(cal, t, now);
-    }
-    let targets = policy.get(priority);
-    Clocks {
-        first_response: fr.finish(policy, cal, targets.first_response, paused, created, now),
-        resolution: res.finish(policy, cal, targets.resolution, paused, created, now),
-    }
+}
+
+/// A ticket's clocks from its timeline ([`events_of`] and [`clocks`]), replaying only what
+/// `memo` does not hold, and leaving in `memo` what the next call needs. The result is always
+/// [`clocks`]' own: where the memo cannot be carried on, or a clock was used up (its crossing
+/// needs the stretches a memo does not keep), the whole timeline is replayed.
+pub fn clocks_of(
+    policy: &Policy,
+    cal: &std::sync::Arc<Calendar>,
+    ticket: &super::ticket::Ticket,
+    timeline: &[Step],
+    memo: &mut Option<Memo>,
+    now: DateTime<Utc>,
+) -> Clocks {
+    let initial = initial_priority(ticket, timeline);
+    let kept = memo.take().and_then(|m| {
+        let rest = m.rest(policy, cal, ticket, timeline, initial, now)?;
+        Some((m.replay, rest))
+    });
+    let replayed = match kept {
+        Some((mut r, rest)) => {
+            for e in &rest {
+                r.step(policy, cal, e);
+            }
+            Some(r)
+        }
+        None => replay(policy, cal, &events_of(ticket, timeline), now, false),
+    };
+    let Some(replayed) = replayed else {
+        return Clocks::default();
+    };
+    let finished = replayed.finish(policy, cal, now);
+    // A replay that left out events after `now` does not hold the whole timeline.
+    let whole = (timeline.iter().map(|s| s.event().at))
+        .chain(ticket.first_response_at)
+        .all(|at| at <= now);
+    *memo = whole.then(|| Memo {
+        policy: *policy,
+        calendar: cal.clone(),
+        steps: timeline.len(),
+        last: timeline.last().copied(),
+        initial,
+        first_response: ticket.first_response_at,
+        replay: replayed,
+    });
+    finished.unwrap_or_else(|| clocks(policy, cal, &events_of(ticket, timeline), now))
 }
 
 /// The next instant after `now` when a running clock's level changes (reaches
@@ -874,7 +1043,16 @@ pub fn next_change(
     events: &[SlaEvent],
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    let c = clocks(policy, cal, events, now);
+    next_change_of(policy, cal, &clocks(policy, cal, events, now), now)
+}
+
+/// [`next_change`] of clocks computed already at `now`.
+pub fn next_change_of(
+    policy: &Policy,
+    cal: &Calendar,
+    c: &Clocks,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     [c.first_response, c.resolution]
         .iter()
         .filter(|k| k.met_at.is_none() && !k.paused && k.due.is_some())
@@ -1052,33 +1230,32 @@ impl Step {
     pub fn of_event(e: &super::ticket::Event) -> Option<Step> {
         Step::of(e.kind, e.old_value.as_deref(), e.new_value.as_deref(), e.at)
     }
+
+    /// The event the clocks replay for this step.
+    fn event(&self) -> SlaEvent {
+        match *self {
+            Step::Status { to, at } => SlaEvent {
+                at,
+                kind: SlaEventKind::Status { to },
+            },
+            Step::Priority { to, at, .. } => SlaEvent {
+                at,
+                kind: SlaEventKind::Priority { to },
+            },
+        }
+    }
 }
 
 /// A ticket's SLA history from its timeline: created (at the first priority it had), every
 /// status and priority change, and the first response.
 pub fn events_of(ticket: &super::ticket::Ticket, timeline: &[Step]) -> Vec<SlaEvent> {
-    let initial = timeline
-        .iter()
-        .find_map(|s| match s {
-            Step::Priority { from, .. } => Some(*from),
-            Step::Status { .. } => None,
-        })
-        .flatten()
-        .unwrap_or(ticket.priority);
     let mut out = vec![SlaEvent {
         at: ticket.created_at,
-        kind: SlaEventKind::Created { priority: initial },
+        kind: SlaEventKind::Created {
+            priority: initial_priority(ticket, timeline),
+        },
     }];
-    out.extend(timeline.iter().map(|s| match *s {
-        Step::Status { to, at } => SlaEvent {
-            at,
-            kind: SlaEventKind::Status { to },
-        },
-        Step::Priority { to, at, .. } => SlaEvent {
-            at,
-            kind: SlaEventKind::Priority { to },
-        },
-    }));
+    out.extend(timeline.iter().map(Step::event));
     if let Some(at) = ticket.first_response_at {
         out.push(SlaEvent {
             at,
@@ -1087,6 +1264,18 @@ pub fn events_of(ticket: &super::ticket::Ticket, timeline: &[Step]) -> Vec<SlaEv
     }
     out.sort_by_key(|e| e.at);
     out
+}
+
+/// The priority a ticket was created with: the first priority change's old one, else its own.
+fn initial_priority(ticket: &super::ticket::Ticket, timeline: &[Step]) -> Priority {
+    timeline
+        .iter()
+        .find_map(|s| match s {
+            Step::Priority { from, .. } => Some(*from),
+            Step::Status { .. } => None,
+        })
+        .flatten()
+        .unwrap_or(ticket.priority)
 }
 
 #[cfg(test)]
@@ -2455,6 +2644,175 @@ mod tests {
         for kept in [Level::Breached, Level::Met, Level::MetLate] {
             assert!(kept.withdrawn().is_empty(), "{kept:?}");
         }
+    }
+
+    proptest::proptest! {
+        /// [`clocks_of`] carrying its memo from change to change, as the change task does, gives
+        /// exactly [`clocks`] of the whole timeline, whatever the order of the events, the
+        /// rules changing between two computations, clocks running out, the first response,
+        /// and `now` before the last event. Each op is a change: minutes after the last
+        /// (negative: a clock that went back), then a status (0–4), a priority (5–8) or the
+        /// first response (9), and the evaluation's `now` in minutes after it (negative: before
+        /// it) under rules 0–3.
+        #[test]
+        fn a_memo_carried_from_change_to_change_gives_the_whole_replay(
+            ops in proptest::collection::vec(
+                (-30i64..600, 0u8..10, -60i64..3000, 0u8..4), 1..40
+            )
+        ) {
+            use super::super::ticket::{DeskId, Source, Ticket, TicketId, TicketNo};
+            let office = std::sync::Arc::new(cal("mon-fri", "09:00-17:00", "Europe/Helsinki", &["2026-03-04"]));
+            let always = std::sync::Arc::new(Calendar::always());
+            let mut tight = Policy::default();
+            for p in [Priority::Low, Priority::Medium, Priority::High, Priority::Urgent] {
+                tight.set(p, Targets::new(TimeDelta::hours(1), TimeDelta::hours(3)).unwrap());
+            }
+            let rules = [
+                (Policy::default(), office.clone()),
+                (tight, office.clone()),
+                (Policy::default(), always.clone()),
+                (tight, always),
+            ];
+            let created = t("2026-03-02T08:30:00Z");
+            let mut ticket = Ticket {
+                id: TicketId(1),
+                desk: DeskId(1),
+                no: TicketNo(1),
+                description: "d".into(),
+                priority: Priority::Medium,
+                status: Status::Open,
+                assignee: None,
+                reporter: crate::core::people::UserRef::slack("U1"),
+                contact: None,
+                source: Source::Slack,
+                created_at: created,
+                updated_at: created,
+                first_response_at: None,
+                sla: SlaDue::default(),
+                resolved_at: None,
+            };
+            let statuses = [Status::Open, Status::InProgress, Status::Waiting, Status::Completed, Status::Closed];
+            let priorities = [Priority::Low, Priority::Medium, Priority::High, Priority::Urgent];
+            let (mut at, mut timeline, mut memo) = (created, Vec::new(), None);
+            for (after, what, then, rule) in ops {
+                at += TimeDelta::minutes(after);
+                match what {
+                    0..=4 => timeline.push(Step::Status { to: statuses[usize::from(what)], at }),
+                    5..=8 => {
+                        let to = priorities[usize::from(what - 5)];
+                        timeline.push(Step::Priority { from: Some(ticket.priority), to, at });
+                        ticket.priority = to;
+                    }
+                    _ => {
+                        ticket.first_response_at.get_or_insert(at);
+                    }
+                }
+                let now = at + TimeDelta::minutes(then);
+                let (policy, calendar) = &rules[usize::from(rule)];
+                let got = clocks_of(policy, calendar, &ticket, &timeline, &mut memo, now);
+                let want = clocks(policy, calendar, &events_of(&ticket, &timeline), now);
+                proptest::prop_assert_eq!(got, want, "after {} steps at {}", timeline.len(), now);
+            }
+        }
+    }
+
+    #[test]
+    fn a_memo_replays_only_the_steps_added_since() {
+        let policy = Policy::default();
+        let calendar = std::sync::Arc::new(Calendar::always());
+        let created = t("2026-03-02T08:00:00Z");
+        let mut ticket = super::super::ticket::Ticket {
+            id: super::super::ticket::TicketId(1),
+            desk: super::super::ticket::DeskId(1),
+            no: super::super::ticket::TicketNo(1),
+            description: "d".into(),
+            priority: Priority::High,
+            status: Status::Open,
+            assignee: None,
+            reporter: crate::core::people::UserRef::slack("U1"),
+            contact: None,
+            source: super::super::ticket::Source::Slack,
+            created_at: created,
+            updated_at: created,
+            first_response_at: None,
+            sla: SlaDue::default(),
+            resolved_at: None,
+        };
+        let mut timeline = vec![Step::Status {
+            to: Status::InProgress,
+            at: t("2026-03-02T09:00:00Z"),
+        }];
+        let mut memo = None;
+        let now = t("2026-03-02T10:00:00Z");
+        clocks_of(&policy, &calendar, &ticket, &timeline, &mut memo, now);
+        let m = memo.clone().unwrap();
+        assert_eq!((m.steps, m.replay.t), (1, t("2026-03-02T09:00:00Z")));
+        // A step added: only it is left to replay.
+        timeline.push(Step::Status {
+            to: Status::Waiting,
+            at: t("2026-03-02T11:00:00Z"),
+        });
+        let rest = m.rest(
+            &policy,
+            &calendar,
+            &ticket,
+            &timeline,
+            Priority::High,
+            t("2026-03-02T12:00:00Z"),
+        );
+        assert_eq!(rest.map(|r| r.len()), Some(1));
+        // Not carried on: another calendar, a step before the last replayed, a first response
+        // before it, or `now` before it.
+        let office = std::sync::Arc::new(cal("mon-fri", "09:00-17:00", "UTC", &[]));
+        let later = t("2026-03-02T12:00:00Z");
+        assert!(
+            m.rest(&policy, &office, &ticket, &timeline, Priority::High, later)
+                .is_none()
+        );
+        let early = vec![
+            timeline[0],
+            Step::Status {
+                to: Status::Waiting,
+                at: t("2026-03-02T08:30:00Z"),
+            },
+        ];
+        assert!(
+            m.rest(&policy, &calendar, &ticket, &early, Priority::High, later)
+                .is_none()
+        );
+        ticket.first_response_at = Some(t("2026-03-02T08:45:00Z"));
+        assert!(
+            m.rest(
+                &policy,
+                &calendar,
+                &ticket,
+                &timeline,
+                Priority::High,
+                later
+            )
+            .is_none()
+        );
+        ticket.first_response_at = None;
+        assert!(
+            m.rest(
+                &policy,
+                &calendar,
+                &ticket,
+                &timeline,
+                Priority::High,
+                t("2026-03-02T08:59:00Z")
+            )
+            .is_none()
+        );
+        // Another first step: another timeline.
+        let other = vec![Step::Status {
+            to: Status::Waiting,
+            at: t("2026-03-02T09:00:00Z"),
+        }];
+        assert!(
+            m.rest(&policy, &calendar, &ticket, &other, Priority::High, later)
+                .is_none()
+        );
     }
 
     #[test]

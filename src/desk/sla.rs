@@ -26,7 +26,8 @@ pub const DIGEST_GRACE: TimeDelta = TimeDelta::hours(1);
 #[derive(Debug, Clone)]
 pub struct SlaContext {
     pub policy: Policy,
-    pub calendar: Calendar,
+    /// Shared, so that a ticket's [`sla::Memo`] can tell the calendar it was computed with.
+    pub calendar: std::sync::Arc<Calendar>,
     pub timezone: String,
 }
 
@@ -78,7 +79,7 @@ impl Desks {
             due: SlaDue::of(&clocks),
             first_level: clocks.first_response.level,
             resolution_level: clocks.resolution.level,
-            check_at: sla::next_change(&ctx.policy, &ctx.calendar, &events, now),
+            check_at: sla::next_change_of(&ctx.policy, &ctx.calendar, &clocks, now),
         })
     }
 
@@ -126,7 +127,7 @@ impl Desks {
         };
         Ok(SlaContext {
             policy,
-            calendar,
+            calendar: std::sync::Arc::new(calendar),
             timezone: s.timezone,
         })
     }
@@ -153,9 +154,11 @@ impl Desks {
         now: DateTime<Utc>,
     ) -> Result<SlaPlan, StoreError> {
         let ctx = self.sla_context(desk).await?;
-        Ok(Box::new(move |ticket: &Ticket, timeline: &[Step]| {
-            plan_clocks(&ctx, ticket, timeline, &surfaces, now)
-        }))
+        Ok(Box::new(
+            move |ticket: &Ticket, timeline: &[Step], memo: &mut Option<sla::Memo>| {
+                plan_clocks(&ctx, ticket, timeline, memo, &surfaces, now)
+            },
+        ))
     }
 
     async fn evaluate(
@@ -176,7 +179,7 @@ impl Desks {
         let timeline = self.store.timeline(desk, ticket.id).await?;
         let steps: Vec<Step> = timeline.iter().filter_map(Step::of_event).collect();
         let surfaces = self.surfaces(desk).await?;
-        let (state, alerts) = plan_clocks(ctx, ticket, &steps, &surfaces, now);
+        let (state, alerts) = plan_clocks(ctx, ticket, &steps, &mut None, &surfaces, now);
         let on_change: Vec<Outgoing> = surfaces
             .iter()
             .map(|s| Outgoing::UpdateCards {
@@ -565,18 +568,18 @@ fn plan_clocks(
     ctx: &SlaContext,
     ticket: &Ticket,
     timeline: &[Step],
+    memo: &mut Option<sla::Memo>,
     surfaces: &[Surface],
     now: DateTime<Utc>,
 ) -> (SlaState, Vec<SlaAlert>) {
-    let events = sla::events_of(ticket, timeline);
-    let clocks = sla::clocks(&ctx.policy, &ctx.calendar, &events, now);
+    let clocks = sla::clocks_of(&ctx.policy, &ctx.calendar, ticket, timeline, memo, now);
     // Alerts due now are queued with the clocks, so the next look is when a level next
     // changes.
     let state = SlaState {
         due: SlaDue::of(&clocks),
         first_level: clocks.first_response.level,
         resolution_level: clocks.resolution.level,
-        check_at: sla::next_change(&ctx.policy, &ctx.calendar, &events, now),
+        check_at: sla::next_change_of(&ctx.policy, &ctx.calendar, &clocks, now),
     };
     let mut alerts = Vec::new();
     for (target, clock, words) in [

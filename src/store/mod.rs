@@ -114,9 +114,17 @@ pub struct TicketChange {
 }
 
 /// The clocks and the alerts due, from the ticket as changed and its whole timeline as the
-/// clocks read it (the stored events, then the change's own), read in the change's write.
-pub type SlaPlan =
-    Box<dyn FnOnce(&Ticket, &[crate::core::sla::Step]) -> (SlaState, Vec<SlaAlert>) + Send>;
+/// clocks read it (the stored events, then the change's own), read in the change's write. The
+/// memo is what the last computation for the ticket left ([`crate::core::sla::clocks_of`]), or
+/// `None`; the plan leaves its own there.
+pub type SlaPlan = Box<
+    dyn FnOnce(
+            &Ticket,
+            &[crate::core::sla::Step],
+            &mut Option<crate::core::sla::Memo>,
+        ) -> (SlaState, Vec<SlaAlert>)
+        + Send,
+>;
 
 /// The result of [`TicketStore::change_ticket`].
 #[derive(Debug, Clone)]

@@ -27,7 +27,7 @@ use super::tickets::{TicketRow, parse_steps};
 use super::writes::{Cause, EventJson, OutboxJson, TicketJson, events_json, outbox_json};
 use super::{SqliteStore, at, corrupt, ms};
 use crate::core::outgoing::Outgoing;
-use crate::core::sla::Step;
+use crate::core::sla::{Memo, Step};
 use crate::core::ticket::{Action, DeskId, Ticket, TicketNo};
 use crate::store::{
     ChangeOutcome, Changed, MERGE_MAX, MERGED_NOTE_CHARS, Result, SlaAlert, SlaState, StoreError,
@@ -167,6 +167,8 @@ struct Slot {
     ticket: Ticket,
     /// Its timeline as the clocks read it.
     steps: Vec<Step>,
+    /// What the clocks' last computation from `steps` left for the next ([`SlaPlan`]).
+    memo: Option<Memo>,
     /// The alerts queued for it (`target:level`).
     alerted: Vec<String>,
     /// The name of its assignee, while that is who the view named.
@@ -178,12 +180,16 @@ struct Slot {
 }
 
 /// How much the [`StepCache`] keeps, in steps of 16 bytes (a step's room in its vector, used or
-/// not), an entry counting as four more (its key and header): about 12 MB.
+/// not), an entry counting as four more (its key and header) and its clocks' memo as
+/// [`MEMO_STEPS`]: about 12 MB.
 const CACHED_STEPS: usize = 750_000;
+
+/// What a [`Memo`] counts, in steps' room.
+const MEMO_STEPS: usize = std::mem::size_of::<Memo>().div_ceil(16);
 
 /// What an entry of the [`StepCache`] counts against [`CACHED_STEPS`].
 fn cost(c: &Cached) -> usize {
-    c.steps.capacity() + 4
+    c.steps.capacity() + 4 + if c.memo.is_some() { MEMO_STEPS } else { 0 }
 }
 
 /// The change task's memory of tickets' steps, so a batch reads only the events after those it
@@ -202,6 +208,7 @@ struct Cached {
     ticket: i64,
     last_event: i64,
     steps: Vec<Step>,
+    memo: Option<Memo>,
 }
 
 impl StepCache {
@@ -562,14 +569,15 @@ impl Batch {
                 .ok()
                 .filter(|&i| i < self.slots.len())
                 .ok_or_else(|| corrupt("a change batch read a ticket it did not ask for"))?;
-            let mut all = match known[i].take() {
-                Some(c) if cached => c.steps,
-                _ => Vec::new(),
+            let (mut all, memo) = match known[i].take() {
+                Some(c) if cached => (c.steps, c.memo),
+                _ => (Vec::new(), None),
             };
             all.extend(parse_steps(steps.as_deref())?);
             self.slots[i] = Some(Slot {
                 ticket: record.ticket,
                 steps: all,
+                memo,
                 last_event: row.try_get("last_event")?,
                 alerted: alerted
                     .map(|a| a.split(' ').map(str::to_owned).collect())
@@ -667,7 +675,7 @@ impl Batch {
         slot.sla = None;
         let sla = match c.sla {
             Some(plan) => {
-                let (state, due) = plan(&t, &slot.steps);
+                let (state, due) = plan(&t, &slot.steps, &mut slot.memo);
                 t.sla = state.due;
                 slot.sla = Some(state);
                 withdraw(slot, &t, &state, &mut self.alerts, &mut self.withdrawn);
@@ -764,6 +772,7 @@ impl Batch {
                     ticket: s.ticket.id.0,
                     last_event: s.last_event,
                     steps: s.steps,
+                    memo: s.memo,
                 };
                 ((s.ticket.desk, s.ticket.no), cached)
             })
@@ -1235,7 +1244,7 @@ mod tests {
     /// A plan that records the steps it is given.
     fn recording(seen: &Arc<Mutex<Vec<Step>>>) -> SlaPlan {
         let seen = seen.clone();
-        Box::new(move |t: &Ticket, steps: &[Step]| {
+        Box::new(move |t: &Ticket, steps: &[Step], _: &mut Option<Memo>| {
             *seen.lock().unwrap() = steps.to_vec();
             let state = SlaState {
                 due: t.sla,
@@ -1302,6 +1311,46 @@ mod tests {
         assert!(seen.lock().unwrap().is_empty());
     }
 
+    /// A plan that computes the clocks as the desk's does, and records whether it was given
+    /// the memo of the ticket's last computation.
+    fn memoizing(given: &Arc<Mutex<Vec<bool>>>) -> SlaPlan {
+        let given = given.clone();
+        Box::new(move |t: &Ticket, steps: &[Step], memo: &mut Option<Memo>| {
+            given.lock().unwrap().push(memo.is_some());
+            let policy = crate::core::sla::Policy::default();
+            let calendar = Arc::new(crate::core::sla::Calendar::always());
+            let clocks =
+                crate::core::sla::clocks_of(&policy, &calendar, t, steps, memo, t.updated_at);
+            let state = SlaState {
+                due: SlaDue::of(&clocks),
+                first_level: clocks.first_response.level,
+                resolution_level: clocks.resolution.level,
+                check_at: None,
+            };
+            (state, Vec::new())
+        })
+    }
+
+    #[tokio::test]
+    async fn the_clocks_memo_is_kept_with_the_steps_for_the_tickets_next_change() {
+        let (_dir, store) = store().await;
+        let given = Arc::new(Mutex::new(Vec::new()));
+        for (no, action) in [
+            (1, Action::SetPriority(Priority::High)),
+            (1, Action::SetPriority(Priority::Urgent)),
+            (2, Action::SetPriority(Priority::High)),
+            (1, Action::SetPriority(Priority::Low)),
+        ] {
+            store
+                .change_ticket(request(no, action, "p", Some(memoizing(&given))))
+                .await
+                .unwrap();
+        }
+        // Ticket 1's first change finds none; its next ones find the last one's. Ticket 2 gets
+        // none of ticket 1's.
+        assert_eq!(*given.lock().unwrap(), [false, true, false, true]);
+    }
+
     #[test]
     fn the_step_cache_keeps_the_latest_state_and_forgets_a_quarter_when_full() {
         let at = chrono::DateTime::from_timestamp(0, 0).unwrap();
@@ -1314,6 +1363,7 @@ mod tests {
             ticket: 1,
             last_event,
             steps: vec![step; n],
+            memo: None,
         };
         // What the bound in bytes rests on.
         assert!(std::mem::size_of::<Step>() <= 16);
@@ -1390,7 +1440,7 @@ mod tests {
     /// Clocks that say the first response is breached, with its alert (a direct message),
     /// from a timeline that must hold `steps` events.
     fn breached(steps: usize) -> SlaPlan {
-        Box::new(move |t: &Ticket, timeline: &[Step]| {
+        Box::new(move |t: &Ticket, timeline: &[Step], _: &mut Option<Memo>| {
             assert_eq!(
                 timeline.len(),
                 steps,
@@ -1463,7 +1513,7 @@ mod tests {
 
     /// Clocks whose first response stands at `level`, with the alert that level brings.
     fn first_at(level: Level) -> SlaPlan {
-        Box::new(move |t: &Ticket, _: &[Step]| {
+        Box::new(move |t: &Ticket, _: &[Step], _: &mut Option<Memo>| {
             let state = SlaState {
                 due: SlaDue {
                     first_due: Some(t.created_at),
