@@ -2660,7 +2660,6 @@ mod tests {
                 (-30i64..600, 0u8..10, -60i64..3000, 0u8..4), 1..40
             )
         ) {
-            use super::super::ticket::{DeskId, Source, Ticket, TicketId, TicketNo};
             let office = std::sync::Arc::new(cal("mon-fri", "09:00-17:00", "Europe/Helsinki", &["2026-03-04"]));
             let always = std::sync::Arc::new(Calendar::always());
             let mut tight = Policy::default();
@@ -2673,24 +2672,8 @@ mod tests {
                 (Policy::default(), always.clone()),
                 (tight, always),
             ];
-            let created = t("2026-03-02T08:30:00Z");
-            let mut ticket = Ticket {
-                id: TicketId(1),
-                desk: DeskId(1),
-                no: TicketNo(1),
-                description: "d".into(),
-                priority: Priority::Medium,
-                status: Status::Open,
-                assignee: None,
-                reporter: crate::core::people::UserRef::slack("U1"),
-                contact: None,
-                source: Source::Slack,
-                created_at: created,
-                updated_at: created,
-                first_response_at: None,
-                sla: SlaDue::default(),
-                resolved_at: None,
-            };
+            let mut ticket = memo_ticket(t("2026-03-02T08:30:00Z"), Priority::Medium);
+            let created = ticket.created_at;
             let statuses = [Status::Open, Status::InProgress, Status::Waiting, Status::Completed, Status::Closed];
             let priorities = [Priority::Low, Priority::Medium, Priority::High, Priority::Urgent];
             let (mut at, mut timeline, mut memo) = (created, Vec::new(), None);
@@ -2716,103 +2699,66 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_memo_replays_only_the_steps_added_since() {
-        let policy = Policy::default();
-        let calendar = std::sync::Arc::new(Calendar::always());
-        let created = t("2026-03-02T08:00:00Z");
-        let mut ticket = super::super::ticket::Ticket {
-            id: super::super::ticket::TicketId(1),
-            desk: super::super::ticket::DeskId(1),
-            no: super::super::ticket::TicketNo(1),
+    /// A ticket created at `created` with `priority`, for the memo's tests.
+    fn memo_ticket(created: DateTime<Utc>, priority: Priority) -> super::super::ticket::Ticket {
+        use super::super::ticket::{DeskId, Source, Ticket, TicketId, TicketNo};
+        Ticket {
+            id: TicketId(1),
+            desk: DeskId(1),
+            no: TicketNo(1),
             description: "d".into(),
-            priority: Priority::High,
+            priority,
             status: Status::Open,
             assignee: None,
             reporter: crate::core::people::UserRef::slack("U1"),
             contact: None,
-            source: super::super::ticket::Source::Slack,
+            source: Source::Slack,
             created_at: created,
             updated_at: created,
             first_response_at: None,
             sla: SlaDue::default(),
             resolved_at: None,
-        };
-        let mut timeline = vec![Step::Status {
-            to: Status::InProgress,
-            at: t("2026-03-02T09:00:00Z"),
-        }];
+        }
+    }
+
+    #[test]
+    fn a_memo_replays_only_the_steps_added_since() {
+        let policy = Policy::default();
+        let always = std::sync::Arc::new(Calendar::always());
+        let mut ticket = memo_ticket(t("2026-03-02T08:00:00Z"), Priority::High);
+        let step = |to, at| Step::Status { to, at: t(at) };
+        let mut timeline = vec![step(Status::InProgress, "2026-03-02T09:00:00Z")];
         let mut memo = None;
         let now = t("2026-03-02T10:00:00Z");
-        clocks_of(&policy, &calendar, &ticket, &timeline, &mut memo, now);
-        let m = memo.clone().unwrap();
+        clocks_of(&policy, &always, &ticket, &timeline, &mut memo, now);
+        let m = memo.unwrap();
         assert_eq!((m.steps, m.replay.t), (1, t("2026-03-02T09:00:00Z")));
+        // How many events are left to replay, if the memo can be carried on.
+        let rest = |calendar: &std::sync::Arc<Calendar>,
+                    ticket: &super::super::ticket::Ticket,
+                    timeline: &[Step],
+                    now: &str| {
+            m.rest(&policy, calendar, ticket, timeline, Priority::High, t(now))
+                .map(|r| r.len())
+        };
+        let later = "2026-03-02T12:00:00Z";
         // A step added: only it is left to replay.
-        timeline.push(Step::Status {
-            to: Status::Waiting,
-            at: t("2026-03-02T11:00:00Z"),
-        });
-        let rest = m.rest(
-            &policy,
-            &calendar,
-            &ticket,
-            &timeline,
-            Priority::High,
-            t("2026-03-02T12:00:00Z"),
-        );
-        assert_eq!(rest.map(|r| r.len()), Some(1));
+        timeline.push(step(Status::Waiting, "2026-03-02T11:00:00Z"));
+        assert_eq!(rest(&always, &ticket, &timeline, later), Some(1));
         // Not carried on: another calendar, a step before the last replayed, a first response
-        // before it, or `now` before it.
+        // before it, `now` before it, or another first step (another timeline).
         let office = std::sync::Arc::new(cal("mon-fri", "09:00-17:00", "UTC", &[]));
-        let later = t("2026-03-02T12:00:00Z");
-        assert!(
-            m.rest(&policy, &office, &ticket, &timeline, Priority::High, later)
-                .is_none()
-        );
-        let early = vec![
-            timeline[0],
-            Step::Status {
-                to: Status::Waiting,
-                at: t("2026-03-02T08:30:00Z"),
-            },
-        ];
-        assert!(
-            m.rest(&policy, &calendar, &ticket, &early, Priority::High, later)
-                .is_none()
+        assert_eq!(rest(&office, &ticket, &timeline, later), None);
+        let early = [timeline[0], step(Status::Waiting, "2026-03-02T08:30:00Z")];
+        assert_eq!(rest(&always, &ticket, &early, later), None);
+        let other = [step(Status::Waiting, "2026-03-02T09:00:00Z")];
+        assert_eq!(rest(&always, &ticket, &other, later), None);
+        assert_eq!(
+            rest(&always, &ticket, &timeline, "2026-03-02T08:59:00Z"),
+            None
         );
         ticket.first_response_at = Some(t("2026-03-02T08:45:00Z"));
-        assert!(
-            m.rest(
-                &policy,
-                &calendar,
-                &ticket,
-                &timeline,
-                Priority::High,
-                later
-            )
-            .is_none()
-        );
-        ticket.first_response_at = None;
-        assert!(
-            m.rest(
-                &policy,
-                &calendar,
-                &ticket,
-                &timeline,
-                Priority::High,
-                t("2026-03-02T08:59:00Z")
-            )
-            .is_none()
-        );
-        // Another first step: another timeline.
-        let other = vec![Step::Status {
-            to: Status::Waiting,
-            at: t("2026-03-02T09:00:00Z"),
-        }];
-        assert!(
-            m.rest(&policy, &calendar, &ticket, &other, Priority::High, later)
-                .is_none()
-        );
+        assert_eq!(rest(&always, &ticket, &timeline, later), None);
     }
 
     #[test]
