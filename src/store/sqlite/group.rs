@@ -18,9 +18,10 @@
 //! write dropped while its savepoint was being opened leaves the round `uncertain` (which of
 //! `BEGIN`, `RELEASE`, `SAVEPOINT` ran is unknown): the next holder of the lock rolls the whole
 //! round back and tells its members it failed, rather than build on a savepoint that may not be
-//! there. So does a batch writer dropped while its writes and `COMMIT` were under way
-//! ([`Write::write_and_commit_round`]): the round may have committed, and its members are told
-//! it failed (a false failure, which a keyed retry repairs, never a false success).
+//! there. So does a batch writer dropped while its writes and `COMMIT`, or its `COMMIT` alone,
+//! were under way ([`Write::write_and_commit_round`], [`Write::commit_round`]): the round may
+//! have committed, and its members are told it failed (a false failure, which a keyed retry
+//! repairs, never a false success).
 //!
 //! Every member learns its own round's outcome: the failures are kept by round (the last
 //! [`KEPT_FAILURES`]), so a member that wakes after later rounds committed is not told their
@@ -317,6 +318,10 @@ impl Write {
     pub(crate) async fn commit_round(mut self) -> Result<()> {
         let g = &mut *self.guard;
         let generation = g.generation;
+        // Until the outcome is known, a drop of this future leaves it unknown (the `COMMIT` may
+        // still run, or fail): the next holder of the lock ends the round as failed, rather than
+        // open a new one under the same generation, whose outcome its members would be told.
+        g.uncertain = true;
         // `COMMIT` releases this write's savepoint with the rest.
         let result = match (g.tx.take(), g.begun) {
             (Some(tx), true) => tx.commit().await.map_err(|e| e.to_string()),
@@ -560,6 +565,36 @@ mod tests {
         assert!(matches!(outcome, Some(Err(_))), "{outcome:?}");
         // The connection's thread stopped at the dropped answer: the COMMIT did not run.
         assert_eq!(desks(&store).await, ["next"]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_cut_off_while_its_commit_runs_is_reported_failed() {
+        let (_dir, store) = store().await;
+        let mut told = store.group.state.lock().await.done.subscribe();
+        let mut batch = store.write().await.unwrap();
+        // Enough pages that the commit is still with the connection's thread after one poll.
+        sqlx::query(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000)
+             INSERT INTO desks (name, created_at) SELECT 'batch ' || x, 0 FROM c",
+        )
+        .execute(&mut *batch)
+        .await
+        .unwrap();
+        let generation = store_generation(&batch);
+        use futures_util::FutureExt;
+        let cut = batch.commit_round().now_or_never();
+        assert!(cut.is_none(), "the commit was not cut off");
+        // The next write finds the round's outcome unknown: its members are told it failed
+        // (a keyed retry repairs a false failure), not the outcome of a new round under the
+        // same generation.
+        let mut next = store.write().await.unwrap();
+        add(&mut next, "next").await;
+        let next_generation = store_generation(&next);
+        next.commit().await.unwrap();
+        assert!(next_generation > generation);
+        let outcome = told.borrow_and_update().of(generation);
+        assert!(matches!(outcome, Some(Err(_))), "{outcome:?}");
+        assert!(desks(&store).await.contains(&"next".to_owned()));
     }
 
     fn store_generation(w: &super::Write) -> u64 {
