@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::batches::commit_and_answer;
 use super::conns::Conns;
 use super::group::{Group, Write};
-use super::tickets::{TicketRow, parse_steps};
+use super::tickets::{StepJson, TicketRow, steps_of};
 use super::writes::{Cause, EventJson, OutboxJson, TicketJson, events_json, outbox_json};
 use super::{SqliteStore, at, corrupt, ms};
 use crate::core::outgoing::Outgoing;
@@ -40,28 +40,54 @@ pub(super) struct Pending {
     pub(super) done: oneshot::Sender<Result<ChangeOutcome>>,
 }
 
-/// Each ticket the batch changes, by the index of its `{desk, no, ticket, after}` in `?1`,
-/// with the next event id (the same in every row), its timeline as the SLA clocks read it (its
-/// status and priority changes, the kinds `sla::Step::of` reads; see
-/// [`super::tickets::parse_steps`]): only those after event `after` when the ticket is
-/// `ticket`, whose earlier steps the [`StepCache`] holds (`cached`); its last event's id, and
-/// the SLA alerts queued for it before (`target:level`, space-separated). A ticket not on its
-/// desk has no row.
-const HEAD: &str =
-    "SELECT c.key AS i, (SELECT coalesce(max(id), 0) + 1 FROM events) AS next_event,
-            (SELECT json_group_array(json_array(e.kind, e.old_value, e.new_value, e.at) ORDER BY e.id)
-               FROM events e
-              WHERE e.ticket_id = t.id AND e.kind IN ('status', 'priority')
-                AND e.id > CASE WHEN t.id = c.value ->> 'ticket' THEN c.value ->> 'after' ELSE 0 END)
-              AS steps,
-            t.id = c.value ->> 'ticket' AS cached,
-            (SELECT coalesce(max(e.id), 0) FROM events e WHERE e.ticket_id = t.id) AS last_event,
-            (SELECT group_concat(a.target || ':' || a.level, ' ') FROM sla_alerts a
-              WHERE a.ticket_id = t.id) AS alerted,
-            t.*
-       FROM json_each(?1) AS c
-       JOIN ticket_view AS t ON t.desk_id = c.value ->> 'desk' AND t.no = c.value ->> 'no'
-      ORDER BY c.key";
+/// Each ticket the batch changes, by the index of its `{desk, no, ticket, after}` in `?1`:
+/// its timeline as the SLA clocks read it (its status and priority changes, the kinds
+/// `sla::Step::of` reads, as [`super::tickets::StepJson`]s): only those after event `after`
+/// when the ticket is `ticket`, whose earlier steps the [`StepCache`] holds (`cached`); its
+/// last event's id, the SLA alerts queued for it before (`target:level`, space-separated), and
+/// the ticket as `ticket_view` has it ([`TicketRow`]). A ticket not on its desk is left out.
+///
+/// One row, whatever the batch's size: the tickets as one JSON array ([`Head`]), and the next
+/// event id. (A row per ticket was a message from the connection's thread to the writer's, and
+/// a value copied out for each of its columns.)
+const HEAD: &str = "SELECT (SELECT coalesce(max(id), 0) + 1 FROM events) AS next_event,
+            json_group_array(json_object(
+              'i', h.i, 'steps', json(coalesce(h.steps, '[]')), 'cached', h.cached,
+              'last_event', h.last_event, 'alerted', h.alerted,
+              'ticket', json_object(
+                'id', h.id, 'desk_id', h.desk_id, 'no', h.no, 'description', h.description,
+                'priority', h.priority, 'status', h.status, 'assignee', h.assignee,
+                'reporter', h.reporter, 'source', h.source, 'created_at', h.created_at,
+                'updated_at', h.updated_at, 'first_response_at', h.first_response_at,
+                'resolved_at', h.resolved_at, 'individual_id', h.individual_id,
+                'assignee_name', h.assignee_name, 'individual_name', h.individual_name,
+                'individual_email', h.individual_email, 'org_id', h.org_id,
+                'organization_name', h.organization_name, 'first_due', h.first_due,
+                'resolution_due', h.resolution_due, 'sla_paused', h.sla_paused))) AS heads
+       FROM (SELECT c.key AS i,
+                    (SELECT json_group_array(json_array(e.kind, e.old_value, e.new_value, e.at) ORDER BY e.id)
+                       FROM events e
+                      WHERE e.ticket_id = t.id AND e.kind IN ('status', 'priority')
+                        AND e.id > CASE WHEN t.id = c.value ->> 'ticket' THEN c.value ->> 'after' ELSE 0 END)
+                      AS steps,
+                    t.id = c.value ->> 'ticket' AS cached,
+                    (SELECT coalesce(max(e.id), 0) FROM events e WHERE e.ticket_id = t.id) AS last_event,
+                    (SELECT group_concat(a.target || ':' || a.level, ' ') FROM sla_alerts a
+                      WHERE a.ticket_id = t.id) AS alerted,
+                    t.*
+               FROM json_each(?1) AS c
+               JOIN ticket_view AS t ON t.desk_id = c.value ->> 'desk' AND t.no = c.value ->> 'no') AS h";
+
+/// One ticket of [`HEAD`]'s array.
+#[derive(serde::Deserialize)]
+struct Head {
+    i: usize,
+    steps: Vec<StepJson>,
+    cached: i64,
+    last_event: i64,
+    alerted: Option<String>,
+    ticket: TicketRow,
+}
 
 /// Every write of a batch, as one command. `?1` is
 /// `{"tickets": [...], "sla": [...], "withdrawn": [...], "alerts": [...], "changes": [...],
@@ -553,33 +579,32 @@ impl Batch {
         Ok((batch, param, known))
     }
 
-    /// Fills the slots from [`HEAD`]'s rows: each ticket with its steps (those the cache
+    /// Fills the slots from [`HEAD`]'s row: each ticket with its steps (those the cache
     /// knew, then those read after them; or all, read).
     fn read(&mut self, rows: &[SqliteRow], mut known: Vec<Option<Cached>>) -> Result<()> {
         use sqlx::Row;
-        for row in rows {
-            let i: i64 = row.try_get("i")?;
-            self.next_event = row.try_get("next_event")?;
-            let steps: Option<String> = row.try_get("steps")?;
-            let cached: bool = row.try_get("cached")?;
-            let alerted: Option<String> = row.try_get("alerted")?;
-            let record: crate::store::TicketRecord =
-                <TicketRow as sqlx::FromRow<_>>::from_row(row)?.try_into()?;
-            let i = usize::try_from(i)
-                .ok()
+        let [row] = rows else {
+            return Err(corrupt("a change batch's read is not one row"));
+        };
+        self.next_event = row.try_get("next_event")?;
+        let heads: &str = row.try_get("heads")?;
+        let heads: Vec<Head> = serde_json::from_str(heads).map_err(corrupt)?;
+        for head in heads {
+            let record: crate::store::TicketRecord = head.ticket.try_into()?;
+            let i = Some(head.i)
                 .filter(|&i| i < self.slots.len())
                 .ok_or_else(|| corrupt("a change batch read a ticket it did not ask for"))?;
             let (mut all, memo) = match known[i].take() {
-                Some(c) if cached => (c.steps, c.memo),
+                Some(c) if head.cached != 0 => (c.steps, c.memo),
                 _ => (Vec::new(), None),
             };
-            all.extend(parse_steps(steps.as_deref())?);
+            all.extend(steps_of(head.steps)?);
             self.slots[i] = Some(Slot {
                 ticket: record.ticket,
                 steps: all,
                 memo,
-                last_event: row.try_get("last_event")?,
-                alerted: alerted
+                last_event: head.last_event,
+                alerted: (head.alerted)
                     .map(|a| a.split(' ').map(str::to_owned).collect())
                     .unwrap_or_default(),
                 assignee_name: record.assignee_name,
@@ -911,6 +936,43 @@ mod tests {
         assert_eq!(notes, 3);
         let keys = count(&store, "SELECT count(*) FROM request_keys").await;
         assert_eq!(keys, 3);
+    }
+
+    #[tokio::test]
+    async fn the_batch_reads_each_ticket_as_the_view_has_it_whatever_its_text() {
+        let (_dir, store) = store().await;
+        // Text the head's JSON must carry as it is: quotes, a backslash, a newline, non-ASCII.
+        let description = "say \"hi\" \\ then\nline two — ☕";
+        execute(
+            &store,
+            &format!(
+                "UPDATE tickets SET description = '{}', individual_id = 7, assignee = 'slack:U5'
+                  WHERE desk_id = 1 AND no = 1;
+                 INSERT INTO members (desk_id, user_ref, name, role, created_at)
+                 VALUES (1, 'slack:U5', 'Ann \"the fixer\"', 'agent', 0);",
+                description.replace('\'', "''")
+            ),
+        )
+        .await;
+        let ((), high, other) = tokio::join!(
+            store.one_batch(2),
+            store.change_ticket(request(1, Action::SetPriority(Priority::High), "h", None)),
+            // A ticket not on the desk fails alone.
+            store.change_ticket(request(99, Action::SetPriority(Priority::High), "x", None))
+        );
+        let high = high.unwrap();
+        let Changed::Yes(t) = &high.changed else {
+            panic!("not changed: {high:?}")
+        };
+        assert_eq!(t.description, description);
+        assert_eq!(t.assignee, Some(user("U5")));
+        assert_eq!(high.assignee_name.as_deref(), Some("Ann \"the fixer\""));
+        let contact = t.contact.as_ref().and_then(|c| c.individual.clone());
+        assert_eq!(contact, Some((7, "Jane <jane@acme.test>".to_owned())));
+        assert!(
+            matches!(other, Err(StoreError::NoTicket(TicketNo(99)))),
+            "{other:?}"
+        );
     }
 
     #[test]

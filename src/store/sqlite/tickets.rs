@@ -81,8 +81,8 @@ impl TryFrom<EventRow> for Event {
     }
 }
 
-/// A row of `ticket_view`.
-#[derive(sqlx::FromRow)]
+/// A row of `ticket_view` (or the same fields as a JSON object: [`super::changes`]' head).
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(super) struct TicketRow {
     id: i64,
     desk_id: i64,
@@ -213,12 +213,13 @@ impl SqliteStore {
     }
 }
 
-/// A ticket's timeline as the SLA clocks read it, from the JSON array of
-/// `[kind, old, new, at]` the batches read (`json_group_array`: one value to copy out of the
-/// database instead of a row per event).
-pub(super) fn parse_steps(json: Option<&str>) -> Result<Vec<Step>> {
-    let steps: Vec<(String, Option<String>, Option<String>, i64)> =
-        serde_json::from_str(json.unwrap_or("[]")).map_err(corrupt)?;
+/// A step as the batches read a ticket's timeline: `[kind, old, new, at]`, an element of a
+/// JSON array (`json_group_array`: one value to copy out of the database instead of a row per
+/// event).
+pub(super) type StepJson = (String, Option<String>, Option<String>, i64);
+
+/// The steps of events read as [`StepJson`]s (kinds the clocks do not read are left out).
+pub(super) fn steps_of(steps: Vec<StepJson>) -> Result<Vec<Step>> {
     steps
         .into_iter()
         .map(|(kind, old, new, ms)| {
