@@ -90,10 +90,10 @@ struct Head {
 }
 
 /// Every write of a batch, as one command. `?1` is
-/// `{"tickets": [...], "sla": [...], "withdrawn": [...], "alerts": [...], "changes": [...],
-/// "joins": [...]}`:
-/// each changed ticket once, as it is after the batch's last change of it ([`TicketJson`]); the
-/// clocks of those whose last change brought them ([`SlaJson`]); the alerts that no longer
+/// `{"tickets": [...], "withdrawn": [...], "alerts": [...], "changes": [...], "joins": [...]}`:
+/// each changed ticket once, as it is after the batch's last change of it, with its clocks if
+/// that change brought them ([`ChangedJson`]: a ticket's row is updated once, by the first
+/// `UPDATE` with its clocks, else by the second without); the alerts that no longer
 /// stand (their clock fell back below their level: [`AlertKey`]), removed before the alerts
 /// queued are added; and each change's rows
 /// ([`ChangeJson`]) in arrival order.
@@ -113,14 +113,20 @@ const WRITES: &str = concat!(
     "UPDATE tickets SET priority = n.value ->> 'priority', status = n.value ->> 'status',
             assignee = n.value ->> 'assignee', individual_id = n.value ->> 'individual',
             organization_id = n.value ->> 'organization', updated_at = n.value ->> 'now',
+            first_response_at = n.value ->> 'first_response', resolved_at = n.value ->> 'resolved',
+            first_due = n.value ->> '$.sla[2]', resolution_due = n.value ->> '$.sla[3]',
+            sla_paused = n.value ->> '$.sla[4]', first_level = n.value ->> '$.sla[5]',
+            resolution_level = n.value ->> '$.sla[6]', sla_check_at = n.value ->> '$.sla[7]'
+       FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.tickets') AS n
+      WHERE n.value ->> 'sla' IS NOT NULL
+        AND tickets.id = n.value ->> 'ticket' AND tickets.desk_id = n.value ->> 'desk';
+     UPDATE tickets SET priority = n.value ->> 'priority', status = n.value ->> 'status',
+            assignee = n.value ->> 'assignee', individual_id = n.value ->> 'individual',
+            organization_id = n.value ->> 'organization', updated_at = n.value ->> 'now',
             first_response_at = n.value ->> 'first_response', resolved_at = n.value ->> 'resolved'
        FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.tickets') AS n
-      WHERE tickets.id = n.value ->> 'ticket' AND tickets.desk_id = n.value ->> 'desk';
-     UPDATE tickets SET first_due = s.value ->> 2, resolution_due = s.value ->> 3,
-            sla_paused = s.value ->> 4, first_level = s.value ->> 5,
-            resolution_level = s.value ->> 6, sla_check_at = s.value ->> 7
-       FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.sla') AS s
-      WHERE tickets.id = s.value ->> 1 AND tickets.desk_id = s.value ->> 0;
+      WHERE n.value ->> 'sla' IS NULL
+        AND tickets.id = n.value ->> 'ticket' AND tickets.desk_id = n.value ->> 'desk';
      DELETE FROM sla_alerts
       WHERE (ticket_id, target, level, desk_id) IN
             (SELECT value ->> 1, value ->> 2, value ->> 3, value ->> 0
@@ -181,6 +187,16 @@ type SlaJson = (
     &'static str,
     Option<i64>,
 );
+
+/// A changed ticket as [`WRITES`] reads it: as it is after the batch's last change of it, with
+/// the clocks that change brought, if any.
+#[derive(serde::Serialize)]
+struct ChangedJson<'a> {
+    #[serde(flatten)]
+    ticket: TicketJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sla: Option<SlaJson>,
+}
 
 /// An alert queued: `[desk, ticket, target, level, at]`.
 type AlertJson = (i64, i64, &'static str, &'static str, i64);
@@ -741,16 +757,15 @@ impl Batch {
         let slots: Vec<&Slot> = (self.changed.iter())
             .filter_map(|&i| self.slots[i].as_ref())
             .collect();
-        let tickets: Vec<TicketJson<'_>> =
-            slots.iter().map(|s| TicketJson::of(&s.ticket)).collect();
-        let sla: Vec<SlaJson> = slots
-            .iter()
-            .filter_map(|s| s.sla.as_ref().map(|state| sla_json(&s.ticket, state)))
+        let tickets: Vec<ChangedJson<'_>> = (slots.iter())
+            .map(|s| ChangedJson {
+                ticket: TicketJson::of(&s.ticket),
+                sla: s.sla.as_ref().map(|state| sla_json(&s.ticket, state)),
+            })
             .collect();
         Ok(Some(format!(
-            r#"{{"tickets":{},"sla":{},"withdrawn":{},"alerts":{},"changes":[{}],"joins":{}}}"#,
+            r#"{{"tickets":{},"withdrawn":{},"alerts":{},"changes":[{}],"joins":{}}}"#,
             serde_json::to_string(&tickets).map_err(corrupt)?,
-            serde_json::to_string(&sla).map_err(corrupt)?,
             serde_json::to_string(&self.withdrawn).map_err(corrupt)?,
             serde_json::to_string(&self.alerts).map_err(corrupt)?,
             self.rows.join(","),
