@@ -865,8 +865,8 @@ impl Replay {
 
     /// Both clocks at `now` (not before the last event); `None` when one was used up and the
     /// replay kept no stretches.
-    fn finish(&self, policy: &Policy, cal: &Calendar, now: DateTime<Utc>) -> Option<Clocks> {
-        let (mut fr, mut res) = (self.fr.clone(), self.res.clone());
+    fn finish(self, policy: &Policy, cal: &Calendar, now: DateTime<Utc>) -> Option<Clocks> {
+        let (mut fr, mut res) = (self.fr, self.res);
         let paused = self.status == Status::Waiting;
         if !paused {
             fr.run(cal, self.t, now);
@@ -1004,23 +1004,27 @@ pub fn clocks_of(
         let rest = m.rest(policy, cal, ticket, timeline, initial, now)?;
         Some((m.replay, rest))
     });
-    let replayed = match kept {
+    let (replayed, whole) = match kept {
         Some((mut r, rest)) => {
             for e in &rest {
                 r.step(policy, cal, e);
             }
-            Some(r)
+            (Some(r), true)
         }
-        None => replay(policy, cal, &events_of(ticket, timeline), now, false),
+        None => {
+            let r = replay(policy, cal, &events_of(ticket, timeline), now, false);
+            // A replay that left out events after `now` does not hold the whole timeline.
+            let whole = (timeline.iter().map(|s| s.event().at))
+                .chain(ticket.first_response_at)
+                .all(|at| at <= now);
+            (r, whole)
+        }
     };
     let Some(replayed) = replayed else {
         return Clocks::default();
     };
-    let finished = replayed.finish(policy, cal, now);
-    // A replay that left out events after `now` does not hold the whole timeline.
-    let whole = (timeline.iter().map(|s| s.event().at))
-        .chain(ticket.first_response_at)
-        .all(|at| at <= now);
+    // The memo's replay keeps no stretches, so the copy is small.
+    let finished = replayed.clone().finish(policy, cal, now);
     *memo = whole.then(|| Memo {
         policy: *policy,
         calendar: cal.clone(),
@@ -2651,13 +2655,14 @@ mod tests {
         /// exactly [`clocks`] of the whole timeline, whatever the order of the events, the
         /// rules changing between two computations, clocks running out, the first response,
         /// and `now` before the last event. Each op is a change: minutes after the last
-        /// (negative: a clock that went back), then a status (0–4), a priority (5–8) or the
-        /// first response (9), and the evaluation's `now` in minutes after it (negative: before
+        /// (negative: a clock that went back), then a status (0–4), a priority (5–8), the
+        /// first response (9) or a priority change without its old value (10), and the
+        /// evaluation's `now` in minutes after it (negative: before
         /// it) under rules 0–3.
         #[test]
         fn a_memo_carried_from_change_to_change_gives_the_whole_replay(
             ops in proptest::collection::vec(
-                (-30i64..600, 0u8..10, -60i64..3000, 0u8..4), 1..40
+                (-30i64..600, 0u8..11, -60i64..3000, 0u8..4), 1..40
             )
         ) {
             let office = std::sync::Arc::new(cal("mon-fri", "09:00-17:00", "Europe/Helsinki", &["2026-03-04"]));
@@ -2686,8 +2691,13 @@ mod tests {
                         timeline.push(Step::Priority { from: Some(ticket.priority), to, at });
                         ticket.priority = to;
                     }
-                    _ => {
+                    9 => {
                         ticket.first_response_at.get_or_insert(at);
+                    }
+                    _ => {
+                        // A priority change whose old value was not recorded.
+                        timeline.push(Step::Priority { from: None, to: Priority::Urgent, at });
+                        ticket.priority = Priority::Urgent;
                     }
                 }
                 let now = at + TimeDelta::minutes(then);

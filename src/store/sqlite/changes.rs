@@ -114,18 +114,18 @@ const WRITES: &str = concat!(
             assignee = n.value ->> 'assignee', individual_id = n.value ->> 'individual',
             organization_id = n.value ->> 'organization', updated_at = n.value ->> 'now',
             first_response_at = n.value ->> 'first_response', resolved_at = n.value ->> 'resolved',
-            first_due = n.value ->> '$.sla[2]', resolution_due = n.value ->> '$.sla[3]',
-            sla_paused = n.value ->> '$.sla[4]', first_level = n.value ->> '$.sla[5]',
-            resolution_level = n.value ->> '$.sla[6]', sla_check_at = n.value ->> '$.sla[7]'
+            first_due = n.value ->> '$.sla[0]', resolution_due = n.value ->> '$.sla[1]',
+            sla_paused = n.value ->> '$.sla[2]', first_level = n.value ->> '$.sla[3]',
+            resolution_level = n.value ->> '$.sla[4]', sla_check_at = n.value ->> '$.sla[5]'
        FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.tickets') AS n
-      WHERE n.value ->> 'sla' IS NOT NULL
+      WHERE n.value -> 'sla' IS NOT NULL
         AND tickets.id = n.value ->> 'ticket' AND tickets.desk_id = n.value ->> 'desk';
      UPDATE tickets SET priority = n.value ->> 'priority', status = n.value ->> 'status',
             assignee = n.value ->> 'assignee', individual_id = n.value ->> 'individual',
             organization_id = n.value ->> 'organization', updated_at = n.value ->> 'now',
             first_response_at = n.value ->> 'first_response', resolved_at = n.value ->> 'resolved'
        FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.tickets') AS n
-      WHERE n.value ->> 'sla' IS NULL
+      WHERE n.value -> 'sla' IS NULL
         AND tickets.id = n.value ->> 'ticket' AND tickets.desk_id = n.value ->> 'desk';
      DELETE FROM sla_alerts
       WHERE (ticket_id, target, level, desk_id) IN
@@ -175,11 +175,9 @@ const RECORD_KEYS: &str = "INSERT INTO request_keys (desk_id, key, created_at)
 /// One change's rows: `[desk, ticket, now, events as `[id, event]`, outbox rows]`.
 type ChangeJson<'a> = (i64, i64, i64, Vec<(i64, EventJson<'a>)>, Vec<OutboxJson>);
 
-/// A ticket's clocks: `[desk, ticket, first due, resolution due, paused, first level,
-/// resolution level, next check]`.
+/// A ticket's clocks: `[first due, resolution due, paused, first level, resolution level,
+/// next check]`.
 type SlaJson = (
-    i64,
-    i64,
     Option<i64>,
     Option<i64>,
     bool,
@@ -760,7 +758,7 @@ impl Batch {
         let tickets: Vec<ChangedJson<'_>> = (slots.iter())
             .map(|s| ChangedJson {
                 ticket: TicketJson::of(&s.ticket),
-                sla: s.sla.as_ref().map(|state| sla_json(&s.ticket, state)),
+                sla: s.sla.as_ref().map(sla_json),
             })
             .collect();
         Ok(Some(format!(
@@ -869,10 +867,8 @@ fn queue_alerts(
 }
 
 /// A ticket's clocks as [`WRITES`] reads them.
-fn sla_json(t: &Ticket, s: &SlaState) -> SlaJson {
+fn sla_json(s: &SlaState) -> SlaJson {
     (
-        t.desk.0,
-        t.id.0,
         s.due.first_due.map(ms),
         s.due.resolution_due.map(ms),
         s.due.paused,

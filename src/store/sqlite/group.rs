@@ -55,7 +55,8 @@ struct State {
     open: bool,
     /// The open savepoint's write went away unfinished: it is rolled back, not released.
     dirty: bool,
-    /// A write was dropped while opening its savepoint: the round's state is unknown.
+    /// A write was dropped while opening its savepoint, or a batch writer while its `COMMIT`
+    /// ran: the round's state is unknown.
     uncertain: bool,
     /// The rounds ended so far and which of them failed.
     done: watch::Sender<Outcomes>,
