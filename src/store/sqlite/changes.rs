@@ -52,7 +52,7 @@ pub(super) struct Pending {
 /// a value copied out for each of its columns.)
 const HEAD: &str = "SELECT (SELECT coalesce(max(id), 0) + 1 FROM events) AS next_event,
             json_group_array(json_object(
-              'i', h.i, 'steps', json(coalesce(h.steps, '[]')), 'cached', h.cached,
+              'i', h.i, 'steps', json(h.steps), 'cached', h.cached,
               'last_event', h.last_event, 'alerted', h.alerted,
               'ticket', json_object(
                 'id', h.id, 'desk_id', h.desk_id, 'no', h.no, 'description', h.description,
@@ -89,6 +89,17 @@ struct Head {
     ticket: TicketRow,
 }
 
+/// The columns of a changed ticket ([`TicketJson`] as `n.value`) that both of [`WRITES`]'
+/// ticket updates set.
+macro_rules! changed_ticket_columns {
+    () => {
+        "priority = n.value ->> 'priority', status = n.value ->> 'status',
+            assignee = n.value ->> 'assignee', individual_id = n.value ->> 'individual',
+            organization_id = n.value ->> 'organization', updated_at = n.value ->> 'now',
+            first_response_at = n.value ->> 'first_response', resolved_at = n.value ->> 'resolved'"
+    };
+}
+
 /// Every write of a batch, as one command. `?1` is
 /// `{"tickets": [...], "withdrawn": [...], "alerts": [...], "changes": [...], "joins": [...]}`:
 /// each changed ticket once, as it is after the batch's last change of it, with its clocks if
@@ -110,20 +121,18 @@ struct Head {
 /// key (`+state`: through the index of pending rows the update read every one of them).
 const WRITES: &str = concat!(
     super::writes::parse_batch_once!(),
-    "UPDATE tickets SET priority = n.value ->> 'priority', status = n.value ->> 'status',
-            assignee = n.value ->> 'assignee', individual_id = n.value ->> 'individual',
-            organization_id = n.value ->> 'organization', updated_at = n.value ->> 'now',
-            first_response_at = n.value ->> 'first_response', resolved_at = n.value ->> 'resolved',
+    "UPDATE tickets SET ",
+    changed_ticket_columns!(),
+    ",
             first_due = n.value ->> '$.sla[0]', resolution_due = n.value ->> '$.sla[1]',
             sla_paused = n.value ->> '$.sla[2]', first_level = n.value ->> '$.sla[3]',
             resolution_level = n.value ->> '$.sla[4]', sla_check_at = n.value ->> '$.sla[5]'
        FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.tickets') AS n
       WHERE n.value -> 'sla' IS NOT NULL
         AND tickets.id = n.value ->> 'ticket' AND tickets.desk_id = n.value ->> 'desk';
-     UPDATE tickets SET priority = n.value ->> 'priority', status = n.value ->> 'status',
-            assignee = n.value ->> 'assignee', individual_id = n.value ->> 'individual',
-            organization_id = n.value ->> 'organization', updated_at = n.value ->> 'now',
-            first_response_at = n.value ->> 'first_response', resolved_at = n.value ->> 'resolved'
+     UPDATE tickets SET ",
+    changed_ticket_columns!(),
+    "
        FROM jsonb_each((SELECT v FROM temp.piraja_batch), '$.tickets') AS n
       WHERE n.value -> 'sla' IS NULL
         AND tickets.id = n.value ->> 'ticket' AND tickets.desk_id = n.value ->> 'desk';

@@ -233,23 +233,12 @@ impl OutboxStore for SqliteStore {
                     created_at: at(r.created_at),
                     surface_revoked: r.revoked,
                     merged: Vec::new(),
-                    progress: (r.progress.as_deref())
-                        .map(serde_json::from_str)
-                        .transpose()
-                        .map_err(corrupt)?,
+                    progress: json_column(r.progress.as_deref())?,
                     joins: Vec::new(),
                 };
-                let own: Vec<Joined> = (r.joined.as_deref())
-                    .map(serde_json::from_str)
-                    .transpose()
-                    .map_err(corrupt)?
-                    .unwrap_or_default();
-                let behind: Vec<Queued> = (r.behind.as_deref())
-                    .map(serde_json::from_str)
-                    .transpose()
-                    .map_err(corrupt)?
-                    .unwrap_or_default();
-                item.absorb(own, behind);
+                let own: Option<Vec<Joined>> = json_column(r.joined.as_deref())?;
+                let behind: Option<Vec<Queued>> = json_column(r.behind.as_deref())?;
+                item.absorb(own.unwrap_or_default(), behind.unwrap_or_default());
                 Ok(item)
             })
             .collect()
@@ -429,6 +418,11 @@ impl OutboxStore for SqliteStore {
         .await?;
         Ok(id.map(TicketId))
     }
+}
+
+/// A JSON column read: `None` when it is NULL.
+fn json_column<T: serde::de::DeserializeOwned>(text: Option<&str>) -> Result<Option<T>> {
+    text.map(serde_json::from_str).transpose().map_err(corrupt)
 }
 
 #[cfg(test)]
